@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Bootstraps a fresh Debian 12 machine (as root) for l2announcer: Debian packages, kernel headers
+# where bcc looks for them, bpffs, and the project's virtualenv. Every step checks before it acts,
+# so a second run does nothing and takes about a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBS=(python3-bpfcc libbpfcc bpfcc-tools linux-headers-amd64 bpftool iproute2 arping tcpdump
+      python3-venv python3-dev gcc curl)
+VENV=.venv
+PY=${PYTHON:-/usr/bin/python3}
+
+say() { printf 'bootstrap: %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  say "not root: skipping Debian packages, header links and bpffs (privileged tests will be skipped)"
+else
+  missing=()
+  for p in "${DEBS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    say "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+
+  # bcc compiles against /lib/modules/$(uname -r)/build. This kernel is not Debian's, so point the
+  # links at the newest Debian -amd64 headers (and their -common sibling for `source`).
+  kdir=/lib/modules/$(uname -r)
+  hdr=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1 || true)
+  if [ -n "$hdr" ]; then
+    common=${hdr%-amd64}-common
+    mkdir -p "$kdir"
+    [ "$(readlink "$kdir/build" || true)" = "$hdr" ] || ln -sfn "$hdr" "$kdir/build"
+    [ "$(readlink "$kdir/source" || true)" = "$common" ] || ln -sfn "$common" "$kdir/source"
+  else
+    say "warning: no Debian kernel headers found under /usr/src; bcc will not compile"
+  fi
+
+  if ! mountpoint -q /sys/fs/bpf; then
+    say "mounting bpffs on /sys/fs/bpf"
+    mount -t bpf bpf /sys/fs/bpf
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV with $PY"
+  "$PY" -m venv "$VENV"
+fi
+
+# bcc is not on PyPI: expose only Debian's bcc package to the venv (not all of dist-packages, whose
+# older copies of cryptography, yaml, ... would shadow the pinned ones).
+site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+if [ -d /usr/lib/python3/dist-packages/bcc ]; then
+  mkdir -p "$VENV/debian-bcc"
+  ln -sfn /usr/lib/python3/dist-packages/bcc "$VENV/debian-bcc/bcc"
+  echo "$(pwd)/$VENV/debian-bcc" > "$site/debian-bcc.pth"
+fi
+
+stamp=$VENV/.installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  say "installing the project and its test tools into $VENV"
+  log=$VENV/pip-install.log
+  if ! { "$VENV/bin/pip" install -q --upgrade pip && "$VENV/bin/pip" install -q -e '.[test]'; } >"$log" 2>&1; then
+    say "pip install failed; its output follows ($log)"
+    grep -v "^WARNING: Location" "$log" >&2 || true
+    exit 1
+  fi
+  touch "$stamp"
+fi
