@@ -1,0 +1,153 @@
+"""The seam between the HTTP server and the request pipeline around every API call.
+
+For every request the server (server.py) does, in this order:
+
+1. parse the URL into a RequestInfo (server.py);
+2. ``user = pipeline.authenticator.authenticate(headers)``; None -> 401 Status "Unauthorized";
+3. ``action = pipeline.faults.before(user, info)``; the server executes the FaultAction
+   (delay, answer, reset, stall, refuse, commit_then_fail, ...) before or instead of the handler;
+4. ``decision = pipeline.authorizer.authorize(user, info)``; not allowed -> 403 Status whose
+   message is ``decision.reason`` (the real apiserver's "... is forbidden: User ..." text);
+5. the handler runs; watches ask ``pipeline.faults.watch_fault(user, info)`` between events;
+6. ``pipeline.request_log.record(...)`` with the outcome.
+
+The defaults below allow everything and inject nothing, so the server works before auth, RBAC and
+fault injection are switched on. Implementations live in auth.py, rbac.py, faults.py and
+requestlog.py; this module only names the shapes both sides agree on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Verb = Literal[
+    "get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "proxy"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """An authenticated identity, as the real apiserver's user.Info."""
+
+    name: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What a request is about, as the apiserver's RequestInfo (apiserver/pkg/endpoints/request)."""
+
+    method: str
+    path: str
+    query: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    is_resource_request: bool = True
+    verb: str = ""  # Kubernetes verb (Verb above), or the lower-cased HTTP method otherwise
+    api_group: str = ""  # "" for core/v1
+    api_version: str = ""
+    resource: str = ""  # plural, e.g. "leases"
+    subresource: str = ""  # e.g. "status"
+    namespace: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reason: str = ""  # for a denial: the full message of the 403 Status
+
+
+FaultKind = Literal[
+    "delay",  # sleep `seconds`, then continue normally
+    "respond",  # answer `status` with `body` (raw bytes) and `content_type`, `headers`
+    "commit_then_fail",  # run the handler (the write happens), then answer `status` instead
+    "reset",  # close the connection with a TCP RST, no answer
+    "refuse",  # close the connection without an answer (FIN)
+    "stall",  # hold the connection open and answer nothing until healed or the client gives up
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultAction:
+    kind: FaultKind
+    seconds: float = 0.0
+    status: int = 0
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+WatchFaultKind = Literal[
+    "end",  # end the stream cleanly (the client re-watches)
+    "reset",  # drop the connection with a TCP RST
+    "stall",  # stop sending events (and bookmarks) but keep the connection open
+    "expire",  # send an in-stream ERROR event with a 410 Status, then end
+]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchFault:
+    kind: WatchFaultKind
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One answered (or failed) request, for tests that ask 'PUTs to lease X by node2 in 5 s'."""
+
+    time: float  # time.monotonic() when the request arrived
+    user: str
+    info: RequestInfo
+    status: int  # HTTP status sent, 0 when the connection was dropped or stalled
+    duration: float
+    fault: str = ""  # the FaultKind applied, if any
+
+
+class Authenticator(Protocol):
+    def authenticate(self, headers: Mapping[str, str]) -> UserInfo | None: ...
+
+
+class Authorizer(Protocol):
+    def authorize(self, user: UserInfo, info: RequestInfo) -> Decision: ...
+
+
+class FaultInjector(Protocol):
+    def before(self, user: UserInfo, info: RequestInfo) -> FaultAction | None: ...
+
+    def watch_fault(self, user: UserInfo, info: RequestInfo) -> WatchFault | None: ...
+
+
+class RequestLog(Protocol):
+    def record(self, record: RequestRecord) -> None: ...
+
+
+class AllowAll:
+    """Authenticates every request as an admin and allows everything."""
+
+    def authenticate(self, headers: Mapping[str, str]) -> UserInfo | None:
+        return UserInfo(name="admin", groups=("system:masters", "system:authenticated"))
+
+    def authorize(self, user: UserInfo, info: RequestInfo) -> Decision:
+        return Decision(allowed=True)
+
+
+class NoFaults:
+    def before(self, user: UserInfo, info: RequestInfo) -> FaultAction | None:
+        return None
+
+    def watch_fault(self, user: UserInfo, info: RequestInfo) -> WatchFault | None:
+        return None
+
+
+class DiscardLog:
+    def record(self, record: RequestRecord) -> None:
+        return None
+
+
+@dataclass
+class Pipeline:
+    authenticator: Authenticator = field(default_factory=AllowAll)
+    authorizer: Authorizer = field(default_factory=AllowAll)
+    faults: FaultInjector = field(default_factory=NoFaults)
+    request_log: RequestLog = field(default_factory=DiscardLog)
