@@ -1,1 +1,50 @@
-"""TODO"""
+"""statedb: tables in one SQLite file, with a global revision, change feeds that include
+deletions, waiting for changes, read-only access from other processes, and a generic reconciler.
+
+The picture::
+
+    writer process (the agent)                          other processes (l2dbg, sqlite3)
+    ---------------------------                          ---------------------------------
+    Database.open(path, tables)                          ReadOnlyDatabase.open(path)
+      with db.write_txn(t1, t2) as txn:                    with ro.snapshot() as snap:
+          txn.upsert(t1, row)   # stamps a revision            snap.rows(t1)
+          txn.delete(t2, row)   # leaves a tombstone
+      -> COMMIT, then wake waiters (Condition)
+      consumer = db.register_consumer("x", t1)
+      consumer.changes()  # current rows, then every upsert/delete in revision order
+
+It knows nothing about Kubernetes or BPF; the table catalogue lives in ``statedb.tables``.
+"""
+
+from statedb.changes import Change, Consumer
+from statedb.db import Database, WriteTxn
+from statedb.errors import (
+    StateDBError,
+    StateDBNotFound,
+    TableNotLockedForWriting,
+    TransactionClosed,
+    UnknownTable,
+    WriterLocked,
+)
+from statedb.readonly import ReadOnlyDatabase, Snapshot
+from statedb.status import Status, StatusKind
+from statedb.table import Column, Table
+
+__all__ = [
+    "Change",
+    "Column",
+    "Consumer",
+    "Database",
+    "ReadOnlyDatabase",
+    "Snapshot",
+    "StateDBError",
+    "StateDBNotFound",
+    "Status",
+    "StatusKind",
+    "Table",
+    "TableNotLockedForWriting",
+    "TransactionClosed",
+    "UnknownTable",
+    "WriteTxn",
+    "WriterLocked",
+]

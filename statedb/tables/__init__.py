@@ -1,1 +1,15 @@
-"""TODO"""
+"""The catalogue of l2announcer's tables: one module per table, read by the agent, l2dbg and the
+tests alike. ``CATALOGUE`` maps the name users type to its definition, in l2dbg's listing order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from statedb.table import Table
+from statedb.tables.devices import DEVICES
+from statedb.tables.l2_announce import L2_ANNOUNCE
+
+CATALOGUE: dict[str, Table[Any]] = {t.name: t for t in (DEVICES, L2_ANNOUNCE)}
+
+__all__ = ["CATALOGUE", "DEVICES", "L2_ANNOUNCE"]

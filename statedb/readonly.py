@@ -1,0 +1,129 @@
+"""Read-only access from another process (l2dbg, a sidecar) while the writer commits.
+
+Opening never creates or modifies anything: a missing file is an error, and when no writer is
+running (no ``-wal`` file) the file is opened ``immutable`` so SQLite does not create its
+``-wal``/``-shm`` companions. Each ``snapshot()`` is one read transaction, so every query in it
+sees the same committed state (WAL gives readers a stable snapshot while the writer goes on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+from statedb.errors import StateDBError, StateDBNotFound
+from statedb.table import Table
+
+R = TypeVar("R")
+
+
+class Snapshot:
+    """One consistent view of the whole database."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._sdb = sqlite_utils.Database(conn)
+
+    def table_names(self) -> list[str]:
+        """Names of the tables the writer has registered (``l2-announce``, not ``l2_announce``)."""
+        try:
+            return [r[0] for r in self._conn.execute("SELECT name FROM _statedb_tables")]
+        except sqlite3.DatabaseError as e:
+            raise StateDBError(f"not a state database: {e}") from None
+
+    def has_table(self, table: Table[Any]) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM _statedb_tables WHERE name = ?", (table.name,)
+        ).fetchone()
+        return row is not None
+
+    def revision(self, table: Table[Any] | None = None) -> int:
+        if table is None:
+            row = self._conn.execute(
+                "SELECT value FROM _statedb_meta WHERE key = 'revision'"
+            ).fetchone()
+        else:
+            row = self._conn.execute(
+                "SELECT revision FROM _statedb_tables WHERE name = ?", (table.name,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def initialized(self, table: Table[Any]) -> bool:
+        row = self._conn.execute(
+            "SELECT initialized FROM _statedb_tables WHERE name = ?", (table.name,)
+        ).fetchone()
+        return bool(row and row[0])
+
+    def rows(self, table: Table[R]) -> list[R]:
+        """Every row, in primary-key order."""
+        return [row for row, _rev in self.rows_with_revision(table)]
+
+    def rows_with_revision(self, table: Table[R]) -> list[tuple[R, int]]:
+        cols = [*table.column_names, "_revision"]
+        found = self._sdb.table(table.sql_name).rows_where(
+            select=", ".join(f'"{c}"' for c in cols), order_by=", ".join(table.primary_key)
+        )
+        pairs = [(table.decode([r[c] for c in table.column_names]), r["_revision"]) for r in found]
+        if table.sort_key is not None:
+            key = table.sort_key
+            pairs.sort(key=lambda p: key(p[0]))
+        return pairs
+
+    def query(
+        self, sql: str, params: tuple[Any, ...] = ()
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a read-only statement; returns (column names, rows)."""
+        cur = self._conn.execute(sql, params)
+        names = [d[0] for d in cur.description or ()]
+        return names, cur.fetchall()
+
+
+class ReadOnlyDatabase:
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path) -> ReadOnlyDatabase:
+        file = Path(path)
+        if not file.is_file():
+            raise StateDBNotFound(f"no state database at {file}")
+        live = file.with_name(file.name + "-wal").exists()
+        uri = f"file:{file.resolve()}?mode=ro" + ("" if live else "&immutable=1")
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=2000")
+            conn.execute("PRAGMA query_only=1")
+        except sqlite3.Error as e:
+            raise StateDBError(f"cannot open {file} read-only: {e}") from None
+        return cls(conn, file)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        self._conn.execute("BEGIN")
+        try:
+            yield Snapshot(self._conn)
+        finally:
+            self._conn.execute("COMMIT")
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: a cheap 'did anything change?' probe."""
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        return self._conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> ReadOnlyDatabase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
