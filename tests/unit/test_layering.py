@@ -1,0 +1,51 @@
+"""Layering, checked mechanically: statedb is a general library, dbg never needs the agent."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# package -> top-level packages it must never import
+FORBIDDEN = {
+    "statedb": {"agent", "bpf", "dbg", "lab"},
+    "dbg": {"agent", "lab"},
+    "bpf": {"agent", "dbg", "lab"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_does_not_import_upper_layers(package: str) -> None:
+    offenders = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        bad = _imports(path) & FORBIDDEN[package]
+        if bad:
+            offenders.append(f"{path.relative_to(ROOT)} imports {sorted(bad)}")
+    assert offenders == []
+
+
+def test_statedb_core_does_not_import_its_table_catalogue() -> None:
+    """statedb/*.py is generic; only statedb/tables/ knows l2announcer's tables."""
+    offenders = []
+    for path in sorted((ROOT / "statedb").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "statedb.tables"
+            ):
+                offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
