@@ -1,1 +1,1 @@
-"""TODO"""
+"""The node agent (l2agent): devices, Kubernetes reflectors, policy evaluation, elections."""

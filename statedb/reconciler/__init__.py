@@ -1,1 +1,1 @@
-"""TODO"""
+"""Generic reconciler over tables whose rows carry a Status."""
