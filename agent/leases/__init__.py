@@ -1,0 +1,9 @@
+"""Per-Service Lease election (decision 7): our own elector with client-go semantics.
+
+- record.py: the Lease fields the election uses, MicroTime formatting, lease names.
+- state.py: the election of ONE lease as a pure state machine (inputs: what we want, what we
+  observe, results of our requests, time; outputs: requests to send and leadership changes).
+- elector.py: the driver: one scheduler thread for all leases and a small pool for API calls,
+  so a hanging request can never keep a leader past its renew deadline.
+- api.py: the LeaseAPI protocol the driver calls, and its errors.
+"""

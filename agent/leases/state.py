@@ -1,0 +1,272 @@
+"""The election of one Lease, as a pure state machine.
+
+Inputs: whether we want the lease (``set_wanted``), what we observe of it (``observe``: from the
+lease watch and from our own responses), the outcome of our requests (``complete``), and time
+(``step``). Outputs: at most one request at a time (``step`` returns it) and leadership changes
+(``drain_events``). Nothing here sleeps, talks to the network or reads a clock, so every rule can be
+tested with virtual time, and many electors can be simulated against one fake API server.
+
+The rules are client-go's (reference §1.5.2) with decision 7's changes:
+- expiry is judged on the local monotonic clock from when a change of the record was last
+  observed, never from the record's renewTime;
+- a leader stops leading once ``renew_deadline`` has passed since the *sending* of its last
+  successful renew, whether or not a request is still hanging, so it is silent before any other
+  node can see the lease expire (those count from when they observed that renew);
+- a released lease (empty holder) is taken at once, not after its 1 s duration;
+- followers do not poll: they wait for the observed record to expire, and only ask the server
+  (GET) when their view is known to be stale (a 409).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from agent.leases.record import LeaseRecord, micro_time
+
+JITTER_FACTOR = 1.2  # client-go's: retries wait retry_period * (1 + rand * 1.2)
+
+Kind = Literal["get", "create", "update"]
+Purpose = Literal["refresh", "acquire", "renew", "release"]
+ErrorKind = Literal["", "conflict", "notfound", "forbidden", "other"]
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    lease_duration: float
+    renew_deadline: float
+    retry_period: float
+
+    def __post_init__(self) -> None:
+        # The config clamps (reference §1.5.1) guarantee these; an elector must never run without.
+        if not (self.lease_duration > self.renew_deadline > self.retry_period * JITTER_FACTOR > 0):
+            raise ValueError(
+                "lease timings need lease duration > renew deadline > retry period * 1.2 > 0"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    kind: Kind
+    purpose: Purpose
+    record: LeaseRecord | None  # what to create or update (None for get)
+    timeout: float  # seconds; the call must give up by then
+    sent_at: float  # monotonic time the request was issued
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    record: LeaseRecord | None = None  # the server's record after success; None: not found
+    error: ErrorKind = ""
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error == ""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    leading: bool
+    reason: str
+
+
+def _rv(record: LeaseRecord | None) -> int | None:
+    if record is None:
+        return None
+    try:
+        return int(record.resource_version)
+    except ValueError:
+        return None
+
+
+class LeaseElection:
+    def __init__(
+        self,
+        name: str,
+        identity: str,
+        timings: Timings,
+        rand: Callable[[], float],
+    ) -> None:
+        if not identity:
+            raise ValueError("lock identity is empty")
+        self.name = name
+        self.identity = identity
+        self.timings = timings
+        self._rand = rand
+        self.wanted = False
+        self.leading = False
+        self.known = False  # whether `observed` reflects the server (else GET first)
+        self.observed: LeaseRecord | None = None
+        self.observed_at = -math.inf
+        self.in_flight: Request | None = None
+        self.last_renew = -math.inf  # sent_at of the last successful acquire/renew
+        self.last_attempt = -math.inf  # sent_at of the last acquire/renew, successful or not
+        self.not_before = -math.inf  # no request before this (backoff after errors)
+        self.last_error = ""
+        self._events: list[Event] = []
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def set_wanted(self, wanted: bool) -> None:
+        self.wanted = wanted
+        if wanted:
+            self.not_before = -math.inf
+
+    def observe(self, record: LeaseRecord | None, now: float) -> None:
+        """What the server has (from the watch or a response); None when there is no lease."""
+        seen, have = _rv(record), _rv(self.observed)
+        if seen is not None and have is not None and seen < have:
+            return  # an older event than what our own response already showed us
+        if record is None:
+            if self.observed is not None:
+                self.observed_at = now
+            self.observed = None
+        else:
+            if not record.same_record(self.observed):
+                self.observed_at = now
+            self.observed = record
+            if self.leading and record.holder != self.identity:
+                self._stop(f"lease taken by {record.holder or 'nobody (released)'}")
+        self.known = True
+
+    def complete(self, request: Request, outcome: Outcome, now: float) -> None:
+        """The outcome of the request ``step`` returned."""
+        self.in_flight = None
+        if request.purpose in ("acquire", "renew"):
+            self.last_attempt = request.sent_at
+        if outcome.ok:
+            self.last_error = ""
+            self.observe(outcome.record, now)
+            if request.purpose in ("acquire", "renew") and outcome.record is not None:
+                self.last_renew = request.sent_at
+                # The renew deadline counts from the sending, so an answer that came too late
+                # does not make us leader (the next step takes the lease again, at once).
+                in_time = now < self.last_renew + self.timings.renew_deadline
+                if self.wanted and not self.leading and in_time:
+                    self.leading = True
+                    self._events.append(Event(True, "acquired"))
+            return
+        self.last_error = outcome.message or outcome.error
+        if outcome.error == "conflict":
+            self.known = False  # someone else wrote: ask the server before deciding anything
+        elif outcome.error == "notfound":
+            self.observe(None, now)
+        else:
+            self.not_before = now + self._backoff()
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def step(self, now: float, wall: float) -> Request | None:
+        """Apply the rules at ``now``; returns the request to send, if any."""
+        t = self.timings
+        if self.leading and now >= self.last_renew + t.renew_deadline:
+            self._stop("renew deadline passed")
+        if self.in_flight is not None or now < self.not_before:
+            return None
+        if not self.wanted:
+            if self.leading:
+                self._stop("no longer selected")
+            if self.known and self.observed is not None and self.observed.holder == self.identity:
+                return self._send("update", "release", self._released(wall), now)
+            return None
+        if not self.known:
+            return self._send("get", "refresh", None, now)
+        if self.leading:
+            if now >= self.last_attempt + t.retry_period:
+                if self.observed is None:
+                    return self._send("create", "renew", self._fresh(wall, 0), now)
+                return self._send("update", "renew", self._renewed(wall), now)
+            return None
+        obs = self.observed
+        if obs is None:
+            return self._send("create", "acquire", self._fresh(wall, 0), now)
+        if obs.holder == self.identity:
+            # Ours from before a restart: take it back at once, keeping its history.
+            return self._send("update", "acquire", self._renewed(wall), now)
+        if obs.holder == "" or now >= self._expiry():
+            return self._send("update", "acquire", self._fresh(wall, obs.transitions + 1), now)
+        return None
+
+    def next_deadline(self) -> float:
+        """When ``step`` must run next if nothing else happens (inf: only on new input)."""
+        t = self.timings
+        times = [math.inf]
+        if self.leading:
+            times.append(self.last_renew + t.renew_deadline)
+        if self.in_flight is None:
+            if self.not_before > -math.inf:
+                times.append(self.not_before)
+            if self.wanted and self.leading:
+                times.append(self.last_attempt + t.retry_period)
+            elif (
+                self.wanted
+                and self.known
+                and self.observed is not None
+                and self.observed.holder not in ("", self.identity)
+            ):
+                times.append(self._expiry())
+        return min(times)
+
+    def drain_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    @property
+    def holds_lease(self) -> bool:
+        """Whether the server's record (as we know it) names us."""
+        return self.observed is not None and self.observed.holder == self.identity
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _stop(self, reason: str) -> None:
+        if self.leading:
+            self.leading = False
+            self._events.append(Event(False, reason))
+
+    def _expiry(self) -> float:
+        assert self.observed is not None
+        return self.observed_at + max(0, self.observed.duration_seconds)
+
+    def _backoff(self) -> float:
+        return self.timings.retry_period * (1 + self._rand() * JITTER_FACTOR)
+
+    def _send(
+        self, kind: Kind, purpose: Purpose, record: LeaseRecord | None, now: float
+    ) -> Request:
+        t = self.timings
+        timeout = t.retry_period
+        if self.leading:
+            # Never wait on a renew past the moment we would have to stop leading anyway.
+            timeout = max(0.05, min(timeout, self.last_renew + t.renew_deadline - now))
+        req = Request(kind, purpose, record, timeout, now)
+        self.in_flight = req
+        return req
+
+    def _duration_seconds(self) -> int:
+        return max(1, math.floor(self.timings.lease_duration))
+
+    def _fresh(self, wall: float, transitions: int) -> LeaseRecord:
+        stamp = micro_time(wall)
+        rv = self.observed.resource_version if self.observed else ""
+        return LeaseRecord(self.identity, self._duration_seconds(), stamp, stamp, transitions, rv)
+
+    def _renewed(self, wall: float) -> LeaseRecord:
+        obs = self.observed
+        assert obs is not None
+        return LeaseRecord(
+            self.identity,
+            self._duration_seconds(),
+            obs.acquire_time or micro_time(wall),
+            micro_time(wall),
+            obs.transitions,
+            obs.resource_version,
+        )
+
+    def _released(self, wall: float) -> LeaseRecord:
+        obs = self.observed
+        assert obs is not None
+        stamp = micro_time(wall)
+        return LeaseRecord("", 1, stamp, stamp, obs.transitions, obs.resource_version)

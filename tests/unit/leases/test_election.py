@@ -1,0 +1,207 @@
+"""The election state machine, driven by simulated nodes against a fake API server."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.leases.record import LeaseRecord
+from agent.leases.state import LeaseElection, Outcome, Timings
+from tests.unit.leases.sim import Sim
+
+DEFAULT = Timings(15.0, 5.0, 2.0)
+FAST = Timings(3.0, 1.0, 0.2)  # the seed's fast-failover example
+
+
+def test_timings_must_be_ordered() -> None:
+    with pytest.raises(ValueError, match="lease duration > renew deadline"):
+        Timings(5.0, 5.0, 2.0)
+    with pytest.raises(ValueError):
+        Timings(15.0, 2.0, 2.0)
+
+
+def test_a_lone_node_creates_the_lease_and_renews_every_retry_period() -> None:
+    sim = Sim(1, DEFAULT)
+    sim.run(0.1)
+    assert sim.leaders() == ["node1"]
+    rec = sim.server.record
+    assert rec is not None
+    assert (rec.holder, rec.duration_seconds, rec.transitions) == ("node1", 15, 0)
+    assert rec.renew_time.endswith("Z") and len(rec.renew_time.split(".")[1]) == 7
+    writes = len(sim.server.writes)
+    sim.run(20)
+    assert len(sim.server.writes) - writes == pytest.approx(10, abs=1)
+
+
+def test_followers_do_not_poll() -> None:
+    sim = Sim(3, DEFAULT)
+    sim.run(1)
+    (leader,) = sim.leaders()
+    before = {n.name: n.requests for n in sim.nodes}
+    sim.run(60)
+    for n in sim.nodes:
+        if n.name != leader:
+            assert n.requests == before[n.name], f"{n.name} polled"
+    assert sim.overlaps == []
+
+
+def test_killed_leader_is_replaced_within_lease_duration_plus_two_retry_periods() -> None:
+    sim = Sim(3, DEFAULT, seed=1)
+    sim.run(3)
+    (leader,) = sim.leaders()
+    sim.kill(leader)
+    took = sim.run_until(lambda: any(n.election.leading for n in sim.nodes if n.alive), 30)
+    assert took <= 15 + 2 * 2
+    assert took >= 15 - 2 - 0.1, "no takeover before the lease could have expired"
+    assert sim.overlaps == []
+    rec = sim.server.record
+    assert rec is not None and rec.transitions == 1
+
+
+def test_released_lease_is_taken_at_once() -> None:
+    sim = Sim(3, DEFAULT, seed=2)
+    sim.run(3)
+    (leader,) = sim.leaders()
+    sim.node(leader).election.set_wanted(False)
+    took = sim.run_until(lambda: any(n.election.leading for n in sim.nodes if n.name != leader), 5)
+    assert took < 0.5
+    assert sim.overlaps == []
+
+
+def test_partitioned_leader_stops_before_anyone_else_can_start() -> None:
+    sim = Sim(3, DEFAULT, seed=3)
+    sim.run(3)
+    (leader,) = sim.leaders()
+    sim.partition(leader)
+    stopped = sim.run_until(lambda: not sim.node(leader).election.leading, 10)
+    assert stopped <= 5 + 0.05
+    sim.run_until(lambda: any(n.election.leading for n in sim.nodes if n.name != leader), 30)
+    assert sim.overlaps == []
+    sim.heal(leader)
+    sim.run(20)
+    assert len(sim.leaders()) == 1 and sim.overlaps == []
+
+
+def test_restarted_holder_takes_its_lease_back_at_once_keeping_history() -> None:
+    sim = Sim(2, DEFAULT, seed=4)
+    sim.run(3)
+    (leader,) = sim.leaders()
+    rec = sim.server.record
+    assert rec is not None
+    sim.kill(leader)
+    sim.run(1)
+    sim.restart(leader)
+    took = sim.run_until(lambda: sim.node(leader).election.leading, 2)
+    assert took < 0.2
+    after = sim.server.record
+    assert after is not None
+    assert (after.transitions, after.acquire_time) == (rec.transitions, rec.acquire_time)
+
+
+def test_racing_followers_exactly_one_wins() -> None:
+    for seed in range(30):
+        sim = Sim(5, FAST, seed=seed)
+        sim.run(1)
+        (leader,) = sim.leaders()
+        sim.kill(leader)
+        sim.run(6)
+        assert len([n for n in sim.nodes if n.alive and n.election.leading]) == 1
+        assert sim.overlaps == []
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_faults_never_give_two_announcers(seed: int) -> None:
+    sim = Sim(4, FAST, seed=seed)
+    rng = sim.rng
+    for _ in range(60):
+        sim.run(rng.uniform(0.1, 2.0))
+        n = rng.choice(sim.nodes)
+        action = rng.choice(["kill", "restart", "partition", "heal", "unwant", "want"])
+        if action == "kill" and n.alive:
+            sim.kill(n.name)
+        elif action == "restart" and not n.alive:
+            sim.restart(n.name)
+        elif action == "partition" and n.alive:
+            sim.partition(n.name)
+        elif action == "heal" and n.alive and n.partitioned:
+            sim.heal(n.name)
+        elif action == "unwant" and n.alive:
+            n.election.set_wanted(False)
+        elif action == "want" and n.alive:
+            n.election.set_wanted(True)
+    assert sim.overlaps == [], sim.overlaps[:3]
+    # Liveness: with every node healthy and wanting, someone leads again.
+    for n in sim.nodes:
+        if not n.alive:
+            sim.restart(n.name)
+        elif n.partitioned:
+            sim.heal(n.name)
+        n_now = sim.node(n.name)
+        n_now.election.set_wanted(True)
+    sim.run_until(lambda: len(sim.leaders()) == 1, 10)
+    assert sim.overlaps == []
+
+
+def _election(timings: Timings = DEFAULT) -> LeaseElection:
+    e = LeaseElection("l", "me", timings, lambda: 0.5)
+    e.set_wanted(True)
+    return e
+
+
+def test_an_answer_that_comes_after_the_renew_deadline_does_not_make_a_leader() -> None:
+    e = _election()
+    e.observe(None, 0.0)
+    req = e.step(0.0, 1e9)
+    assert req is not None and req.kind == "create"
+    rec = LeaseRecord("me", 15, "a", "a", 0, "1")
+    e.complete(req, Outcome(rec), 5.5)
+    assert e.leading is False
+    again = e.step(5.5, 1e9)
+    assert again is not None and again.purpose == "acquire"
+
+
+def test_an_older_watch_event_does_not_undo_our_takeover() -> None:
+    e = _election()
+    e.observe(LeaseRecord("other", 15, "a", "a", 3, "10"), 0.0)
+    e.observe(LeaseRecord("", 1, "b", "b", 3, "11"), 1.0)
+    req = e.step(1.0, 1e9)
+    assert req is not None and req.record is not None and req.record.transitions == 4
+    e.complete(req, Outcome(LeaseRecord("me", 15, "c", "c", 4, "12")), 1.01)
+    assert e.leading
+    e.observe(LeaseRecord("other", 15, "a", "a", 3, "10"), 1.02)
+    assert e.leading, "a stale event flapped leadership"
+    assert e.drain_events()[-1].leading is True
+
+
+def test_a_conflict_makes_the_follower_ask_the_server() -> None:
+    e = _election()
+    e.observe(LeaseRecord("", 1, "a", "a", 0, "5"), 0.0)
+    req = e.step(0.0, 1e9)
+    assert req is not None and req.kind == "update"
+    e.complete(req, Outcome(error="conflict", message="modified"), 0.01)
+    nxt = e.step(0.01, 1e9)
+    assert nxt is not None and nxt.kind == "get"
+
+
+def test_errors_back_off_with_jitter() -> None:
+    e = _election()
+    e.observe(None, 0.0)
+    req = e.step(0.0, 1e9)
+    assert req is not None
+    e.complete(req, Outcome(error="forbidden", message="leases is forbidden"), 0.0)
+    assert e.last_error == "leases is forbidden"
+    assert e.step(0.0, 1e9) is None
+    assert e.next_deadline() == pytest.approx(2.0 * (1 + 0.5 * 1.2))
+
+
+def test_renew_timeout_never_reaches_past_the_deadline() -> None:
+    e = _election()
+    e.observe(None, 0.0)
+    req = e.step(0.0, 1e9)
+    assert req is not None
+    e.complete(req, Outcome(LeaseRecord("me", 15, "a", "a", 0, "1")), 0.01)
+    assert e.leading
+    renew = e.step(4.5, 1e9)
+    assert renew is not None and renew.timeout == pytest.approx(0.5)
+    assert e.step(5.0, 1e9) is None
+    assert e.leading is False
+    assert [ev.reason for ev in e.drain_events()] == ["acquired", "renew deadline passed"]
