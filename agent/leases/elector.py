@@ -1,0 +1,240 @@
+"""The elector: every lease this node campaigns for, driven by one scheduler thread.
+
+Each lease is a ``LeaseElection`` (state.py). The scheduler steps only the elections that are due
+(a heap of deadlines) or that got new input (``want``, ``observe``, a request's outcome), hands
+their requests to a small thread pool, and reports leadership changes through ``on_change`` from
+its own thread, outside the lock, in order. API calls never run on the scheduler thread, so a
+hanging request cannot delay a leader's deadline: the scheduler withdraws leadership on time and
+the hung call is ignored when it finally returns.
+
+``stop()`` withdraws every leadership and releases every lease we hold (empty holder, 1 s), giving
+up after ``release_timeout``; followers that watch the lease take it over as soon as they see it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import random
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from agent.leases.api import Conflict, Forbidden, LeaseAPI, LeaseAPIError, NotFound
+from agent.leases.record import LeaseRecord
+from agent.leases.state import LeaseElection, Outcome, Request, Timings
+from statedb.reconciler.clock import Clock, RealClock
+
+log = logging.getLogger("l2announcer.leases")
+
+OnChange = Callable[[str, bool, str], None]  # (lease name, leading, reason)
+
+
+class Elector:
+    def __init__(
+        self,
+        api: LeaseAPI,
+        identity: str,
+        timings: Timings,
+        on_change: OnChange,
+        clock: Clock | None = None,
+        workers: int = 8,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._api = api
+        self.identity = identity
+        self.timings = timings
+        self._on_change = on_change
+        self._clock = clock or RealClock()
+        self._rand = rand
+        self._cond = threading.Condition()
+        self._elections: dict[str, LeaseElection] = {}
+        self._dirty: set[str] = set()
+        self._heap: list[tuple[float, str]] = []
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="lease-api")
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._release_deadline = math.inf
+        self._stopped = threading.Event()
+        self._in_flight: set[Future[None]] = set()
+        self._last_logged: dict[str, str] = {}
+        add_listener = getattr(self._clock, "on_advance", None)
+        if add_listener is not None:
+            add_listener(self._wake)
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def want(self, name: str, wanted: bool) -> None:
+        """Campaign for ``name`` (True) or give it up and release it if held (False)."""
+        with self._cond:
+            e = self._elections.get(name)
+            if e is None:
+                if not wanted:
+                    return
+                e = LeaseElection(name, self.identity, self.timings, self._rand)
+                self._elections[name] = e
+            e.set_wanted(wanted and not self._stopping)
+            self._touch(name)
+
+    def observe(self, name: str, record: LeaseRecord | None) -> None:
+        """What the lease watch says of ``name`` (None: the lease does not exist)."""
+        with self._cond:
+            e = self._elections.get(name)
+            if e is not None:
+                e.observe(record, self._clock.monotonic())
+                self._touch(name)
+
+    def is_leading(self, name: str) -> bool:
+        with self._cond:
+            e = self._elections.get(name)
+            return e is not None and e.leading
+
+    def leading(self) -> set[str]:
+        with self._cond:
+            return {n for n, e in self._elections.items() if e.leading}
+
+    def campaigns(self) -> dict[str, str]:
+        """Each lease we campaign for and how it stands: leading, following <holder>, or why."""
+        with self._cond:
+            out = {}
+            for n, e in self._elections.items():
+                if e.leading:
+                    out[n] = "leading"
+                elif e.last_error:
+                    out[n] = f"error: {e.last_error}"
+                elif e.observed is not None and e.observed.holder:
+                    out[n] = f"following {e.observed.holder}"
+                else:
+                    out[n] = "campaigning"
+            return out
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="elector", daemon=True)
+        self._thread.start()
+
+    def stop(self, release_timeout: float = 1.0) -> None:
+        """Stop leading everywhere, release held leases (bounded by ``release_timeout``)."""
+        with self._cond:
+            if self._thread is None or self._stopping:
+                return
+            self._stopping = True
+            self._release_deadline = self._clock.monotonic() + release_timeout
+            for name, e in self._elections.items():
+                e.set_wanted(False)
+                self._dirty.add(name)
+            self._cond.notify_all()
+        self._thread.join(timeout=release_timeout + 1.0)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- the scheduler ------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _touch(self, name: str) -> None:
+        self._dirty.add(name)
+        self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            changes: list[tuple[str, bool, str]] = []
+            with self._cond:
+                now = self._clock.monotonic()
+                due = set(self._dirty)
+                self._dirty.clear()
+                while self._heap and self._heap[0][0] <= now:
+                    due.add(heapq.heappop(self._heap)[1])
+                wall = self._clock.now()
+                for name in due:
+                    e = self._elections.get(name)
+                    if e is None:
+                        continue  # forgotten since it was scheduled
+                    req = e.step(now, wall)
+                    if req is not None:
+                        self._submit(name, req)
+                    for ev in e.drain_events():
+                        changes.append((name, ev.leading, ev.reason))
+                    deadline = e.next_deadline()
+                    if deadline < math.inf:
+                        heapq.heappush(self._heap, (deadline, name))
+                    idle = not (e.wanted or e.leading or e.in_flight or e.holds_lease)
+                    if idle and not self._stopping:
+                        del self._elections[name]  # nothing left to do for it
+                finished = self._stopping and (
+                    not any(e.in_flight or e.holds_lease for e in self._elections.values())
+                    or now >= self._release_deadline
+                )
+            self._report(changes)
+            if finished:
+                self._stopped.set()
+                return
+            with self._cond:
+                if self._dirty:
+                    continue
+                timeout = None
+                if self._heap:
+                    timeout = self._clock.real_timeout(self._heap[0][0] - self._clock.monotonic())
+                if self._stopping:
+                    left = self._release_deadline - self._clock.monotonic()
+                    t = self._clock.real_timeout(left)
+                    timeout = (
+                        t if timeout is None else min(timeout, t) if t is not None else timeout
+                    )
+                self._cond.wait(timeout)
+
+    def _forget_if_idle(self, name: str, e: LeaseElection) -> None:
+        if not self._stopping:
+            del self._elections[name]
+
+    def _report(self, changes: list[tuple[str, bool, str]]) -> None:
+        for name, leading, reason in changes:
+            log.info(
+                "%s lease %s: %s", "Started leading" if leading else "Stopped leading", name, reason
+            )
+            try:
+                self._on_change(name, leading, reason)
+            except Exception:
+                log.exception("leadership callback failed for lease %s", name)
+
+    def _submit(self, name: str, req: Request) -> None:
+        fut = self._pool.submit(self._call, name, req)
+        self._in_flight.add(fut)
+        fut.add_done_callback(self._in_flight.discard)
+
+    def _call(self, name: str, req: Request) -> None:
+        outcome = self._execute(name, req)
+        with self._cond:
+            if outcome.error and outcome.error != "conflict":
+                msg = f"lease {name}: {req.purpose} failed: {outcome.message}"
+                if self._last_logged.get(name) != msg:  # one line per distinct failure
+                    log.warning("%s", msg)
+                    self._last_logged[name] = msg
+            elif outcome.ok:
+                self._last_logged.pop(name, None)
+            e = self._elections.get(name)
+            if e is not None and e.in_flight is req:
+                e.complete(req, outcome, self._clock.monotonic())
+                self._touch(name)
+
+    def _execute(self, name: str, req: Request) -> Outcome:
+        try:
+            if req.kind == "get":
+                return Outcome(self._api.get(name, req.timeout))
+            assert req.record is not None
+            if req.kind == "create":
+                return Outcome(self._api.create(name, req.record, req.timeout))
+            return Outcome(self._api.update(name, req.record, req.timeout))
+        except Conflict as e:
+            return Outcome(error="conflict", message=str(e))
+        except NotFound as e:
+            return Outcome(error="notfound", message=str(e))
+        except Forbidden as e:
+            return Outcome(error="forbidden", message=str(e))
+        except LeaseAPIError as e:
+            return Outcome(error="other", message=str(e))
+        except Exception as e:  # a transport error must never kill the elector
+            return Outcome(error="other", message=f"{type(e).__name__}: {e}")

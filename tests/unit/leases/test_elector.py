@@ -1,0 +1,127 @@
+"""The elector's driver: real threads and a real clock, short timers, an in-memory API."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from agent.leases.elector import Elector
+from agent.leases.state import Timings
+from tests.unit.leases.fake_api import FakeLeaseAPI
+
+T = Timings(lease_duration=2.0, renew_deadline=0.8, retry_period=0.2)
+NAME = "cilium-l2announce-default-svc"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[float, str, bool, str]] = []
+        self.cond = threading.Condition()
+
+    def __call__(self, name: str, leading: bool, reason: str) -> None:
+        with self.cond:
+            self.events.append((time.monotonic(), name, leading, reason))
+            self.cond.notify_all()
+
+    def wait_for(self, pred: Callable[[], bool], timeout: float = 10) -> None:
+        with self.cond:
+            assert self.cond.wait_for(pred, timeout), self.events
+
+
+@pytest.fixture
+def api() -> FakeLeaseAPI:
+    return FakeLeaseAPI()
+
+
+@pytest.fixture
+def make(api: FakeLeaseAPI) -> Iterator[Callable[[str], tuple[Elector, Recorder]]]:
+    made: list[Elector] = []
+
+    def make(identity: str) -> tuple[Elector, Recorder]:
+        rec = Recorder()
+        e = Elector(api.client(identity), identity, T, rec)
+        api.observers.append(e.observe)  # the fake watch
+        e.start()
+        made.append(e)
+        return e, rec
+
+    yield make
+    for e in made:
+        e.stop(release_timeout=0.5)
+
+
+def test_one_of_two_leads_and_the_other_takes_over_at_once_on_release(
+    make: Callable[[str], tuple[Elector, Recorder]], api: FakeLeaseAPI
+) -> None:
+    a, ra = make("node1")
+    b, rb = make("node2")
+    a.want(NAME, True)
+    ra.wait_for(lambda: any(ev[2] for ev in ra.events))
+    b.want(NAME, True)
+    time.sleep(0.5)  # a few renew periods: node2 must stay a follower
+    assert b.leading() == set()
+    assert b.campaigns() == {NAME: "following node1"}
+    a.stop(release_timeout=1.0)
+    assert ra.events[-1][2] is False
+    released_at = ra.events[-1][0]
+    rb.wait_for(lambda: any(ev[2] for ev in rb.events))
+    assert api.leases[NAME].holder == "node2"
+    assert api.leases[NAME].transitions == 1
+    assert rb.events[0][0] - released_at < T.lease_duration, "took over on release, not expiry"
+
+
+def test_a_stalled_leader_stops_before_the_lease_can_expire(
+    make: Callable[[str], tuple[Elector, Recorder]], api: FakeLeaseAPI
+) -> None:
+    a, ra = make("node1")
+    b, rb = make("node2")
+    a.want(NAME, True)
+    ra.wait_for(lambda: any(ev[2] for ev in ra.events))
+    b.want(NAME, True)
+    api.hang_for.add("node1")
+    ra.wait_for(lambda: ra.events[-1][2] is False, timeout=T.renew_deadline + 2)
+    stopped_at = ra.events[-1][0]
+    assert ra.events[-1][3] == "renew deadline passed"
+    rb.wait_for(lambda: any(ev[2] for ev in rb.events), timeout=T.lease_duration + 3)
+    assert stopped_at < rb.events[0][0]
+
+
+def test_transport_errors_and_403_never_kill_the_elector(
+    make: Callable[[str], tuple[Elector, Recorder]],
+    api: FakeLeaseAPI,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api.explode = True
+    a, ra = make("node1")
+    a.want(NAME, True)
+    time.sleep(0.6)
+    api.explode = False
+    api.forbid = True
+    time.sleep(0.6)
+    forbidden = [r for r in caplog.records if "is forbidden" in r.getMessage()]
+    assert len(forbidden) == 1, "a repeated failure is logged once"
+    assert "ConnectionResetError" in caplog.text
+    api.forbid = False
+    ra.wait_for(lambda: any(ev[2] for ev in ra.events))
+    assert a.is_leading(NAME)
+
+
+def test_unwanted_lease_is_released_and_forgotten(
+    make: Callable[[str], tuple[Elector, Recorder]], api: FakeLeaseAPI
+) -> None:
+    a, ra = make("node1")
+    a.want(NAME, True)
+    ra.wait_for(lambda: any(ev[2] for ev in ra.events))
+    a.want(NAME, False)
+    ra.wait_for(lambda: ra.events[-1][2] is False)
+    deadline = time.monotonic() + 5
+    while api.leases[NAME].holder != "" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert api.leases[NAME].holder == ""
+    assert api.leases[NAME].duration_seconds == 1
+    while a.campaigns() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert a.campaigns() == {}
