@@ -9,6 +9,7 @@ current rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -48,9 +49,12 @@ class Consumer(Generic[R]):
         """The next changes in revision order (at most ``limit``), marking them as passed."""
         return self.db._next_changes(self, limit)
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the table has changed past what this consumer has seen, or timeout."""
-        return self.db.wait_for_change(self.table, self.revision, timeout) > self.revision
+    def wait(self, timeout: float | None = None, until: Callable[[], bool] | None = None) -> bool:
+        """Block until the table has changed past what this consumer has seen, or timeout.
+
+        ``until`` (see ``Database.wait_for_change``) ends the wait early when it returns True.
+        """
+        return self.db.wait_for_change(self.table, self.revision, timeout, until) > self.revision
 
     def close(self) -> None:
         """Unregister: this consumer stops holding tombstones."""

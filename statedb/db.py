@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -430,19 +430,38 @@ class Database:
 
     # -- waiting ------------------------------------------------------------------------------
 
-    def wait_for_change(self, table: Table[Any], after: int, timeout: float | None) -> int:
+    def wait_for_change(
+        self,
+        table: Table[Any],
+        after: int,
+        timeout: float | None,
+        until: Callable[[], bool] | None = None,
+    ) -> int:
         """Block until ``table``'s revision passes ``after`` (or timeout); returns the revision.
 
-        Woken by the commit itself, not by polling.
+        Woken by the commit itself, not by polling. ``until``, when given, also ends the wait once
+        it returns True; it is checked under the database lock at every notification (each commit
+        that changed something, including initialization markers, and ``notify_waiters()``), so
+        it must be cheap and must not block. A background loop uses it to be told to stop, or to
+        notice something other than a row change, while it waits.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
-            while self._table_revision[table.name] <= after and not self._closed:
+            while (
+                self._table_revision[table.name] <= after
+                and not self._closed
+                and not (until is not None and until())
+            ):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
                 self._changed.wait(remaining)
             return self._table_revision[table.name]
+
+    def notify_waiters(self) -> None:
+        """Wake every thread blocked in a wait so it re-checks its condition (see ``until``)."""
+        with self._changed:
+            self._changed.notify_all()
 
     def _initialized_locked(self, name: str) -> bool:
         row = self._conn.execute(
@@ -503,8 +522,10 @@ class Database:
                 changes = changes[:limit]
             if changes:
                 consumer.revision = changes[-1].revision
-            elif limit is None:
-                # Nothing pending: the consumer has passed everything up to now.
+            elif limit is None or limit > 0:
+                # Nothing pending: the consumer has passed everything up to now. (Also with a
+                # limit: otherwise a table whose revision came from deletes made before the
+                # consumer registered would keep wait() returning at once, a busy loop.)
                 consumer.revision = max(consumer.revision, self._table_revision[table.name])
             self._collect_tombstones(table.name)
             return changes

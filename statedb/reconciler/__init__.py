@@ -1,1 +1,24 @@
-"""Generic reconciler over tables whose rows carry a Status."""
+"""A generic reconciler: pushes the rows of a table whose rows carry a ``Status`` into a target
+(a BPF map, the kernel) through three user operations, and writes Done/Error back on each row.
+
+Modelled on cilium/statedb's ``reconciler`` (incremental processing from the change feed, status
+committed with a compare-and-swap on the reconciled revision, per-row exponential backoff, prune
+after initialization). See ``reconciler.py`` for the loop, ``config.py`` for every setting.
+"""
+
+from statedb.reconciler.clock import Clock, FakeClock, RealClock
+from statedb.reconciler.config import Config
+from statedb.reconciler.operations import Operations
+from statedb.reconciler.reconciler import Reconciler
+from statedb.reconciler.retries import RetryQueue, backoff
+
+__all__ = [
+    "Clock",
+    "Config",
+    "FakeClock",
+    "Operations",
+    "RealClock",
+    "Reconciler",
+    "RetryQueue",
+    "backoff",
+]
