@@ -1,0 +1,252 @@
+"""Reflectors: list + watch one kind of Kubernetes object into a state database table.
+
+A reflector lists (a consistent read), replaces the table's rows with what it got in one write
+transaction, marks the table initialized, then watches from the list's resourceVersion, applying
+each event as it comes. It reads raw JSON (``_preload_content=False``), not the client's models,
+to step around the traps of ``kubernetes.watch.Watch`` (spec §1.7): bookmarks handed through as
+dicts, a silent single retry on 410, reconnects without backoff, strict model parsing.
+
+- A watch that ends (server timeout) resumes from the last resourceVersion seen.
+- ``410 Gone`` (in the response or as an in-stream ERROR event) means the history is compacted:
+  relist.
+- Any other failure backs off exponentially (0.8 s doubling to 30 s, jittered) and relists; a
+  failure that repeats is logged once, and a 404 on the first list (a CRD not installed yet) is
+  logged once as "waiting for ..." and retried until the resource appears.
+- Each event is turned into a row by ``to_row`` (None drops the object, e.g. a Service another
+  load balancer class owns); a DELETED event, or an object whose row became None, deletes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from statedb import Database, Table
+
+log = logging.getLogger("l2announcer.k8s")
+
+R = TypeVar("R")
+Obj = dict[str, Any]
+
+BACKOFF_MIN = 0.8
+BACKOFF_MAX = 30.0
+WATCH_TIMEOUT = 300  # seconds the server holds one watch open (timeoutSeconds)
+
+
+class ApiStatusError(Exception):
+    """A non-2xx answer (or an ERROR watch event) with its HTTP status code."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Source(Protocol):
+    """One kind of object, listed and watched (implemented over the kubernetes client)."""
+
+    description: str  # e.g. "services", "ciliuml2announcementpolicies.cilium.io"
+
+    def list(self) -> tuple[list[Obj], str]:
+        """Every object and the list's resourceVersion; raises ApiStatusError."""
+        ...
+
+    def watch(self, resource_version: str, stop: threading.Event) -> Iterator[Obj]:
+        """Watch events ({"type", "object"}) from ``resource_version``, bookmarks included; ends
+        when the server ends the stream; raises ApiStatusError or a transport error."""
+        ...
+
+
+@dataclass(frozen=True)
+class Mapping(Generic[R]):
+    table: Table[R]
+    to_row: Callable[[Obj], R | None]
+    key_of: Callable[[Obj], tuple[Any, ...]]  # the row's primary key, from the object
+
+
+class Reflector(Generic[R]):
+    def __init__(
+        self,
+        db: Database,
+        source: Source,
+        mapping: Mapping[R],
+        *,
+        name: str | None = None,
+        rand: Callable[[], float] = random.random,
+        on_event: Callable[[str, Obj], None] | None = None,
+        backoff: tuple[float, float] = (BACKOFF_MIN, BACKOFF_MAX),
+    ) -> None:
+        self.db = db
+        self.source = source
+        self.mapping = mapping
+        self.name = name or f"reflector:{source.description}"
+        self._rand = rand
+        self._on_event = on_event
+        self._backoff_min, self._backoff_max = backoff
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_error = ""
+        self.health = "Starting"
+        self.lists = 0  # for tests: how many times it (re)listed
+        table = mapping.table
+        with db.write_txn(table) as txn:
+            txn.register_initializer(table, self.name)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = self._backoff_min
+        while not self._stop.is_set():
+            try:
+                rv = self._relist()
+                backoff = self._backoff_min
+                self._ok()
+                while not self._stop.is_set():
+                    rv = self._watch_once(rv)
+                    self._ok()
+            except ApiStatusError as e:
+                if e.status == 410:
+                    log.info("%s: resourceVersion too old, relisting", self.name)
+                    continue
+                self._failed(e, e.status)
+            except Exception as e:  # transport errors, bad JSON: never kill the reflector
+                self._failed(e, 0)
+            self._stop.wait(backoff * (1 + self._rand() * 0.5))
+            backoff = min(self._backoff_max, backoff * 2)
+
+    def _ok(self) -> None:
+        if self._last_error:
+            log.info("%s: recovered", self.name)
+        self._last_error = ""
+        self.health = "OK"
+
+    def _failed(self, e: Exception, status: int) -> None:
+        what = str(e) or type(e).__name__
+        if status == 404 and self.lists == 0:
+            what = f"waiting for {self.source.description} to be served (404)"
+        if what != self._last_error:
+            log.warning("%s: %s", self.name, what)
+        self._last_error = what
+        self.health = f"Degraded: {what}"
+
+    def _relist(self) -> str:
+        objects, rv = self.source.list()
+        m = self.mapping
+        rows = {}
+        for obj in objects:
+            row = m.to_row(obj)
+            if row is not None:
+                rows[m.table.key_of(row)] = row
+        with self.db.write_txn(m.table) as txn:
+            for old in txn.all(m.table):
+                if m.table.key_of(old) not in rows:
+                    txn.delete(m.table, old)
+            for row in rows.values():
+                txn.upsert(m.table, row)
+            if self.lists == 0:
+                txn.initializer_done(m.table, self.name)
+        self.lists += 1
+        for obj in objects:
+            self._notify("ADDED", obj)
+        return rv
+
+    def _watch_once(self, rv: str) -> str:
+        m = self.mapping
+        for event in self.source.watch(rv, self._stop):
+            kind = event.get("type")
+            obj = event.get("object") or {}
+            if kind == "ERROR":
+                raise ApiStatusError(int(obj.get("code") or 500), str(obj.get("message", "")))
+            new_rv = (obj.get("metadata") or {}).get("resourceVersion")
+            if kind == "BOOKMARK":
+                rv = new_rv or rv
+                continue
+            if kind not in ("ADDED", "MODIFIED", "DELETED"):
+                continue
+            row = None if kind == "DELETED" else m.to_row(obj)
+            with self.db.write_txn(m.table) as txn:
+                if row is None:
+                    txn.delete_key(m.table, *m.key_of(obj))
+                else:
+                    txn.upsert(m.table, row)
+            self._notify(kind, obj)
+            rv = new_rv or rv
+            if self._stop.is_set():
+                break
+        return rv
+
+    def _notify(self, kind: str, obj: Obj) -> None:
+        if self._on_event is not None:
+            self._on_event(kind, obj)
+
+
+class KubernetesSource:
+    """A Source over a list function of the official client (``CoreV1Api.list_node``, ...)."""
+
+    def __init__(
+        self,
+        description: str,
+        list_fn: Callable[..., Any],
+        *args: Any,
+        request_timeout: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
+        self.description = description
+        self._fn = list_fn
+        self._args = args
+        self._kwargs = kwargs
+        self._timeout = request_timeout
+
+    def _call(self, **extra: Any) -> Any:
+        import kubernetes
+
+        try:
+            return self._fn(*self._args, **self._kwargs, _preload_content=False, **extra)
+        except kubernetes.client.ApiException as e:
+            raise ApiStatusError(int(e.status or 0), _api_message(e)) from None
+
+    def list(self) -> tuple[list[Obj], str]:
+        resp = self._call(_request_timeout=self._timeout)
+        data = json.loads(resp.data)
+        return list(data.get("items") or []), str(data["metadata"]["resourceVersion"])
+
+    def watch(self, resource_version: str, stop: threading.Event) -> Iterator[Obj]:
+        resp = self._call(
+            watch=True,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_TIMEOUT,
+            _request_timeout=(self._timeout, WATCH_TIMEOUT + 30),
+        )
+        try:
+            buf = b""
+            for chunk in resp.stream(4096, decode_content=False):
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)
+                if stop.is_set():
+                    return
+        finally:
+            resp.release_conn()
+
+
+def _api_message(e: Any) -> str:
+    try:
+        return str(json.loads(e.body).get("message") or e.reason)
+    except (TypeError, ValueError, AttributeError):
+        return f"{e.status} {e.reason}"
