@@ -1,0 +1,138 @@
+"""Which Services this node campaigns for, and what the holder of a Service's lease announces.
+
+Pure functions over table rows (reference §1.3, §1.4, §1.7), level-triggered: the announcer
+recomputes from the current rows rather than patching state event by event, so an event applied
+in a different order gives the same answer. Where the reference has a quirk, this says so:
+- the load-balancer class filter applies on every path (decision 3; the reference skipped it
+  when a policy was re-applied);
+- policies that select a Service are taken in name order (the reference used map order).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from agent.policy.interfaces import InterfaceRegexError, compile_interfaces, select_devices
+from agent.policy.selector import Selector, SelectorError, compile_selector
+from statedb.tables.l2_announce import Origin
+from statedb.tables.policies import Policy
+from statedb.tables.services import Service
+
+L2_LOAD_BALANCER_CLASS = "io.cilium/l2-announcer"
+LABEL_SERVICE_NAMESPACE = "io.kubernetes.service.namespace"
+LABEL_SERVICE_NAME = "io.kubernetes.service.name"
+
+COND_BAD_NODE_SELECTOR = "io.cilium/bad-node-selector"
+COND_BAD_INTERFACE_REGEX = "io.cilium/bad-interface-regex"
+COND_BAD_SERVICE_SELECTOR = "io.cilium/bad-service-selector"
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    """A policy as it stands for this node."""
+
+    name: str
+    applies: bool  # valid and its nodeSelector selects this node
+    service_selector: Selector | None = None
+    devices: tuple[str, ...] = ()
+    external_ips: bool = False
+    load_balancer_ips: bool = False
+    # Condition type -> error message, or None when checked and fine. A type that was not
+    # checked (an earlier check stopped the evaluation) is absent and left as it is.
+    checks: Mapping[str, str | None] = field(default_factory=dict)
+
+
+def evaluate_policy(
+    p: Policy, node_labels: Mapping[str, str], selected_devices: Sequence[str]
+) -> PolicyView:
+    """Reference §1.4's order: node selector, then interfaces, then service selector."""
+    checks: dict[str, str | None] = {}
+    try:
+        node_selector = compile_selector(p.node_selector)
+    except SelectorError as e:
+        checks[COND_BAD_NODE_SELECTOR] = str(e)
+        return PolicyView(p.name, False, checks=checks)
+    checks[COND_BAD_NODE_SELECTOR] = None
+    if not node_selector.matches(node_labels):
+        return PolicyView(p.name, False, checks=checks)
+    try:
+        patterns = compile_interfaces(p.interfaces)
+    except InterfaceRegexError as e:
+        checks[COND_BAD_INTERFACE_REGEX] = str(e)
+        return PolicyView(p.name, False, checks=checks)
+    checks[COND_BAD_INTERFACE_REGEX] = None
+    try:
+        service_selector = compile_selector(p.service_selector)
+    except SelectorError as e:
+        checks[COND_BAD_SERVICE_SELECTOR] = str(e)
+        return PolicyView(p.name, False, checks=checks)
+    checks[COND_BAD_SERVICE_SELECTOR] = None
+    return PolicyView(
+        p.name,
+        True,
+        service_selector,
+        tuple(select_devices(patterns, selected_devices)),
+        p.external_ips,
+        p.load_balancer_ips,
+        checks,
+    )
+
+
+def service_labels(s: Service) -> dict[str, str]:
+    """The labels policies match: the Service's own, plus two synthetic ones that win."""
+    labels = dict(s.labels)
+    labels[LABEL_SERVICE_NAMESPACE] = s.namespace
+    labels[LABEL_SERVICE_NAME] = s.name
+    return labels
+
+
+def eligible(s: Service) -> bool:
+    """Has something to announce, and no other load balancer class claims it."""
+    has_ips = s.external_ips is not None or bool(s.load_balancer_ips)
+    return has_ips and s.load_balancer_class in ("", L2_LOAD_BALANCER_CLASS)
+
+
+def selecting_policies(s: Service, views: Iterable[PolicyView]) -> list[PolicyView]:
+    """The policies (in name order) that select ``s`` on this node; empty if none or ineligible."""
+    if not eligible(s):
+        return []
+    labels = service_labels(s)
+    out = []
+    for v in sorted(views, key=lambda v: v.name):
+        if not v.applies or v.service_selector is None:
+            continue
+        ip_type = (v.external_ips and s.external_ips is not None) or (
+            v.load_balancer_ips and bool(s.load_balancer_ips)
+        )
+        if ip_type and v.service_selector.matches(labels):
+            out.append(v)
+    return out
+
+
+def _valid_ips(ips: Iterable[str]) -> list[str]:
+    out = []
+    for ip in ips:
+        try:
+            out.append(str(ipaddress.ip_address(ip)))
+        except ValueError:
+            continue  # the reference skips unparsable strings silently
+    return out
+
+
+def desired_entries(s: Service, policies: Sequence[PolicyView]) -> dict[tuple[str, str], Origin]:
+    """(IP, interface) pairs the holder of ``s``'s lease announces, for each selecting policy:
+    load balancer IPs first, then external IPs, each on every device of that policy."""
+    origin = Origin(s.namespace, s.name)
+    out: dict[tuple[str, str], Origin] = {}
+    for v in policies:
+        ips: list[str] = []
+        if v.load_balancer_ips:
+            ips += _valid_ips(s.load_balancer_ips)
+        if v.external_ips:
+            ips += _valid_ips(s.external_ips or ())
+        for ip in ips:
+            for dev in v.devices:
+                out[(ip, dev)] = origin
+    return out

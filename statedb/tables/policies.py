@@ -1,0 +1,69 @@
+"""Table ``policies``: CiliumL2AnnouncementPolicy objects (cluster-scoped).
+
+Selectors are kept as the JSON the API gave (None when absent: select everything); ``conditions``
+is ``status.conditions`` as last seen, so the status writer can tell whether a write is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from statedb.table import Table
+from statedb.tables._codecs import any_codec, strings_codec
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    generation: int = 0
+    service_selector: Any = None
+    node_selector: Any = None
+    interfaces: tuple[str, ...] = ()
+    external_ips: bool = False
+    load_balancer_ips: bool = False
+    conditions: Any = None  # list of metav1.Condition objects, or None
+    resource_version: str = ""
+
+
+def _flags(p: Policy) -> str:
+    return ", ".join(
+        n
+        for n, on in (("externalIPs", p.external_ips), ("loadBalancerIPs", p.load_balancer_ips))
+        if on
+    )
+
+
+def _bad(p: Policy) -> str:
+    return ", ".join(c.get("type", "") for c in (p.conditions or []) if c.get("status") == "True")
+
+
+def _json(p: Policy) -> dict[str, Any]:
+    return {
+        "Name": p.name,
+        "Generation": p.generation,
+        "ServiceSelector": p.service_selector,
+        "NodeSelector": p.node_selector,
+        "Interfaces": list(p.interfaces),
+        "ExternalIPs": p.external_ips,
+        "LoadBalancerIPs": p.load_balancer_ips,
+        "Conditions": p.conditions,
+    }
+
+
+POLICIES: Table[Policy] = Table(
+    name="policies",
+    sql_name="policies",
+    row_type=Policy,
+    primary_key=("name",),
+    codecs={
+        "service_selector": any_codec("service_selector"),
+        "node_selector": any_codec("node_selector"),
+        "interfaces": strings_codec("interfaces"),
+        "conditions": any_codec("conditions"),
+    },
+    header=("Name", "Interfaces", "Announces", "Conditions"),
+    format_row=lambda p: (p.name, ", ".join(p.interfaces), _flags(p), _bad(p)),
+    to_json=_json,
+    doc="L2 announcement policies and the error conditions they carry.",
+)
