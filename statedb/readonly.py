@@ -83,10 +83,22 @@ class Snapshot:
         return names, cur.fetchall()
 
 
+def _connect(file: Path, live: bool) -> sqlite3.Connection:
+    uri = f"file:{file.resolve()}?mode=ro" + ("" if live else "&immutable=1")
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=2000")
+        conn.execute("PRAGMA query_only=1")
+    except sqlite3.Error as e:
+        raise StateDBError(f"cannot open {file} read-only: {e}") from None
+    return conn
+
+
 class ReadOnlyDatabase:
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, live: bool) -> None:
         self._conn = conn
         self.path = path
+        self._live = live
 
     @classmethod
     def open(cls, path: str | Path) -> ReadOnlyDatabase:
@@ -94,17 +106,19 @@ class ReadOnlyDatabase:
         if not file.is_file():
             raise StateDBNotFound(f"no state database at {file}")
         live = file.with_name(file.name + "-wal").exists()
-        uri = f"file:{file.resolve()}?mode=ro" + ("" if live else "&immutable=1")
-        try:
-            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=2000")
-            conn.execute("PRAGMA query_only=1")
-        except sqlite3.Error as e:
-            raise StateDBError(f"cannot open {file} read-only: {e}") from None
-        return cls(conn, file)
+        return cls(_connect(file, live), file, live)
+
+    def _refresh(self) -> None:
+        """An immutable open never sees changes: once a writer is live, reopen normally."""
+        if not self._live and self.path.with_name(self.path.name + "-wal").exists():
+            conn = _connect(self.path, live=True)
+            self._conn.close()
+            self._conn = conn
+            self._live = True
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Snapshot]:
+        self._refresh()
         self._conn.execute("BEGIN")
         try:
             yield Snapshot(self._conn)
@@ -113,6 +127,7 @@ class ReadOnlyDatabase:
 
     def data_version(self) -> int:
         """Changes whenever another connection commits: a cheap 'did anything change?' probe."""
+        self._refresh()
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     @property

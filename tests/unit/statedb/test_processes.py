@@ -170,3 +170,21 @@ def test_revision_carries_on_across_writer_restarts(tmp_path: Path) -> None:
         with db.write_txn(ITEMS) as txn:
             txn.upsert(ITEMS, Item("c"))
         assert db.revision() == 3
+
+
+def test_reader_opened_before_the_writer_went_live_sees_its_commits(tmp_path: Path) -> None:
+    """Regression: a reader that opened the file while no writer was live (immutable) must not
+    keep an unchanging view once a writer starts."""
+    path = tmp_path / "statedb.sqlite"
+    with Database.open(path, [ITEMS]) as db, db.write_txn(ITEMS) as txn:
+        txn.upsert(ITEMS, Item("old"))
+    with ReadOnlyDatabase.open(path) as ro:
+        with ro.snapshot() as snap:
+            assert snap.rows(ITEMS) == [Item("old")]
+        v0 = ro.data_version()
+        with Database.open(path, [ITEMS]) as db:
+            with db.write_txn(ITEMS) as txn:
+                txn.upsert(ITEMS, Item("new"))
+            assert ro.data_version() != v0
+            with ro.snapshot() as snap:
+                assert snap.rows(ITEMS) == [Item("new")]
