@@ -1,0 +1,1 @@
+"""Privileged tests of the devices controller, each in its own network namespace."""

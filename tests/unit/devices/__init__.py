@@ -1,0 +1,1 @@
+"""Unit tests of the devices controller: selection rules, options, state, batching."""
