@@ -7,6 +7,9 @@ its own thread, outside the lock, in order. API calls never run on the scheduler
 hanging request cannot delay a leader's deadline: the scheduler withdraws leadership on time and
 the hung call is ignored when it finally returns.
 
+Leadership changes are reported before the requests of the same step are sent, so the "stopped
+leading" callback has withdrawn the announcements before a release reaches the API server.
+
 ``stop()`` withdraws every leadership and releases every lease we hold (empty holder, 1 s), giving
 up after ``release_timeout``; followers that watch the lease take it over as soon as they see it.
 """
@@ -142,6 +145,7 @@ class Elector:
     def _run(self) -> None:
         while True:
             changes: list[tuple[str, bool, str]] = []
+            requests: list[tuple[str, Request]] = []
             with self._cond:
                 now = self._clock.monotonic()
                 due = set(self._dirty)
@@ -155,7 +159,7 @@ class Elector:
                         continue  # forgotten since it was scheduled
                     req = e.step(now, wall)
                     if req is not None:
-                        self._submit(name, req)
+                        requests.append((name, req))
                     for ev in e.drain_events():
                         changes.append((name, ev.leading, ev.reason))
                     deadline = e.next_deadline()
@@ -168,7 +172,11 @@ class Elector:
                     not any(e.in_flight or e.holds_lease for e in self._elections.values())
                     or now >= self._release_deadline
                 )
+            # Callbacks first: a node that stops leading withdraws its announcements before the
+            # release that lets another node take over is even sent.
             self._report(changes)
+            for name, req in requests:
+                self._submit(name, req)
             if finished:
                 self._stopped.set()
                 return

@@ -125,3 +125,28 @@ def test_unwanted_lease_is_released_and_forgotten(
     while a.campaigns() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert a.campaigns() == {}
+
+
+def test_stopped_callback_runs_before_the_release_is_sent(api: FakeLeaseAPI) -> None:
+    order: list[str] = []
+
+    def cb(name: str, leading: bool, reason: str) -> None:
+        if not leading:
+            # What the API holds while the callback withdraws the announcements.
+            order.append(f"callback with holder={api.leases[NAME].holder!r}")
+
+    e = Elector(api.client("node1"), "node1", T, cb)
+    api.observers.append(e.observe)
+    e.start()
+    try:
+        e.want(NAME, True)
+        deadline = time.monotonic() + 5
+        while not e.is_leading(NAME) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        e.want(NAME, False)
+        while api.leases[NAME].holder and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        e.stop(release_timeout=0.5)
+    assert order == ["callback with holder='node1'"]
+    assert api.leases[NAME].holder == ""
