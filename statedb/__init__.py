@@ -16,19 +16,52 @@ The picture::
 It knows nothing about Kubernetes or BPF; the table catalogue lives in ``statedb.tables``.
 """
 
-from statedb.changes import Change, Consumer
-from statedb.db import Database, WriteTxn
-from statedb.errors import (
-    StateDBError,
-    StateDBNotFound,
-    TableNotLockedForWriting,
-    TransactionClosed,
-    UnknownTable,
-    WriterLocked,
-)
-from statedb.readonly import ReadOnlyDatabase, Snapshot
-from statedb.status import Status, StatusKind
-from statedb.table import Column, Table
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Exports are loaded on first use: a reader (l2dbg) must not pay for the writer's imports
+# (sqlite-utils alone takes ~45 ms, a third of l2dbg's start-up budget).
+_EXPORTS = {
+    "Change": "statedb.changes",
+    "Consumer": "statedb.changes",
+    "Database": "statedb.db",
+    "WriteTxn": "statedb.db",
+    "StateDBError": "statedb.errors",
+    "StateDBNotFound": "statedb.errors",
+    "TableNotLockedForWriting": "statedb.errors",
+    "TransactionClosed": "statedb.errors",
+    "UnknownTable": "statedb.errors",
+    "WriterLocked": "statedb.errors",
+    "ReadOnlyDatabase": "statedb.readonly",
+    "Snapshot": "statedb.readonly",
+    "Status": "statedb.status",
+    "StatusKind": "statedb.status",
+    "Column": "statedb.table",
+    "Table": "statedb.table",
+}
+
+if TYPE_CHECKING:
+    from statedb.changes import Change, Consumer
+    from statedb.db import Database, WriteTxn
+    from statedb.errors import (
+        StateDBError,
+        StateDBNotFound,
+        TableNotLockedForWriting,
+        TransactionClosed,
+        UnknownTable,
+        WriterLocked,
+    )
+    from statedb.readonly import ReadOnlyDatabase, Snapshot
+    from statedb.status import Status, StatusKind
+    from statedb.table import Column, Table
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'statedb' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "Change",

@@ -9,7 +9,23 @@ from typing import Any
 from statedb.table import Table
 from statedb.tables.devices import DEVICES
 from statedb.tables.l2_announce import L2_ANNOUNCE
+from statedb.tables.leases import LEASES
+from statedb.tables.nodes import NODES
+from statedb.tables.pods import PODS
+from statedb.tables.policies import POLICIES
+from statedb.tables.services import SERVICES
 
-CATALOGUE: dict[str, Table[Any]] = {t.name: t for t in (DEVICES, L2_ANNOUNCE)}
+CATALOGUE: dict[str, Table[Any]] = {
+    t.name: t for t in (DEVICES, L2_ANNOUNCE, LEASES, NODES, PODS, POLICIES, SERVICES)
+}
 
-__all__ = ["CATALOGUE", "DEVICES", "L2_ANNOUNCE"]
+__all__ = [
+    "CATALOGUE",
+    "DEVICES",
+    "L2_ANNOUNCE",
+    "LEASES",
+    "NODES",
+    "PODS",
+    "POLICIES",
+    "SERVICES",
+]

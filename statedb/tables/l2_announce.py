@@ -8,7 +8,7 @@ l2-responder reconciler's: pending until the BPF map has the key, then done or e
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,12 +41,19 @@ def _origins_from_json(items: list[dict[str, str]]) -> tuple[Origin, ...]:
     return tuple(Origin(i["namespace"], i["name"]) for i in items)
 
 
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+
+
 def _sort_key(e: L2AnnounceEntry) -> tuple[bytes, str]:
+    """The reference's key order: the IP's 16-byte form (IPv4 as ::ffff:a.b.c.d), then the
+    interface. inet_pton, not ipaddress: this runs for every row l2dbg prints."""
     try:
-        ip = ipaddress.ip_address(e.ip)
-        packed = ip.packed if ip.version == 6 else ipaddress.IPv6Address(f"::ffff:{ip}").packed
-    except ValueError:
-        packed = e.ip.encode()
+        packed = _V4_MAPPED + socket.inet_pton(socket.AF_INET, e.ip)
+    except OSError:
+        try:
+            packed = socket.inet_pton(socket.AF_INET6, e.ip)
+        except OSError:
+            packed = e.ip.encode()
     return packed, e.network_interface
 
 

@@ -1,0 +1,155 @@
+"""The ``l2dbg statedb`` command group: one subcommand per table of ``statedb.tables.CATALOGUE``
+(generated, so a new table needs no CLI code), plus ``dump`` and ``query``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from dbg import statedb_ops
+from dbg.duration import parse_duration
+from dbg.errors import PROG, DbgError, report
+from dbg.output import DataOutput, Output
+from statedb import Table
+from statedb.tables import CATALOGUE
+
+STATE_DIR_HELP = (
+    "Directory holding statedb.sqlite [default: $L2ANNOUNCER_STATE_DIR, else /run/l2announcer]."
+)
+OUTPUT_HELP = (
+    "table: rich on a terminal, the plain layout when piped; plain: always the reference's"
+    " aligned columns; json; yaml."
+)
+WATCH_HELP = (
+    "Print the table, then each row that changes as it commits (deleted rows marked '- ')."
+    " Optional interval, e.g. -w, --watch=100ms, -w 2s [default interval: 1s]."
+)
+
+StateDirOpt = Annotated[
+    Path | None, typer.Option("--state-dir", help=STATE_DIR_HELP, show_default=False)
+]
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help=OUTPUT_HELP)]
+
+
+class StatedbGroup(TyperGroup):
+    """Reports an unknown table in one line (exit 1) instead of click's usage error."""
+
+    def resolve_command(
+        self,
+        ctx: Any,  # typer's vendored click Context
+        args: list[str],
+    ) -> tuple[str | None, Any, list[str]]:
+        if args and not args[0].startswith("-") and self.get_command(ctx, args[0]) is None:
+            report(DbgError(f'unknown table "{args[0]}"; known tables: {", ".join(CATALOGUE)}'))
+            raise typer.Exit(1)
+        return super().resolve_command(ctx, args)
+
+
+app = typer.Typer(
+    name="statedb",
+    cls=StatedbGroup,
+    rich_markup_mode=None,
+    no_args_is_help=True,
+    help=(
+        "Inspect the agent's state database (read-only). One subcommand per table: "
+        + ", ".join(CATALOGUE)
+        + "; plus dump and query."
+    ),
+)
+
+
+@app.callback()
+def statedb_group(state_dir: StateDirOpt = None) -> None:
+    """Inspect the agent's state database (read-only)."""
+
+
+def state_dir_of(ctx: typer.Context) -> Path:
+    """The most specific --state-dir: the command's, the group's, then the root's (which holds
+    $L2ANNOUNCER_STATE_DIR or the default)."""
+    given: list[Any] = []
+    c: Any = ctx  # parents are typer's vendored click Contexts
+    while c is not None:
+        given.append(c.params.get("state_dir"))
+        c = c.parent
+    return statedb_ops.resolve_state_dir(*given)
+
+
+def run(fn: Any, *args: Any) -> None:
+    """Run an operation; a DbgError is one line on stderr and exit code 1."""
+    try:
+        fn(*args)
+    except DbgError as e:
+        report(e)
+        raise typer.Exit(1) from None
+    except BrokenPipeError:
+        raise typer.Exit(1) from None
+
+
+def _table_command(table: Table[Any]) -> None:
+    def show(
+        ctx: typer.Context,
+        output: OutputOpt = Output.TABLE,
+        watch: Annotated[
+            str | None, typer.Option("--watch", "-w", help=WATCH_HELP, metavar="INTERVAL")
+        ] = None,
+        state_dir: StateDirOpt = None,
+        count: Annotated[
+            int | None, typer.Option("--count", hidden=True, help="Stop after N batches.")
+        ] = None,
+    ) -> None:
+        directory = state_dir_of(ctx)
+        if watch is None:
+            run(statedb_ops.show_table, directory, table.name, output, sys.stdout)
+            return
+        from dbg.watch import watch as watch_table
+
+        def go() -> None:
+            interval = parse_duration(watch, "--watch interval")
+            watch_table(directory, table, output, interval, sys.stdout, count=count)
+
+        run(go)
+
+    columns = ", ".join(table.header)
+    app.command(
+        name=table.name,
+        help=(
+            f"{table.doc or 'Show the ' + table.name + ' table.'}\n\n"
+            f"Columns: {columns}. Rows in primary-key order; -o json/yaml show every field."
+        ),
+        short_help=table.doc or None,
+        epilog=f"Example: {PROG} statedb {table.name} -o plain",
+    )(show)
+
+
+for _table in CATALOGUE.values():
+    _table_command(_table)
+
+
+@app.command(short_help="Every table as one JSON object.")
+def dump(
+    ctx: typer.Context,
+    output: Annotated[
+        DataOutput, typer.Option("--output", "-o", help="json (default) or yaml.")
+    ] = DataOutput.JSON,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Every table in the database as one JSON object: {"<table>": [rows...], ...}."""
+    run(statedb_ops.dump, state_dir_of(ctx), output, sys.stdout)
+
+
+@app.command(short_help="Run read-only SQL against the database.")
+def query(
+    ctx: typer.Context,
+    sql: Annotated[str, typer.Argument(help="One read-only SQL statement (SELECT, WITH).")],
+    output: OutputOpt = Output.TABLE,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Run read-only SQL against the database; anything that writes is refused.
+
+    SQL tables are named as in docs/statedb.md (l2-announce is l2_announce).
+    """
+    run(statedb_ops.query, state_dir_of(ctx), sql, output, sys.stdout)

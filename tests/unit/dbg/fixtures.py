@@ -1,0 +1,154 @@
+"""The rows every l2dbg test and golden file is built from, and helpers to run the CLI."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from dbg.cli import app
+from dbg.main import main, preprocess
+from statedb import Database, Status, StatusKind, Table
+from statedb.tables import CATALOGUE, DEVICES, L2_ANNOUNCE
+from statedb.tables.devices import Device, DeviceAddress
+from statedb.tables.l2_announce import L2AnnounceEntry, Origin
+
+REPO = Path(__file__).resolve().parents[3]
+GOLDEN = REPO / "tests" / "golden" / "l2dbg"
+UPDATE_ENV = "L2DBG_UPDATE_GOLDEN"
+
+UP, BROADCAST, LOOPBACK, MULTICAST, RUNNING = 0x1, 0x2, 0x8, 0x1000, 0x40
+
+# The two rows of reference-behaviour.md §3.5.
+LO = Device(
+    ifindex=1,
+    name="lo",
+    mtu=65536,
+    raw_flags=UP | LOOPBACK | RUNNING,
+    addresses=(DeviceAddress("127.0.0.1", scope=254), DeviceAddress("::1", scope=254)),
+    not_selected_reason='excluded prefix "lo"',
+)
+ETH0 = Device(
+    ifindex=50,
+    name="eth0",
+    type="veth",
+    hw_addr="02:42:ac:13:00:03",
+    raw_flags=UP | BROADCAST | MULTICAST | RUNNING,
+    addresses=(
+        DeviceAddress("172.19.0.3"),
+        DeviceAddress("fc00:c111::3"),
+        DeviceAddress("fe80::42:acff:fe13:3", scope=253),
+    ),
+    selected=True,
+)
+# A bridge port without addresses: an empty last cell, so no trailing spaces are checked too.
+ETH1 = Device(
+    ifindex=7,
+    name="eth1",
+    hw_addr="02:00:00:00:00:07",
+    raw_flags=UP | BROADCAST | MULTICAST,
+    master_index=9,
+    not_selected_reason="bridged or bonded to ifindex 9",
+)
+DEVICE_ROWS = (ETH0, LO, ETH1)
+
+WHEN = 1_764_000_000.25  # a fixed reconcile time, so the json and yaml goldens are stable
+ANNOUNCE_ROWS = (
+    L2AnnounceEntry(
+        "198.51.100.10",
+        "eth0",
+        (Origin("default", "web"), Origin("shop", "cart")),
+        Status(StatusKind.DONE, "", WHEN),
+    ),
+    L2AnnounceEntry("2001:db8::10", "eth0", (Origin("default", "web6"),), Status.pending()),
+    L2AnnounceEntry(
+        "198.51.100.9",
+        "eth1",
+        (Origin("", "cluster-wide"),),
+        Status(StatusKind.ERROR, "map update: no space left on device", WHEN),
+    ),
+    L2AnnounceEntry("198.51.100.10", "bond0", (Origin("default", "web"),), Status.pending()),
+)
+
+
+def write_rows(db: Database, rows: Mapping[Table[Any], Sequence[Any]]) -> None:
+    with db.write_txn(*rows) as txn:
+        for table, items in rows.items():
+            for r in items:
+                txn.upsert(table, r)
+
+
+def golden_rows() -> dict[Table[Any], Sequence[Any]]:
+    return {DEVICES: DEVICE_ROWS, L2_ANNOUNCE: ANNOUNCE_ROWS}
+
+
+def open_db(state_dir: Path, tables: Sequence[Table[Any]] | None = None) -> Database:
+    return Database.open(state_dir / "statedb.sqlite", tables or list(CATALOGUE.values()))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def invoke(args: Sequence[str], env: Mapping[str, str] | None = None) -> Outcome:
+    """The typer app, as main() would call it after preprocessing (never the fast path)."""
+    result = CliRunner().invoke(app, preprocess(args), env=dict(env or {}))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Outcome(result.exit_code, result.stdout, result.stderr)
+
+
+@contextmanager
+def _env(env: Mapping[str, str | None]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in env}
+    try:
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def invoke_main(args: Sequence[str], env: Mapping[str, str | None] | None = None) -> Outcome:
+    """dbg.main.main() in-process: the fast path when it applies, else typer."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with _env(env or {}), redirect_stdout(out), redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return Outcome(code, out.getvalue(), err.getvalue())
+
+
+def assert_golden(name: str, text: str) -> None:
+    """Compare with tests/golden/l2dbg/<name>, byte for byte; L2DBG_UPDATE_GOLDEN=1 rewrites."""
+    path = GOLDEN / name
+    if os.environ.get(UPDATE_ENV) == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text.encode())
+        return
+    assert path.exists(), f"no golden file {path}; run with {UPDATE_ENV}=1 to create it"
+    expected = path.read_bytes().decode()
+    assert text == expected, f"output differs from {path} (regenerate with {UPDATE_ENV}=1)"
+
+
+def l2dbg_executable() -> Path:
+    return Path(sys.executable).with_name("l2dbg")
