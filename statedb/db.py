@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -457,6 +457,28 @@ class Database:
                     break
                 self._changed.wait(remaining)
             return self._table_revision[table.name]
+
+    def wait_for_any(
+        self,
+        after: Mapping[Table[Any], int],
+        timeout: float | None,
+        until: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Block until any of the tables' revisions passes its given revision, ``until()`` holds,
+        or timeout; True unless it timed out. For a loop that consumes several tables."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        names = [(t.name, rev) for t, rev in after.items()]
+        with self._changed:
+            while not self._closed:
+                if any(self._table_revision[n] > rev for n, rev in names):
+                    return True
+                if until is not None and until():
+                    return True
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
 
     def notify_waiters(self) -> None:
         """Wake every thread blocked in a wait so it re-checks its condition (see ``until``)."""

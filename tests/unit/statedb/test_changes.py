@@ -143,3 +143,22 @@ def test_a_rolled_back_transaction_wakes_nobody_and_changes_nothing(db: Database
     txn.abort()
     assert c.wait(timeout=0.02) is False
     assert c.changes() == []
+
+
+def test_wait_for_any_wakes_on_any_of_the_tables(db: Database) -> None:
+    from tests.unit.statedb.conftest import OTHERS, Other
+
+    revs = {ITEMS: db.revision(ITEMS), OTHERS: db.revision(OTHERS)}
+    assert db.wait_for_any(revs, timeout=0.01) is False
+    flag = [False]
+    assert db.wait_for_any(revs, timeout=0.01, until=lambda: not flag[0]) is True
+    t = threading.Thread(target=lambda: _other(db, OTHERS, Other))
+    t.start()
+    assert db.wait_for_any(revs, timeout=10) is True
+    t.join()
+
+
+def _other(db: Database, table: object, row: type) -> None:
+    time.sleep(0.01)
+    with db.write_txn(table) as txn:  # type: ignore[arg-type]
+        txn.upsert(table, row(1))  # type: ignore[arg-type]

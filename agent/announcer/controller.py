@@ -1,0 +1,218 @@
+"""The l2-announcer controller (reference §1), level-triggered.
+
+One thread waits for any change of the tables it reads (services, policies, nodes, devices,
+leases) or a leadership change, then recomputes everything from the current rows:
+
+1. each policy's checks against this node (conditions go to the status writer, which writes
+   only what changed);
+2. the Services some valid policy selects here -> the elector campaigns for exactly their leases;
+3. for the Services whose lease this node holds, the (IP, interface) entries -> ``l2-announce``,
+   written as a diff in one transaction (an unchanged entry is not touched, so its status and
+   the BPF counter behind it stay).
+
+Lease rows are handed to the elector as it watches them (followers never poll). When the elector
+reports that a lease is lost, that Service's entries are withdrawn at once, in the callback,
+before the elector even sends a release.
+
+It does nothing until its own Node and the services, policies and devices tables are initialized
+(the reference blocks on its first node event and store sync likewise).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agent.k8s.leases import record_from_row
+from agent.leases.elector import Elector
+from agent.leases.record import lease_name
+from agent.policy.conditions import updated_conditions
+from agent.policy.evaluate import PolicyView, desired_entries, evaluate_policy, selecting_policies
+from statedb import Database, Status, Table
+from statedb.changes import Consumer
+from statedb.tables.devices import DEVICES
+from statedb.tables.l2_announce import L2_ANNOUNCE, L2AnnounceEntry, Origin
+from statedb.tables.leases import LEASES
+from statedb.tables.nodes import NODES
+from statedb.tables.policies import POLICIES, Policy
+from statedb.tables.services import SERVICES, Service
+
+log = logging.getLogger("l2announcer.announcer")
+
+# (policy name, generation, conditions): hand them to the status writer (which deduplicates)
+ConditionWriter = Callable[[str, int, list[dict[str, Any]]], None]
+
+WAIT_TABLES: tuple[Table[Any], ...] = (SERVICES, POLICIES, NODES, DEVICES)
+
+
+class Announcer:
+    def __init__(
+        self,
+        db: Database,
+        elector: Elector,
+        node_name: str,
+        write_conditions: ConditionWriter,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.elector = elector
+        self.node_name = node_name
+        self._write_conditions = write_conditions
+        self._wall = wall
+        self._lock = threading.RLock()
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wanted: dict[str, tuple[str, str]] = {}  # lease name -> service key
+        self._consumers: dict[str, Consumer[Any]] = {}
+        self.health = "Starting: waiting for the node, services, policies and devices"
+        self.recomputes = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for t in (*WAIT_TABLES, LEASES):
+            self._consumers[t.name] = self.db.register_consumer(f"announcer:{t.name}", t)
+        self._thread = threading.Thread(target=self._run, name="l2-announcer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop computing and withdraw every entry (before the elector releases the leases)."""
+        self._stop.set()
+        self.db.notify_waiters()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        with self._lock:
+            self._write_entries({})
+        for c in self._consumers.values():
+            c.close()
+
+    # -- elector callback ---------------------------------------------------------------------
+
+    def on_leadership(self, lease: str, leading: bool, reason: str) -> None:
+        if not leading:
+            with self._lock:
+                svc = self._wanted.get(lease)
+                if svc is not None:
+                    self._withdraw(Origin(*svc))
+        self._dirty.set()
+        self.db.notify_waiters()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._feed_leases()
+                changed = False
+                for t in WAIT_TABLES:
+                    changed |= bool(self._consumers[t.name].changes())
+                if changed or self._dirty.is_set() or self.recomputes == 0:
+                    self._dirty.clear()
+                    self._recompute()
+            except Exception as e:  # a bug here must not silence the node for good
+                log.exception("Error processing l2-announcer event")
+                self.health = f"Degraded: {e}"
+                self._stop.wait(1.0)
+            after = {self._consumers[t.name].table: self._consumers[t.name].revision
+                     for t in (*WAIT_TABLES, LEASES)}  # fmt: skip
+            self.db.wait_for_any(
+                after, timeout=5.0, until=lambda: self._dirty.is_set() or self._stop.is_set()
+            )
+
+    def _feed_leases(self) -> None:
+        for ch in self._consumers[LEASES.name].changes():
+            self.elector.observe(ch.row.name, None if ch.deleted else record_from_row(ch.row))
+
+    def _ready(self) -> tuple[dict[str, str], list[str]] | None:
+        with self.db.read_txn() as r:
+            if not all(r.initialized(t) for t in WAIT_TABLES):
+                return None
+            node = r.get(NODES, self.node_name)
+            if node is None:
+                return None
+            devices = [d.name for d in r.list(DEVICES, "selected", True)]
+            return dict(node.labels), devices
+
+    def _recompute(self) -> None:
+        ready = self._ready()
+        if ready is None:
+            return
+        labels, devices = ready
+        with self.db.read_txn() as r:
+            policies = r.all(POLICIES)
+            services = r.all(SERVICES)
+        views = [evaluate_policy(p, labels, devices) for p in policies]
+        self._update_conditions(policies, views)
+
+        selected: dict[str, tuple[Service, list[PolicyView]]] = {}
+        for s in services:
+            pols = selecting_policies(s, views)
+            if pols:
+                selected[lease_name(s.namespace, s.name)] = (s, pols)
+        with self._lock:
+            self._campaign(selected)
+            desired: dict[tuple[str, str], set[Origin]] = {}
+            for lease, (s, pols) in selected.items():
+                if self.elector.is_leading(lease):
+                    for key, origin in desired_entries(s, pols).items():
+                        desired.setdefault(key, set()).add(origin)
+            self._write_entries({k: tuple(sorted(v)) for k, v in desired.items()})
+        self.recomputes += 1
+        leading = sum(self.elector.is_leading(x) for x in selected)
+        self.health = f"OK, {len(selected)} service(s) selected, leading {leading}"
+
+    def _campaign(self, selected: dict[str, tuple[Service, list[PolicyView]]]) -> None:
+        for lease in [x for x in self._wanted if x not in selected]:
+            self.elector.want(lease, False)
+            del self._wanted[lease]
+        new = [x for x in selected if x not in self._wanted]
+        for lease in new:
+            s = selected[lease][0]
+            self._wanted[lease] = (s.namespace, s.name)
+        if new:
+            with self.db.read_txn() as r:
+                known = r.initialized(LEASES)
+                rows = {x: r.get(LEASES, x) for x in new}
+            for lease in new:
+                self.elector.want(lease, True)
+                row = rows[lease]
+                if row is not None:
+                    self.elector.observe(lease, record_from_row(row))
+                elif known:
+                    self.elector.observe(lease, None)
+
+    # -- l2-announce ---------------------------------------------------------------------------
+
+    def _write_entries(self, desired: dict[tuple[str, str], tuple[Origin, ...]]) -> None:
+        with self.db.write_txn(L2_ANNOUNCE) as txn:
+            for row in txn.all(L2_ANNOUNCE):
+                key = (row.ip, row.network_interface)
+                if key not in desired:
+                    txn.delete(L2_ANNOUNCE, row)
+                elif desired[key] == row.origins:
+                    del desired[key]  # unchanged: keep its status (and the counter behind it)
+            for (ip, iface), origins in desired.items():
+                txn.upsert(L2_ANNOUNCE, L2AnnounceEntry(ip, iface, origins, Status.pending()))
+
+    def _withdraw(self, origin: Origin) -> None:
+        with self.db.write_txn(L2_ANNOUNCE) as txn:
+            for row in txn.all(L2_ANNOUNCE):
+                if origin not in row.origins:
+                    continue
+                rest = tuple(o for o in row.origins if o != origin)
+                if rest:
+                    txn.upsert(L2_ANNOUNCE, L2AnnounceEntry(row.ip, row.network_interface, rest))
+                else:
+                    txn.delete(L2_ANNOUNCE, row)
+
+    # -- policy conditions ---------------------------------------------------------------------
+
+    def _update_conditions(self, policies: list[Policy], views: list[PolicyView]) -> None:
+        for p, v in zip(policies, views, strict=True):
+            new = updated_conditions(p.conditions, v.checks, p.generation, self._wall())
+            if new is not None:
+                self._write_conditions(p.name, p.generation, new)

@@ -1,0 +1,151 @@
+"""The announcer over an in-memory database, a real elector and an in-memory lease API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from agent.announcer.controller import Announcer
+from agent.leases.elector import Elector
+from agent.leases.state import Timings
+from statedb import Database, Table
+from statedb.tables import CATALOGUE, DEVICES, L2_ANNOUNCE, NODES, POLICIES, SERVICES
+from statedb.tables.devices import Device, DeviceAddress
+from statedb.tables.l2_announce import Origin
+from statedb.tables.nodes import Node
+from statedb.tables.policies import Policy
+from statedb.tables.services import Service
+from tests.unit.leases.fake_api import FakeLeaseAPI
+
+LEASE = "cilium-l2announce-default-red"
+SEED_MSG = (
+    "values: Invalid value: []string(nil): for 'in', 'notin' operators, values set can't be empty"
+)
+
+
+def until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.01)
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.db = Database.open(None, CATALOGUE.values())
+        self.api = FakeLeaseAPI()
+        self.conditions: list[tuple[str, int, list[dict[str, Any]]]] = []
+        self.elector = Elector(
+            self.api.client("node1"), "node1", Timings(2.0, 1.0, 0.2), self._on_change
+        )
+        self.api.observers.append(self.elector.observe)
+        self.announcer = Announcer(
+            self.db, self.elector, "node1", lambda *a: self.conditions.append(a)
+        )
+
+    def _on_change(self, lease: str, leading: bool, reason: str) -> None:
+        self.announcer.on_leadership(lease, leading, reason)
+
+    def write(self, table: Table[Any], *rows: Any, init: bool = False) -> None:
+        with self.db.write_txn(table) as txn:
+            for row in rows:
+                txn.upsert(table, row)
+            if init:
+                txn.register_initializer(table, "test")
+                txn.initializer_done(table, "test")
+
+    def delete(self, table: Table[Any], row: Any) -> None:
+        with self.db.write_txn(table) as txn:
+            txn.delete(table, row)
+
+    def entries(self) -> list[tuple[str, str, tuple[Origin, ...]]]:
+        with self.db.read_txn() as r:
+            return [(e.ip, e.network_interface, e.origins) for e in r.all(L2_ANNOUNCE)]
+
+
+@pytest.fixture
+def h() -> Iterator[Harness]:
+    h = Harness()
+    h.write(NODES, Node("node1", (("zone", "a"),)), init=True)
+    h.write(
+        DEVICES,
+        Device(2, "eth0", addresses=(DeviceAddress("198.51.100.2"),), selected=True),
+        Device(3, "eth1", addresses=(DeviceAddress("203.0.113.2"),), selected=True),
+        init=True,
+    )
+    h.write(SERVICES, init=True)
+    h.write(POLICIES, init=True)
+    h.elector.start()
+    h.announcer.start()
+    yield h
+    h.announcer.stop()
+    h.elector.stop(release_timeout=0.5)
+    h.db.close()
+
+
+RED = Service("default", "red", (("app", "red"),), "LoadBalancer", "", None, ("198.51.100.10",))
+
+
+def test_leader_writes_entries_for_selected_services_on_policy_devices(h: Harness) -> None:
+    h.write(
+        POLICIES, Policy("p1", 1, {"matchLabels": {"app": "red"}}, None, ("^eth0$",), False, True)
+    )
+    h.write(SERVICES, RED)
+    until(lambda: h.entries() == [("198.51.100.10", "eth0", (Origin("default", "red"),))])
+    assert h.api.leases[LEASE].holder == "node1"
+    assert h.conditions == [], "valid policy with no existing condition: nothing written"
+
+
+def test_the_seeds_invalid_policy_gets_the_seeds_condition_and_fixing_it_clears_it(
+    h: Harness,
+) -> None:
+    bad = {"matchExpressions": [{"key": "something", "operator": "NotIn"}]}
+    h.write(POLICIES, Policy("policy1", 1, bad, None, (), False, True))
+    h.write(SERVICES, RED)
+    until(lambda: bool(h.conditions))
+    name, gen, conds = h.conditions[-1]
+    assert (name, gen) == ("policy1", 1)
+    assert [(c["type"], c["status"], c["reason"], c["message"]) for c in conds] == [
+        ("io.cilium/bad-service-selector", "True", "error", SEED_MSG)
+    ]
+    assert h.entries() == []
+    # The watch brings the written status back, then the user fixes the policy.
+    h.write(POLICIES, Policy("policy1", 2, None, None, (), False, True, conds))
+    until(lambda: h.conditions[-1][1] == 2)
+    assert [(c["status"], c["message"]) for c in h.conditions[-1][2]] == [("False", "")]
+    until(lambda: len(h.entries()) == 2)
+
+
+def test_losing_selection_withdraws_entries_and_releases_the_lease(h: Harness) -> None:
+    h.write(POLICIES, Policy("p1", 1, None, None, (), False, True))
+    h.write(SERVICES, RED)
+    until(lambda: len(h.entries()) == 2)
+    h.write(SERVICES, Service("default", "red", load_balancer_ips=("198.51.100.10",),
+                              load_balancer_class="other.io/lb"))  # fmt: skip
+    until(lambda: h.entries() == [])
+    until(lambda: h.api.leases[LEASE].holder == "")
+
+
+def test_two_services_sharing_an_ip_merge_origins(h: Harness) -> None:
+    h.write(POLICIES, Policy("p1", 1, None, None, ("eth1",), False, True))
+    blue = Service("default", "blue", (), "LoadBalancer", "", None, ("198.51.100.10",))
+    h.write(SERVICES, RED, blue)
+    until(
+        lambda: (
+            h.entries()
+            == [("198.51.100.10", "eth1", (Origin("default", "blue"), Origin("default", "red")))]
+        )
+    )
+    h.delete(SERVICES, blue)
+    until(lambda: h.entries() == [("198.51.100.10", "eth1", (Origin("default", "red"),))])
+
+
+def test_stop_withdraws_everything(h: Harness) -> None:
+    h.write(POLICIES, Policy("p1", 1, None, None, (), False, True))
+    h.write(SERVICES, RED)
+    until(lambda: len(h.entries()) == 2)
+    h.announcer.stop()
+    assert h.entries() == []
