@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from statedb.table import Table
+from statedb.tables.config import CONFIG
 from statedb.tables.devices import DEVICES
+from statedb.tables.health import HEALTH
 from statedb.tables.l2_announce import L2_ANNOUNCE
 from statedb.tables.leases import LEASES
 from statedb.tables.nodes import NODES
@@ -16,12 +18,15 @@ from statedb.tables.policies import POLICIES
 from statedb.tables.services import SERVICES
 
 CATALOGUE: dict[str, Table[Any]] = {
-    t.name: t for t in (DEVICES, L2_ANNOUNCE, LEASES, NODES, PODS, POLICIES, SERVICES)
+    t.name: t
+    for t in (CONFIG, DEVICES, HEALTH, L2_ANNOUNCE, LEASES, NODES, PODS, POLICIES, SERVICES)
 }
 
 __all__ = [
     "CATALOGUE",
+    "CONFIG",
     "DEVICES",
+    "HEALTH",
     "L2_ANNOUNCE",
     "LEASES",
     "NODES",

@@ -1,0 +1,48 @@
+"""Table ``health``: each agent module's health, as the agent last published it.
+
+``level`` is OK, Degraded, Starting or Stopped; ``since`` is when the level last changed, so an
+operator can tell a blip from a module that has been degraded for an hour.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from statedb.table import Table
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    module: str
+    level: str = "Starting"
+    message: str = ""
+    since: float = 0.0  # wall-clock seconds since the epoch
+
+
+def _ago(since: float) -> str:
+    if not since:
+        return ""
+    secs = max(0, int(time.time() - since))
+    if secs < 120:
+        return f"{secs}s"
+    if secs < 7200:
+        return f"{secs // 60}m"
+    return f"{secs // 3600}h"
+
+
+def _json(h: Health) -> dict[str, Any]:
+    return {"Module": h.module, "Level": h.level, "Message": h.message, "Since": h.since}
+
+
+HEALTH: Table[Health] = Table(
+    name="health",
+    sql_name="health",
+    row_type=Health,
+    primary_key=("module",),
+    header=("Module", "Level", "Since", "Message"),
+    format_row=lambda h: (h.module, h.level, _ago(h.since), h.message),
+    to_json=_json,
+    doc="Health of each agent module.",
+)
