@@ -51,7 +51,7 @@ class RateLimiter:
         if delay > 0:
             self._sleep(delay)
         if delay >= THROTTLE_LOG_THRESHOLD:
-            log.warning(
+            log.info(
                 "Waited for %s due to client-side throttling, not priority and fairness, "
                 "request: %s:%s",
                 format_duration(round(delay, 3)),

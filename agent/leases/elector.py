@@ -44,8 +44,10 @@ class Elector:
         clock: Clock | None = None,
         workers: int = 8,
         rand: Callable[[], float] = random.random,
+        namespace: str = "",
     ) -> None:
         self._api = api
+        self._namespace = namespace
         self.identity = identity
         self.timings = timings
         self._on_change = on_change
@@ -217,9 +219,9 @@ class Elector:
         outcome = self._execute(name, req)
         with self._cond:
             if outcome.error and outcome.error != "conflict":
-                msg = f"lease {name}: {req.purpose} failed: {outcome.message}"
+                msg = self._failure_message(name, req, outcome)
                 if self._last_logged.get(name) != msg:  # one line per distinct failure
-                    log.warning("%s", msg)
+                    log.error("%s", msg)
                     self._last_logged[name] = msg
             elif outcome.ok:
                 self._last_logged.pop(name, None)
@@ -227,6 +229,17 @@ class Elector:
             if e is not None and e.in_flight is req:
                 e.complete(req, outcome, self._clock.monotonic())
                 self._touch(name)
+
+    def _failure_message(self, name: str, req: Request, outcome: Outcome) -> str:
+        """client-go's wording, which the seed's runbook greps for."""
+        if req.kind == "get" or (outcome.error == "forbidden" and req.kind != "update"):
+            lock = f"{self._namespace}/{name}" if self._namespace else name
+            return f"error retrieving resource lock {lock}: {outcome.message}"
+        if req.kind == "create":
+            return f"error initially creating leader election record: {outcome.message}"
+        if req.purpose == "release":
+            return f"Failed to release lock: {outcome.message}"
+        return f"Failed to update lock: {outcome.message}"
 
     def _execute(self, name: str, req: Request) -> Outcome:
         try:
