@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -42,6 +43,7 @@ def test_tokens_refill_but_never_beyond_burst() -> None:
 
 def test_a_wait_of_a_second_or_more_logs_client_gos_line(caplog: pytest.LogCaptureFixture) -> None:
     # Seven callers at the same instant: their waits queue up behind each other.
+    caplog.set_level(logging.INFO, logger="l2announcer.k8s")
     ft = FakeTime()
     rl = RateLimiter(5, 1, ft.clock, ft.slept.append)
     for _ in range(7):
