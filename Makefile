@@ -11,7 +11,7 @@ bootstrap:
 
 lint: bootstrap
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check statedb dbg tests bench
+	$(VENV)/bin/ruff format --check .
 
 typecheck: bootstrap
 	$(VENV)/bin/mypy
@@ -24,7 +24,7 @@ unit: bootstrap
 
 test: bootstrap
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check statedb dbg tests bench
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 

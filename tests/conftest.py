@@ -9,12 +9,19 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 _TESTS = Path(__file__).parent
 _NEEDS_ROOT = {"privileged", "e2e"}
+
+# The venv's own tools (l2dbg, l2lab, and kubectl where the bootstrap had to install one) come
+# first, as they would for a user who activated it.
+_VENV_BIN = str(Path(sys.executable).parent)
+if _VENV_BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _VENV_BIN + os.pathsep + os.environ.get("PATH", "")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

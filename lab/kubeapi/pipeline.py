@@ -11,6 +11,12 @@ For every request the server (server.py) does, in this order:
 5. the handler runs; watches ask ``pipeline.faults.watch_fault(user, info)`` between events;
 6. ``pipeline.request_log.record(...)`` with the outcome.
 
+Requests for ``/_lab/...`` (the lab's control surface, control.py) are the exception: after step
+2 they go to ``LabControl.handle(user, method, path, query, body)`` and skip faults, RBAC and the
+log, so a partitioned or RBAC-less admin can still drive the lab. A "stall" FaultAction carries a
+``release`` event that is set when the fault is lifted; the held request is then resolved as its
+``after_release`` says (the same holds for a "stall" WatchFault).
+
 The defaults below allow everything and inject nothing, so the server works before auth, RBAC and
 fault injection are switched on. Implementations live in auth.py, rbac.py, faults.py and
 requestlog.py; this module only names the shapes both sides agree on.
@@ -18,6 +24,7 @@ requestlog.py; this module only names the shapes both sides agree on.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -63,6 +70,7 @@ FaultKind = Literal[
     "delay",  # sleep `seconds`, then continue normally
     "respond",  # answer `status` with `body` (raw bytes) and `content_type`, `headers`
     "commit_then_fail",  # run the handler (the write happens), then answer `status` instead
+    #                      (status 0: drop the connection with a TCP RST instead of answering)
     "reset",  # close the connection with a TCP RST, no answer
     "refuse",  # close the connection without an answer (FIN)
     "stall",  # hold the connection open and answer nothing until healed or the client gives up
@@ -77,6 +85,12 @@ class FaultAction:
     body: bytes = b""
     content_type: str = "application/json"
     headers: Mapping[str, str] = field(default_factory=dict)
+    # "stall" only: set when the fault is lifted (a partition healed). None means stall until the
+    # client gives up or the server stops. Once set, the server resolves the held request as
+    # `after_release` says: "reset" drops it with a TCP RST, "continue" runs the handler late
+    # (the realistic stale success of spec 6.7).
+    release: threading.Event | None = None
+    after_release: Literal["reset", "continue"] = "reset"
 
 
 WatchFaultKind = Literal[
@@ -90,6 +104,10 @@ WatchFaultKind = Literal[
 @dataclass(frozen=True, slots=True)
 class WatchFault:
     kind: WatchFaultKind
+    # "stall" only: set when the stall is lifted; the server then resumes sending events
+    # (after_release "continue") or drops the stream with a TCP RST ("reset").
+    release: threading.Event | None = None
+    after_release: Literal["reset", "continue"] = "continue"
 
 
 @dataclass(frozen=True, slots=True)
