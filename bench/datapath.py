@@ -1,0 +1,302 @@
+"""Benchmarks of the eBPF datapath, against the targets of issue 4.
+
+- ARP round trip seen from a client namespace, over the same veth in the same run: a VIP answered
+  by the tc program vs. an address the node interface owns, answered by the kernel. Measured two
+  ways, probes interleaved so drift hits both sides alike:
+  * ``arping``'s own per-probe times (N probes each);
+  * our AF_PACKET prober (send a request, busy-wait for the reply; ``perf_counter_ns``).
+  Target: program / kernel median ratio <= 1.3.
+- compile-and-load time of the program (the agent pays it once at start);
+- adding 4,096 keys to the pinned map one by one (``add_if_missing``, the reconciler's path),
+  and dumping them (``items()``, one batch syscall; ``keys()``, one syscall per key).
+
+Run as root: ``.venv/bin/python bench/datapath.py [--probes 200] [--json]``. Everything happens in
+namespaces it creates and removes, with documentation addresses only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bpf.garp import ARPOP_REQUEST, BROADCAST, arp_frame  # noqa: E402
+from bpf.maps import RESPONDER_MAP_NAME, ResponderMap  # noqa: E402
+
+NODE_IP = "198.51.100.1"
+CLIENT_IP = "198.51.100.2"
+VIP = "198.51.100.10"
+TARGETS = {"ratio_arping_median": ("<=", 1.3), "ratio_afpacket_median": ("<=", 1.3)}
+_TIME = re.compile(r"time=([0-9.]+) (usec|msec|sec)")
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def sh(*args: str) -> str:
+    out = subprocess.run(args, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {out.stderr.strip()}")
+    return out.stdout
+
+
+@contextlib.contextmanager
+def in_netns(name: str) -> Iterator[None]:
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if _libc.setns(target, 0x40000000) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {name}")
+        yield
+    finally:
+        _libc.setns(own, 0x40000000)
+        os.close(own)
+        os.close(target)
+
+
+@contextlib.contextmanager
+def lab() -> Iterator[tuple[str, str, int, str]]:
+    """Node and client namespaces over a veth pair, a BPF root; all removed afterwards."""
+    tag = uuid.uuid4().hex[:8]
+    node, client, root = f"l2b-{tag}-n", f"l2b-{tag}-c", f"/sys/fs/bpf/l2b-{tag}"
+    try:
+        for ns in (node, client):
+            sh("ip", "netns", "add", ns)
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
+        sh(
+            "ip",
+            "-n",
+            node,
+            "link",
+            "add",
+            "n0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "c0",
+            "netns",
+            client,
+        )
+        sh("ip", "-n", node, "addr", "add", f"{NODE_IP}/24", "dev", "n0")
+        sh("ip", "-n", client, "addr", "add", f"{CLIENT_IP}/24", "dev", "c0")
+        for ns, dev in ((node, "n0"), (node, "lo"), (client, "c0"), (client, "lo")):
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        idx = int(json.loads(sh("ip", "-n", node, "-j", "link", "show", "n0"))[0]["ifindex"])
+        yield node, client, idx, root
+    finally:
+        for ns in (node, client):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def start_loader(node: str, root: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    proc = subprocess.Popen(
+        [
+            "nsenter",
+            f"--net=/run/netns/{node}",
+            sys.executable,
+            "-m",
+            "bpf.loader",
+            "--bpf-root",
+            root,
+            "--attach",
+            "n0",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("ready "):
+        proc.kill()
+        raise RuntimeError(f"loader failed: {line!r}")
+    return proc, json.loads(line[6:])
+
+
+def arping_times(client: str, ip: str, n: int) -> list[float]:
+    """Per-probe round trips (µs) as arping reports them."""
+    out = sh("ip", "netns", "exec", client, "arping", "-c", str(n), "-W", "0.01", "-I", "c0", ip)
+    scale = {"usec": 1.0, "msec": 1e3, "sec": 1e6}
+    return [float(v) * scale[u] for v, u in _TIME.findall(out)]
+
+
+def afpacket_times(client: str, ips: list[str], n: int) -> dict[str, list[float]]:
+    """Round trips (µs) from our own raw socket, alternating targets probe by probe."""
+    with in_netns(client):
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+        sock.bind(("c0", 0x0806))
+        _, _, _, _, mac = sock.getsockname()
+    sock.setblocking(False)
+    frames = {
+        ip: arp_frame(
+            eth_dst=BROADCAST,
+            eth_src=mac,
+            op=ARPOP_REQUEST,
+            sha=mac,
+            spa=CLIENT_IP,
+            tha=bytes(6),
+            tpa=ip,
+        )
+        for ip in ips
+    }
+    wanted = {ip: socket.inet_aton(ip) for ip in ips}
+    out: dict[str, list[float]] = {ip: [] for ip in ips}
+    with sock:
+        for i in range(n * len(ips)):
+            ip = ips[i % len(ips)]
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    sock.recv(2048)
+            t0 = time.perf_counter_ns()
+            sock.send(frames[ip])
+            deadline = t0 + 200_000_000
+            while time.perf_counter_ns() < deadline:
+                try:
+                    data, addr = sock.recvfrom(2048)
+                except BlockingIOError:
+                    continue
+                if addr[2] == 4:  # our own request, seen outgoing
+                    continue
+                if data[20:22] == struct.pack("!H", 2) and data[28:32] == wanted[ip]:
+                    out[ip].append((time.perf_counter_ns() - t0) / 1000)
+                    break
+            time.sleep(0.001)
+    return out
+
+
+def summary(xs: list[float]) -> dict[str, float]:
+    xs = sorted(xs)
+    if not xs:
+        return {"n": 0}
+    return {
+        "n": len(xs),
+        "median_us": round(statistics.median(xs), 2),
+        "p90_us": round(xs[int(0.9 * (len(xs) - 1))], 2),
+        "mean_us": round(statistics.fmean(xs), 2),
+    }
+
+
+def bench_map(root: str, clear: list[tuple[str, int]]) -> dict[str, float]:
+    ips = [f"{net}.{i}" for net in ("198.51.100", "203.0.113") for i in range(256)]
+    keys = [(ip, idx) for idx in range(1001, 1009) for ip in ips]  # 512 x 8 = 4,096
+    with ResponderMap.open(f"{root}/{RESPONDER_MAP_NAME}") as m:
+        for ip, idx in clear:  # room for all 4,096
+            m.delete(ip, idx)
+        before = len(m.items())
+        t0 = time.perf_counter()
+        added = sum(m.add_if_missing(ip, idx) for ip, idx in keys)
+        t_add = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        items = m.items()
+        t_items = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        listed = m.keys()
+        t_keys = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        again = sum(m.add_if_missing(ip, idx) for ip, idx in keys)
+        t_noop = time.perf_counter() - t0
+        for ip, idx in keys:
+            m.delete(ip, idx)
+    assert added == len(keys) and again == 0 and len(items) == len(listed) == before + len(keys)
+    return {
+        "keys": len(keys),
+        "add_4096_ms": round(t_add * 1e3, 2),
+        "add_4096_again_noop_ms": round(t_noop * 1e3, 2),
+        "dump_items_batch_ms": round(t_items * 1e3, 2),
+        "dump_keys_iterate_ms": round(t_keys * 1e3, 2),
+    }
+
+
+def run(probes: int) -> dict[str, Any]:
+    with lab() as (node, client, idx, root):
+        loader, ready = start_loader(node, root)
+        try:
+            assert loader.stdin is not None and loader.stdout is not None
+            loader.stdin.write(f"add {VIP} {idx}\n")
+            loader.stdin.flush()
+            assert loader.stdout.readline().startswith("ok")
+            arping_times(client, VIP, 5)  # warm up both paths (neighbour entries, caches)
+            arping_times(client, NODE_IP, 5)
+            prog: list[float] = []
+            kern: list[float] = []
+            rounds = 4
+            for _ in range(rounds):
+                prog += arping_times(client, VIP, probes // rounds)
+                kern += arping_times(client, NODE_IP, probes // rounds)
+            raw = afpacket_times(client, [VIP, NODE_IP], probes * 5)
+            result: dict[str, Any] = {
+                "compile_and_load_s": round(ready["compile_seconds"], 3),
+                "arping_program": summary(prog),
+                "arping_kernel": summary(kern),
+                "afpacket_program": summary(raw[VIP]),
+                "afpacket_kernel": summary(raw[NODE_IP]),
+                "map": bench_map(root, [(VIP, idx)]),
+            }
+            result["ratio_arping_median"] = round(
+                result["arping_program"]["median_us"] / result["arping_kernel"]["median_us"], 3
+            )
+            result["ratio_afpacket_median"] = round(
+                result["afpacket_program"]["median_us"] / result["afpacket_kernel"]["median_us"], 3
+            )
+        finally:
+            if loader.stdin is not None:
+                loader.stdin.write("disable\n")
+                loader.stdin.flush()
+            loader.wait(30)
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--probes", type=int, default=200, help="arping probes per target")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args()
+    if os.geteuid() != 0:
+        print("bench/datapath.py needs root (namespaces, BPF)", file=sys.stderr)
+        return 2
+    res = run(a.probes)
+    if a.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"compile+load of l2_responder.c: {res['compile_and_load_s']} s")
+    for how in ("arping", "afpacket"):
+        pr, ke = res[f"{how}_program"], res[f"{how}_kernel"]
+        print(
+            f"{how:9} program: median {pr['median_us']} µs p90 {pr['p90_us']} (n={pr['n']})  "
+            f"kernel: median {ke['median_us']} µs p90 {ke['p90_us']} (n={ke['n']})  "
+            f"ratio {res[f'ratio_{how}_median']}"
+        )
+    m = res["map"]
+    print(
+        f"map: add {m['keys']} keys {m['add_4096_ms']} ms, again (all present) "
+        f"{m['add_4096_again_noop_ms']} ms; dump items() {m['dump_items_batch_ms']} ms, "
+        f"keys() {m['dump_keys_iterate_ms']} ms"
+    )
+    for key, (op, target) in TARGETS.items():
+        ok = res[key] <= target if op == "<=" else res[key] >= target
+        print(f"target {key} {op} {target}: {res[key]} {'ok' if ok else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

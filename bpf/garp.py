@@ -1,0 +1,222 @@
+"""Gratuitous ARP on takeover, in the RFC 5227 form (decision 6), sent as a short burst.
+
+The frame is an ARP *reply* to broadcast with sender IP = target IP = VIP and target MAC = sender
+MAC. The last part matters: Linux only lets a gratuitous reply override a neighbour entry updated
+less than ``locktime`` (1 s) ago when tha == sha (``arp_is_garp``); the reference's tha =
+broadcast is ignored then, so clients that just resolved the old holder would keep it.
+
+A burst (default 3 packets, 0.5 s apart) covers a lost first packet. :class:`GarpSender` sends
+the first packet synchronously, so the caller sees its error at once and can retry with backoff
+(decision 2), and leaves the rest to a scheduler thread; :meth:`GarpSender.cancel` drops the rest
+when the VIP is lost mid-burst, so a former holder never keeps announcing itself.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import logging
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+ETH_P_ARP = 0x0806
+ETH_P_IP = 0x0800
+ARPHRD_ETHER = 1
+ARPOP_REQUEST = 1
+ARPOP_REPLY = 2
+BROADCAST = b"\xff" * 6
+MIN_FRAME_LEN = 60  # Ethernet minimum without FCS: the ARP payload is padded to 46 bytes
+
+DEFAULT_GARP_COUNT = 3
+DEFAULT_GARP_INTERVAL_S = 0.5
+
+
+class GarpError(OSError):
+    """A gratuitous ARP could not be sent; the message uses the reference's wording."""
+
+
+def arp_frame(
+    *,
+    eth_dst: bytes,
+    eth_src: bytes,
+    op: int,
+    sha: bytes,
+    spa: str,
+    tha: bytes,
+    tpa: str,
+    pad_to: int = MIN_FRAME_LEN,
+) -> bytes:
+    """An Ethernet/IPv4 ARP frame, zero-padded to ``pad_to`` bytes."""
+    frame = (
+        eth_dst
+        + eth_src
+        + struct.pack("!HHHBBH", ETH_P_ARP, ARPHRD_ETHER, ETH_P_IP, 6, 4, op)
+        + sha
+        + ipaddress.IPv4Address(spa).packed
+        + tha
+        + ipaddress.IPv4Address(tpa).packed
+    )
+    return frame.ljust(pad_to, b"\0")
+
+
+def garp_frame(mac: bytes, vip: str) -> bytes:
+    """The RFC 5227 announcement: reply to broadcast, spa = tpa = VIP, sha = tha = our MAC."""
+    if len(mac) != 6:
+        raise ValueError(f"MAC must be 6 bytes, got {len(mac)}")
+    return arp_frame(
+        eth_dst=BROADCAST, eth_src=mac, op=ARPOP_REPLY, sha=mac, spa=vip, tha=mac, tpa=vip
+    )
+
+
+def send_garp(vip: str, ifindex: int) -> bytes:
+    """Send one gratuitous ARP for ``vip`` out of ``ifindex``; returns the frame sent.
+
+    The socket is bound with protocol 0 so it never receives anything; its bound address tells
+    the interface's MAC, in the calling process's network namespace.
+    """
+    try:
+        ifname = socket.if_indextoname(ifindex)
+    except OSError as e:
+        raise GarpError(e.errno, f"gratuitous arp sender interface {ifindex} not found: {e}") from e
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    except OSError as e:
+        raise GarpError(e.errno, f"failed to open ARP socket: {e}") from e
+    with sock:
+        try:
+            sock.bind((ifname, 0))
+            _, _, _, hatype, mac = sock.getsockname()
+        except OSError as e:
+            raise GarpError(e.errno, f"failed to open ARP socket: {e}") from e
+        if hatype != ARPHRD_ETHER or len(mac) != 6:
+            raise GarpError(0, f"failed to open ARP socket: {ifname} is not an Ethernet interface")
+        frame = garp_frame(bytes(mac), vip)
+        try:
+            sock.send(frame)
+        except OSError as e:
+            raise GarpError(e.errno, f"failed to send ARP packet: {e}") from e
+    return frame
+
+
+class GarpSender:
+    """Sends gratuitous ARP bursts: the first packet now, the rest from a scheduler thread.
+
+    ``count`` packets ``interval_s`` apart (default 3 at 0, 0.5 and 1 s). Errors of the later
+    packets go to ``on_error(vip, ifindex, error)`` and the log; they are not retried here, the
+    burst itself being the retry.
+    """
+
+    def __init__(
+        self,
+        count: int = DEFAULT_GARP_COUNT,
+        interval_s: float = DEFAULT_GARP_INTERVAL_S,
+        *,
+        send: Callable[[str, int], object] = send_garp,
+        on_error: Callable[[str, int, GarpError], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if count < 1:
+            raise ValueError(f"gratuitous ARP count must be at least 1, got {count}")
+        if interval_s < 0:
+            raise ValueError(f"gratuitous ARP interval must not be negative, got {interval_s}")
+        self.count = count
+        self.interval_s = interval_s
+        self._send = send
+        self._on_error = on_error
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._queue: list[tuple[float, int, str, int, int]] = []  # due, seq, vip, ifindex, gen
+        self._generation: dict[tuple[str, int], int] = {}
+        self._seq = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def announce(self, vip: str, ifindex: int) -> None:
+        """Send the first packet now (raising :class:`GarpError`), schedule the rest.
+
+        A new burst for the same (vip, ifindex) replaces one still pending.
+        """
+        key = (vip, ifindex)
+        with self._cond:
+            gen = self._generation.get(key, 0) + 1
+            self._generation[key] = gen
+        self._send(vip, ifindex)
+        if self.count == 1:
+            return
+        now = self._clock()
+        with self._cond:
+            if self._generation.get(key) != gen:
+                return  # cancelled while the first packet was in flight
+            for i in range(1, self.count):
+                self._seq += 1
+                heapq.heappush(
+                    self._queue, (now + i * self.interval_s, self._seq, vip, ifindex, gen)
+                )
+            self._ensure_thread()
+            self._cond.notify()
+
+    def cancel(self, vip: str, ifindex: int) -> None:
+        """Drop the pending packets of a burst (the VIP was lost or removed)."""
+        with self._cond:
+            key = (vip, ifindex)
+            self._generation[key] = self._generation.get(key, 0) + 1
+
+    def pending(self) -> int:
+        with self._cond:
+            return sum(
+                1 for *_, vip, idx, gen in self._queue if self._generation.get((vip, idx)) == gen
+            )
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stopping = False
+            self._thread = threading.Thread(target=self._loop, name="l2-garp", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping:
+                    if self._queue:
+                        wait = self._queue[0][0] - self._clock()
+                        if wait <= 0:
+                            break
+                        self._cond.wait(wait)
+                    else:
+                        self._cond.wait()
+                if self._stopping:
+                    return
+                _, _, vip, ifindex, gen = heapq.heappop(self._queue)
+                if self._generation.get((vip, ifindex)) != gen:
+                    continue
+            try:
+                self._send(vip, ifindex)
+            except GarpError as e:
+                log.warning("gratuitous ARP for %s on ifindex %d: %s", vip, ifindex, e)
+                if self._on_error is not None:
+                    self._on_error(vip, ifindex, e)
+            except Exception:
+                log.exception("gratuitous ARP for %s on ifindex %d", vip, ifindex)
+
+    def start(self) -> None:
+        """Optional: the scheduler thread also starts on the first burst."""
+        with self._cond:
+            self._ensure_thread()
+
+    def stop(self) -> None:
+        """Drop everything pending and stop the scheduler thread."""
+        with self._cond:
+            self._stopping = True
+            self._queue.clear()
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        with self._cond:
+            self._thread = None
+            self._stopping = False

@@ -1,0 +1,228 @@
+"""Typed access to the datapath's pinned maps, by bpf(2) syscalls only (nothing is compiled).
+
+Three maps live under the BPF root (default ``/sys/fs/bpf/tc/globals``):
+
+- ``cilium_l2_responder_v4`` (:class:`ResponderMap`): the VIPs to answer, per ingress ifindex,
+  with a ``responses_sent`` counter. Same name, layout and BTF as the reference, so the seed's
+  ``bpftool map dump pinned ...`` works unchanged.
+- ``l2announcer_liveness`` (:class:`LivenessMap`): the agent's last CLOCK_MONOTONIC stamp and the
+  maximum age after which the program stops answering (decision 8).
+- ``l2announcer_ifaces`` (:class:`IfaceMap`): each attached interface's MAC, so that one compiled
+  program serves every interface.
+
+The maps are created (with BTF) by the compiled program in :mod:`bpf.program`; here they are only
+opened, so ``l2dbg`` can read them from any process.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Self
+
+from bpf import syscall
+from bpf.syscall import BpfError
+
+DEFAULT_BPF_ROOT = "/sys/fs/bpf/tc/globals"
+RESPONDER_MAP_NAME = "cilium_l2_responder_v4"
+LIVENESS_MAP_NAME = "l2announcer_liveness"
+IFACES_MAP_NAME = "l2announcer_ifaces"
+RESPONDER_MAX_ENTRIES = 4096
+
+_KEY = struct.Struct("=4sI")  # ip4 bytes as on the wire (network order), ifindex host order
+_U64 = struct.Struct("=Q")
+_U32 = struct.Struct("=I")
+_IFACE = struct.Struct("=6s2x")
+
+LIVENESS_STAMP_INDEX = 0
+LIVENESS_MAX_AGE_INDEX = 1
+
+
+def pin_path(bpf_root: str, name: str) -> str:
+    return os.path.join(bpf_root, name)
+
+
+def encode_key(ip: str, ifindex: int) -> bytes:
+    """The 8-byte ``l2_responder_v4_key``: the address's bytes in network order, then the ifindex.
+
+    bpftool reads ``ip4`` as a native u32, so on little-endian 198.51.100.10 prints as 174339014
+    (0x0a6433c6), exactly like the seed's 655370 for 10.0.10.0.
+    """
+    addr = ipaddress.IPv4Address(ip)
+    if not 0 < ifindex < 2**32:
+        raise ValueError(f"ifindex out of range: {ifindex}")
+    return _KEY.pack(addr.packed, ifindex)
+
+
+def decode_key(raw: bytes) -> tuple[str, int]:
+    packed, ifindex = _KEY.unpack(raw)
+    return socket.inet_ntoa(packed), ifindex
+
+
+@dataclass(frozen=True, slots=True)
+class ResponderEntry:
+    ip: str
+    ifindex: int
+    responses_sent: int
+
+
+class _PinnedMap:
+    """An open file descriptor on a pinned map whose key and value sizes were checked."""
+
+    _KEY_SIZE = 0
+    _VALUE_SIZE = 0
+    _TYPE = 0
+
+    def __init__(self, fd: int, path: str) -> None:
+        self._fd = fd
+        self.path = path
+        info = syscall.map_info(fd)
+        if (info.type, info.key_size, info.value_size) != (
+            self._TYPE,
+            self._KEY_SIZE,
+            self._VALUE_SIZE,
+        ):
+            os.close(fd)
+            raise BpfError(
+                errno.EINVAL,
+                f"{path}: type {info.type} key {info.key_size}B value {info.value_size}B, "
+                f"want type {self._TYPE} key {self._KEY_SIZE}B value {self._VALUE_SIZE}B",
+            )
+        self.info = info
+
+    @classmethod
+    def open(cls, path: str, *, readonly: bool = False) -> Self:
+        """Open the map pinned at ``path``; raises BpfError(ENOENT) when nothing is pinned there."""
+        return cls(syscall.obj_get(path, readonly=readonly), path)
+
+    @property
+    def fd(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ResponderMap(_PinnedMap):
+    """``cilium_l2_responder_v4``: {ip4, ifindex} -> {responses_sent}."""
+
+    _KEY_SIZE = 8
+    _VALUE_SIZE = 8
+    _TYPE = syscall.BPF_MAP_TYPE_HASH
+
+    def get(self, ip: str, ifindex: int) -> int | None:
+        """responses_sent for the key, or None when the datapath does not answer for it."""
+        raw = syscall.lookup(self._fd, encode_key(ip, ifindex), 8)
+        return None if raw is None else int(_U64.unpack(raw)[0])
+
+    def add_if_missing(self, ip: str, ifindex: int) -> bool:
+        """Insert with a zero counter unless present (BPF_NOEXIST); True when it was inserted.
+
+        Never overwrites: an existing counter keeps counting across reconciliations and agent
+        restarts (decision 1), and the caller learns whether the key is new (GARP only then).
+        """
+        try:
+            syscall.update(self._fd, encode_key(ip, ifindex), _U64.pack(0), syscall.BPF_NOEXIST)
+        except BpfError as e:
+            if e.errno == errno.EEXIST:
+                return False
+            if e.errno == errno.E2BIG:
+                raise BpfError(
+                    e.errno,
+                    f"add {ip}@{ifindex}: {RESPONDER_MAP_NAME} is full "
+                    f"({self.info.max_entries} entries)",
+                ) from e
+            raise
+        return True
+
+    def delete(self, ip: str, ifindex: int) -> bool:
+        """Stop answering; False when the key was already absent (not an error)."""
+        return syscall.delete(self._fd, encode_key(ip, ifindex))
+
+    def keys(self) -> list[tuple[str, int]]:
+        return [decode_key(k) for k in syscall.keys(self._fd, 8)]
+
+    def items(self) -> list[ResponderEntry]:
+        """Every entry, sorted by (ifindex, address) so listings are deterministic."""
+        raw = syscall.items(self._fd, 8, 8, self.info.max_entries)
+        raw.sort(key=lambda kv: _KEY.unpack(kv[0])[::-1])  # (ifindex, address bytes)
+        out = []
+        for k, v in raw:
+            ip, ifindex = decode_key(k)
+            out.append(ResponderEntry(ip, ifindex, int(_U64.unpack(v)[0])))
+        return out
+
+    def __iter__(self) -> Iterator[ResponderEntry]:
+        return iter(self.items())
+
+
+class LivenessMap(_PinnedMap):
+    """``l2announcer_liveness``: array [stamp_ns, max_age_ns] of CLOCK_MONOTONIC nanoseconds."""
+
+    _KEY_SIZE = 4
+    _VALUE_SIZE = 8
+    _TYPE = syscall.BPF_MAP_TYPE_ARRAY
+
+    def _read(self, index: int) -> int:
+        raw = syscall.lookup(self._fd, _U32.pack(index), 8)
+        return 0 if raw is None else int(_U64.unpack(raw)[0])
+
+    def _write(self, index: int, value: int) -> None:
+        syscall.update(self._fd, _U32.pack(index), _U64.pack(value))
+
+    def stamp(self, now_ns: int) -> None:
+        self._write(LIVENESS_STAMP_INDEX, now_ns)
+
+    def clear(self) -> None:
+        """Zero the stamp: the datapath stops answering at once (planned handover)."""
+        self._write(LIVENESS_STAMP_INDEX, 0)
+
+    def last_stamp(self) -> int:
+        return self._read(LIVENESS_STAMP_INDEX)
+
+    def set_max_age(self, max_age_ns: int) -> None:
+        if max_age_ns <= 0:
+            raise ValueError(f"max liveness age must be positive, got {max_age_ns} ns")
+        self._write(LIVENESS_MAX_AGE_INDEX, max_age_ns)
+
+    def max_age(self) -> int:
+        return self._read(LIVENESS_MAX_AGE_INDEX)
+
+
+class IfaceMap(_PinnedMap):
+    """``l2announcer_ifaces``: ifindex -> the interface's MAC (the program's THIS_INTERFACE_MAC)."""
+
+    _KEY_SIZE = 4
+    _VALUE_SIZE = 8
+    _TYPE = syscall.BPF_MAP_TYPE_HASH
+
+    def set(self, ifindex: int, mac: bytes) -> None:
+        if len(mac) != 6:
+            raise ValueError(f"MAC must be 6 bytes, got {len(mac)}")
+        syscall.update(self._fd, _U32.pack(ifindex), _IFACE.pack(mac))
+
+    def get(self, ifindex: int) -> bytes | None:
+        raw = syscall.lookup(self._fd, _U32.pack(ifindex), 8)
+        return None if raw is None else bytes(_IFACE.unpack(raw)[0])
+
+    def delete(self, ifindex: int) -> bool:
+        return syscall.delete(self._fd, _U32.pack(ifindex))
+
+    def items(self) -> dict[int, bytes]:
+        return {
+            int(_U32.unpack(k)[0]): bytes(_IFACE.unpack(v)[0])
+            for k, v in syscall.items(self._fd, 4, 8, self.info.max_entries)
+        }

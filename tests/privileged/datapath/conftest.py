@@ -1,0 +1,54 @@
+"""Fixtures: a per-test BPF root removed even on failure, a node+client lab, loaders, raw ports."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.privileged.datapath.lab import Lab, Loader, Port, build_lab
+
+
+@pytest.fixture
+def bpf_root() -> Iterator[str]:
+    """A BPF root of our own under bpffs, so pins never collide with the host's or other tests'."""
+    root = f"/sys/fs/bpf/l2t-{uuid.uuid4().hex[:8]}"
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+    assert not Path(root).exists(), f"pins left in {root}"
+
+
+@pytest.fixture
+def lab(make_netns: Callable[[], str]) -> Lab:
+    return build_lab(make_netns(), make_netns())
+
+
+@pytest.fixture
+def lab_with_node_ip(make_netns: Callable[[], str]) -> Lab:
+    return build_lab(make_netns(), make_netns(), node_ip=True)
+
+
+@pytest.fixture
+def loaders() -> Iterator[Callable[..., Loader]]:
+    """Start loaders in a namespace; every one still running is killed afterwards."""
+    started: list[Loader] = []
+
+    def start(ns: str, bpf_root: str, *extra: str) -> Loader:
+        loader = Loader(ns, bpf_root, *extra)
+        started.append(loader)
+        return loader
+
+    yield start
+    for loader in started:
+        if loader.alive():
+            loader.stop("kill")
+
+
+@pytest.fixture
+def client_port(lab: Lab) -> Iterator[Port]:
+    port = Port(lab.client, "c0")
+    yield port
+    port.close()
