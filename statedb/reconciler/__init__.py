@@ -8,7 +8,7 @@ after initialization). See ``reconciler.py`` for the loop, ``config.py`` for eve
 
 from statedb.reconciler.clock import Clock, FakeClock, RealClock
 from statedb.reconciler.config import Config
-from statedb.reconciler.operations import Operations
+from statedb.reconciler.operations import Operations, PermanentError
 from statedb.reconciler.reconciler import Reconciler
 from statedb.reconciler.retries import RetryQueue, backoff
 
@@ -17,6 +17,7 @@ __all__ = [
     "Config",
     "FakeClock",
     "Operations",
+    "PermanentError",
     "RealClock",
     "Reconciler",
     "RetryQueue",

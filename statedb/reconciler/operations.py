@@ -2,7 +2,8 @@
 
 They are plain synchronous callables, called from the reconciler's thread and never under the
 database lock, so they may block on netlink or a BPF syscall. An operation reports failure by
-raising; the exception's message becomes the row's ``Status.error`` and the row is retried.
+raising; the exception's message becomes the row's ``Status.error`` and the row is retried
+(unless the exception is a ``PermanentError``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ from collections.abc import Iterable
 from typing import Protocol, TypeVar
 
 R_contra = TypeVar("R_contra", contravariant=True)
+
+
+class PermanentError(Exception):
+    """A failure that retrying cannot fix (e.g. a row of a kind the target does not support).
+    The row gets an Error status with this message but is not retried until it changes."""
 
 
 class Operations(Protocol[R_contra]):

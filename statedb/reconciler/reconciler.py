@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar
 from statedb.changes import Consumer
 from statedb.db import Database
 from statedb.reconciler.config import Config
-from statedb.reconciler.operations import Operations
+from statedb.reconciler.operations import Operations, PermanentError
 from statedb.reconciler.retries import RetryItem, RetryQueue
 from statedb.status import Status, StatusKind
 from statedb.table import Table
@@ -270,6 +270,7 @@ class Reconciler(Generic[R]):
     def _execute(self, work: list[_Work[R]]) -> list[tuple[_Work[R], str | None]]:
         """Run the operations, outside any lock; an exception is the row's failure."""
         results: list[tuple[_Work[R], str | None]] = []
+        self._permanent: set[Key] = set()
         for w in work:
             if self._stopping.is_set():
                 break  # the rest stays Pending; a new reconciler starts from the table
@@ -283,6 +284,8 @@ class Reconciler(Generic[R]):
                 op = "delete" if w.delete else "update"
                 log.info("%s: %s of %s failed: %s", self.name, op, _key_text(w.key), _message(e))
                 results.append((w, _message(e)))
+                if isinstance(e, PermanentError):
+                    self._permanent.add(w.key)
         return results
 
     def _commit(self, results: list[tuple[_Work[R], str | None]]) -> None:
@@ -306,12 +309,13 @@ class Reconciler(Generic[R]):
                         retry_updates.append((w, err))
         now = self._clock.monotonic()
         for w, err in results:
-            if err is None:
+            if err is None or w.key in self._permanent:
                 self._retries.clear(w.key)
             elif w.delete:
                 self._retries.add(w.key, w.row, delete=True, error=err, now=now)
         for w, err in retry_updates:
-            self._retries.add(w.key, w.row, delete=False, error=err, now=now)
+            if w.key not in self._permanent:
+                self._retries.add(w.key, w.row, delete=False, error=err, now=now)
 
     def _prune(self) -> None:
         self._prune_requested.clear()
