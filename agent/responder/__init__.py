@@ -1,0 +1,1 @@
+"""The l2-responder: reconciles the l2-announce table into the BPF responder map."""

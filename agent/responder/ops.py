@@ -1,0 +1,144 @@
+"""The l2-responder's operations on the BPF map, for the generic reconciler.
+
+- ``update``: resolve the interface through the devices table (not netlink: the table is the one
+  view of devices the whole agent shares), attach the program to it if needed, add the key only if
+  it is missing (counters survive, decision 1) and send a gratuitous ARP burst only for a key that
+  was missing (so a restarted agent does not announce again). A failed GARP never blocks the key
+  (decision 2): the key stays, the row shows ``garp <ip>@<ifindex>: ...`` and the retry sends
+  the GARP again. IPv6 rows get a permanent "not supported yet" status (NDP is planned).
+- ``delete``: remove the key, cancel a burst still going, detach from an interface left with no
+  key.
+- ``prune``: remove every key no row wants (stale keys of a previous agent), detach idle
+  interfaces.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Protocol
+
+from bpf.garp import GarpError
+from statedb import Database
+from statedb.reconciler import PermanentError
+from statedb.tables.devices import DEVICES
+from statedb.tables.l2_announce import L2AnnounceEntry
+
+log = logging.getLogger("l2announcer.l2-responder")
+
+
+class ResponderKeys(Protocol):
+    def add_if_missing(self, ip: str, ifindex: int) -> bool: ...
+    def delete(self, ip: str, ifindex: int) -> bool: ...
+    def keys(self) -> list[tuple[str, int]]: ...
+
+
+class Attacher(Protocol):
+    def attach(self, ifindex: int, mac: bytes | None = None) -> None: ...
+    def detach(self, ifindex: int) -> bool: ...
+    def attached(self) -> list[int]: ...
+
+
+class Announcer(Protocol):
+    def announce(self, vip: str, ifindex: int) -> None: ...
+    def cancel(self, vip: str, ifindex: int) -> None: ...
+
+
+class ResponderOps:
+    def __init__(
+        self, db: Database, responder: ResponderKeys, attacher: Attacher, garp: Announcer
+    ) -> None:
+        self.db = db
+        self.map = responder
+        self.attacher = attacher
+        self.garp = garp
+        self._lock = threading.Lock()
+        self._attached: set[int] | None = None
+        self._garp_due: set[tuple[str, int]] = set()  # keys whose GARP failed: send on retry
+        self._ifindex_of: dict[tuple[str, str], int] = {}  # (ip, interface) -> ifindex used
+
+    def _device(self, name: str) -> tuple[int, bytes | None]:
+        with self.db.read_txn() as r:
+            found = r.list(DEVICES, "name", name)
+        if not found:
+            raise LookupError(f"link index: no device named {name!r}")
+        d = found[0]
+        mac = bytes.fromhex(d.hw_addr.replace(":", "")) if d.hw_addr else None
+        return d.ifindex, mac
+
+    def _ensure_attached(self, ifindex: int, mac: bytes | None) -> None:
+        if self._attached is None:
+            self._attached = set(self.attacher.attached())
+        if ifindex not in self._attached:
+            self.attacher.attach(ifindex, mac)
+            self._attached.add(ifindex)
+
+    def _detach_idle(self) -> None:
+        if self._attached is None:
+            self._attached = set(self.attacher.attached())
+        used = {idx for _ip, idx in self.map.keys()}  # noqa: SIM118 (a BPF map, not a dict)
+        for ifindex in sorted(self._attached - used):
+            self.attacher.detach(ifindex)
+            self._attached.discard(ifindex)
+
+    # -- Operations ---------------------------------------------------------------------------
+
+    def update(self, row: L2AnnounceEntry) -> None:
+        if ipaddress.ip_address(row.ip).version == 6:
+            raise PermanentError(f"IPv6 is not supported yet (no NDP responder): {row.ip}")
+        with self._lock:
+            ifindex, mac = self._device(row.network_interface)
+            self._ensure_attached(ifindex, mac)
+            try:
+                added = self.map.add_if_missing(row.ip, ifindex)
+            except OSError as e:
+                raise RuntimeError(f"create {row.ip}@{ifindex}: {e}") from None
+            self._ifindex_of[(row.ip, row.network_interface)] = ifindex
+            if not added and (row.ip, ifindex) not in self._garp_due:
+                return
+            try:
+                self.garp.announce(row.ip, ifindex)
+            except GarpError as e:
+                self._garp_due.add((row.ip, ifindex))
+                raise RuntimeError(f"garp {row.ip}@{ifindex}: {e}") from None
+            self._garp_due.discard((row.ip, ifindex))
+
+    def delete(self, row: L2AnnounceEntry) -> None:
+        if ipaddress.ip_address(row.ip).version == 6:
+            return
+        with self._lock:
+            ifindex = self._ifindex_of.pop((row.ip, row.network_interface), None)
+            if ifindex is None:
+                try:
+                    ifindex, _mac = self._device(row.network_interface)
+                except LookupError:
+                    return  # the device is gone; prune removes any key left behind
+            self.garp.cancel(row.ip, ifindex)
+            self._garp_due.discard((row.ip, ifindex))
+            try:
+                self.map.delete(row.ip, ifindex)
+            except OSError as e:
+                raise RuntimeError(f"delete {row.ip}@{ifindex}: {e}") from None
+            self._detach_idle()
+
+    def prune(self, rows: Iterable[L2AnnounceEntry]) -> None:
+        with self._lock:
+            wanted: set[tuple[str, int]] = set()
+            for row in rows:
+                if ipaddress.ip_address(row.ip).version == 6:
+                    continue
+                try:
+                    wanted.add((row.ip, self._device(row.network_interface)[0]))
+                except LookupError:
+                    continue
+            removed = []
+            for ip, ifindex in self.map.keys():  # noqa: SIM118 (a BPF map, not a dict)
+                if (ip, ifindex) not in wanted:
+                    self.garp.cancel(ip, ifindex)
+                    self.map.delete(ip, ifindex)
+                    removed.append(f"{ip}@{ifindex}")
+            if removed:
+                log.info("pruned stale responder keys: %s", ", ".join(removed))
+            self._detach_idle()
