@@ -15,7 +15,10 @@ reports that a lease is lost, that Service's entries are withdrawn at once, in t
 before the elector even sends a release.
 
 It does nothing until its own Node and the services, policies and devices tables are initialized
-(the reference blocks on its first node event and store sync likewise).
+(the reference blocks on its first node event and store sync likewise). It marks ``l2-announce``
+initialized (which lets the l2-responder prune stale BPF keys) only once the elector has settled:
+a restarted agent first takes back the leases the API still shows it holding, so the keys it
+announced before the restart are never pruned in between (at most ``settle_timeout`` waits).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class Announcer:
         node_name: str,
         write_conditions: ConditionWriter,
         wall: Callable[[], float] = time.time,
+        settle_timeout: float = 5.0,
     ) -> None:
         self.db = db
         self.elector = elector
@@ -70,10 +74,16 @@ class Announcer:
         self._consumers: dict[str, Consumer[Any]] = {}
         self.health = "Starting: waiting for the node, services, policies and devices"
         self.recomputes = 0
+        self._settle_timeout = settle_timeout
+        self._started_at = time.monotonic()
+        self.initialized = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._started_at = time.monotonic()
+        with self.db.write_txn(L2_ANNOUNCE) as txn:
+            txn.register_initializer(L2_ANNOUNCE, "l2-announcer")
         for t in (*WAIT_TABLES, LEASES):
             self._consumers[t.name] = self.db.register_consumer(f"announcer:{t.name}", t)
         self._thread = threading.Thread(target=self._run, name="l2-announcer", daemon=True)
@@ -110,7 +120,7 @@ class Announcer:
                 changed = False
                 for t in WAIT_TABLES:
                     changed |= bool(self._consumers[t.name].changes())
-                if changed or self._dirty.is_set() or self.recomputes == 0:
+                if changed or self._dirty.is_set() or not self.initialized:
                     self._dirty.clear()
                     self._recompute()
             except Exception as e:  # a bug here must not silence the node for good
@@ -119,8 +129,12 @@ class Announcer:
                 self._stop.wait(1.0)
             after = {self._consumers[t.name].table: self._consumers[t.name].revision
                      for t in (*WAIT_TABLES, LEASES)}  # fmt: skip
+            # Until initialized, look again soon: the elector may settle without an event (a
+            # failed attempt to take a lease back), and the settle timeout must be noticed.
             self.db.wait_for_any(
-                after, timeout=5.0, until=lambda: self._dirty.is_set() or self._stop.is_set()
+                after,
+                timeout=5.0 if self.initialized else 0.05,
+                until=lambda: self._dirty.is_set() or self._stop.is_set(),
             )
 
     def _feed_leases(self) -> None:
@@ -162,6 +176,12 @@ class Announcer:
                         desired.setdefault(key, set()).add(origin)
             self._write_entries({k: tuple(sorted(v)) for k, v in desired.items()})
         self.recomputes += 1
+        if not self.initialized:
+            waited = time.monotonic() - self._started_at
+            if self.elector.settled() or waited >= self._settle_timeout:
+                with self.db.write_txn(L2_ANNOUNCE) as txn:
+                    txn.initializer_done(L2_ANNOUNCE, "l2-announcer")
+                self.initialized = True
         leading = sum(self.elector.is_leading(x) for x in selected)
         self.health = f"OK, {len(selected)} service(s) selected, leading {leading}"
 

@@ -99,6 +99,12 @@ class Elector:
         with self._cond:
             return {n for n, e in self._elections.items() if e.leading}
 
+    def settled(self) -> bool:
+        """Every campaign has resolved what the node held before it started (see
+        ``LeaseElection.settled``)."""
+        with self._cond:
+            return all(e.settled for e in self._elections.values())
+
     def campaigns(self) -> dict[str, str]:
         """Each lease we campaign for and how it stands: leading, following <holder>, or why."""
         with self._cond:

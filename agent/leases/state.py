@@ -215,6 +215,17 @@ class LeaseElection:
         return events
 
     @property
+    def settled(self) -> bool:
+        """Whether this election has resolved what the node had before it started: a lease the
+        server still shows us holding is either taken back (leading) or failed to be (an error).
+        Until then the agent must not prune what it announced before a restart."""
+        if not self.wanted:
+            return True
+        if not self.known:
+            return bool(self.last_error)
+        return self.leading or not self.holds_lease or bool(self.last_error)
+
+    @property
     def holds_lease(self) -> bool:
         """Whether the server's record (as we know it) names us."""
         return self.observed is not None and self.observed.holder == self.identity

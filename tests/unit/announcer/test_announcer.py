@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 
 from agent.announcer.controller import Announcer
 from agent.leases.elector import Elector
+from agent.leases.record import LeaseRecord
 from agent.leases.state import Timings
 from statedb import Database, Table
 from statedb.tables import CATALOGUE, DEVICES, L2_ANNOUNCE, NODES, POLICIES, SERVICES
@@ -149,3 +151,35 @@ def test_stop_withdraws_everything(h: Harness) -> None:
     until(lambda: len(h.entries()) == 2)
     h.announcer.stop()
     assert h.entries() == []
+
+
+def test_l2_announce_is_initialized_only_after_our_old_leases_are_taken_back() -> None:
+
+    h = Harness()
+    # The API still shows node1 holding the lease from before a restart.
+    h.api.leases[LEASE] = LeaseRecord("node1", 2, "t", "t", 3, "1")
+    h.write(NODES, Node("node1"), init=True)
+    h.write(DEVICES, Device(2, "eth0", selected=True), init=True)
+    h.write(SERVICES, RED, init=True)
+    h.write(POLICIES, Policy("p1", 1, None, None, (), False, True), init=True)
+    gate = threading.Event()
+    real_update = h.api.update
+
+    def slow_update(who: str, name: str, record: LeaseRecord, timeout: float) -> LeaseRecord:
+        gate.wait(5)
+        return real_update(who, name, record, timeout)
+
+    h.api.update = slow_update  # type: ignore[method-assign]
+    h.elector.start()
+    h.announcer.start()
+    try:
+        time.sleep(0.3)
+        assert not h.db.initialized(L2_ANNOUNCE), "must not be initialized while retaking"
+        gate.set()
+        until(lambda: h.db.initialized(L2_ANNOUNCE))
+        assert h.entries() == [("198.51.100.10", "eth0", (Origin("default", "red"),))]
+        assert h.api.leases[LEASE].transitions == 3, "our own lease: no new transition"
+    finally:
+        h.announcer.stop()
+        h.elector.stop(release_timeout=0.5)
+        h.db.close()

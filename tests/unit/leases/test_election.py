@@ -205,3 +205,17 @@ def test_renew_timeout_never_reaches_past_the_deadline() -> None:
     assert e.step(5.0, 1e9) is None
     assert e.leading is False
     assert [ev.reason for ev in e.drain_events()] == ["acquired", "renew deadline passed"]
+
+
+def test_settled_only_once_a_lease_we_still_hold_is_taken_back() -> None:
+    e = _election()
+    assert not e.settled, "not known yet"
+    e.observe(LeaseRecord("me", 15, "a", "a", 2, "7"), 0.0)
+    assert not e.settled, "the server says we hold it: take it back first"
+    req = e.step(0.0, 1e9)
+    assert req is not None and req.purpose == "acquire"
+    e.complete(req, Outcome(LeaseRecord("me", 15, "a", "b", 2, "8")), 0.01)
+    assert e.leading and e.settled
+    other = _election()
+    other.observe(LeaseRecord("someone", 15, "a", "a", 2, "7"), 0.0)
+    assert other.settled, "held by another node: nothing of ours to resolve"
