@@ -68,7 +68,7 @@ KEYS: tuple[Key, ...] = (
         "Accepted for compatibility; true also enables external IPs, as in the reference."),
     Key("enable-external-ips", "bool", "false", "EnableExternalIPs",
         "Announce spec.externalIPs of Services (forced on by kube-proxy-replacement=true)."),
-    Key("devices", "strings", "", "Devices",
+    Key("devices", "devices", "", "Devices",
         "Devices to use, space or comma separated; a trailing + is a prefix wildcard (eth+). "
         "Empty: detect them (see the devices table's reasons)."),
     Key("force-device-detection", "bool", "false", "ForceDeviceDetection",
@@ -195,7 +195,14 @@ def _kpr(v: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def _devices(v: str) -> tuple[str, ...]:
+    from agent.devices.options import devices_option_from_string
+
+    return devices_option_from_string(v)
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
+    "devices": _devices,
     "bool": _bool,
     "duration": _duration,
     "float": _float,
@@ -372,7 +379,7 @@ def display_value(key: Key, value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
-        return "[" + " ".join(value) + "]"
+        return "[" + " ".join(value) + "]"  # Go's %v of a string slice
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

@@ -232,3 +232,12 @@ def test_every_key_has_help_and_a_parsable_default() -> None:
     assert shown["l2-announcements-lease-duration"] == "15s"
     assert shown["devices"] == "[]"
     assert shown["enable-l2-announcements"] == "false"
+
+
+def test_devices_entries_are_checked_as_interface_names() -> None:
+    with pytest.raises(
+        ConfigError, match=r'invalid value "eth0,,eth1" for devices \(flag --devices\)'
+    ):
+        resolve({"devices": "eth0,,eth1"}, BASE_ENV)
+    with pytest.raises(ConfigError, match="devices entry 'a/b'"):
+        resolve({"devices": "a/b"}, BASE_ENV)

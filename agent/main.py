@@ -1,0 +1,158 @@
+"""``l2agent``: the node agent's command line.
+
+Every configuration key is a flag (``--enable-l2-announcements=true``, ``--devices "eth0 eth1"``);
+a boolean flag alone means true, as with the reference's flags. Bad configuration is one line on
+stderr and exit code 2. SIGTERM and SIGINT stop the agent in order (entries withdrawn, leases
+released) within about 2 s.
+
+``--health-probe`` is for the DaemonSet's probes: it reads the health table of the running agent
+through the state database and exits 0 when no module is Degraded (1 otherwise, 2 when there is
+no agent database at all).
+"""
+
+from __future__ import annotations
+
+import inspect
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, Optional
+
+import typer
+
+from agent.config import KEYS, ConfigError, resolve
+
+_BOOL_FLAGS = {f"--{k.name}" for k in KEYS if k.kind == "bool"}
+
+
+def normalize_argv(args: Sequence[str]) -> list[str]:
+    """``--flag`` alone means ``--flag=true`` for boolean keys (pflag's behaviour)."""
+    out = []
+    for a in args:
+        out.append(f"{a}=true" if a in _BOOL_FLAGS else a)
+    return out
+
+
+def _run(**kwargs: Any) -> None:
+    health_probe = kwargs.pop("health_probe")
+    no_datapath = kwargs.pop("no_datapath")
+    flags = {name.replace("_", "-"): value for name, value in kwargs.items() if value is not None}
+    try:
+        resolved = resolve(flags)
+    except ConfigError as e:
+        typer.echo(f"l2agent: {e}", err=True)
+        raise typer.Exit(2) from None
+    if health_probe:
+        raise typer.Exit(_probe(resolved.config.state_dir))
+
+    from agent import logfmt
+    from agent.agent import Agent
+
+    logfmt.setup()
+    import logging
+
+    log = logging.getLogger("l2announcer.agent")
+    for warning in resolved.warnings:  # the clamp warnings, once each (decision 4)
+        log.warning("%s", warning)
+    agent = Agent(resolved.config, resolved.sources, datapath=not no_datapath)
+    done = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        agent.start()
+    except Exception as e:
+        log.error("start-up failed: %s", e)
+        agent.stop()
+        raise typer.Exit(1) from None
+    done.wait()
+    agent.stop()
+
+
+def _probe(state_dir: str) -> int:
+    from pathlib import Path
+
+    from statedb import ReadOnlyDatabase, StateDBError
+    from statedb.tables.health import HEALTH
+
+    try:
+        with ReadOnlyDatabase.open(Path(state_dir) / "statedb.sqlite") as ro, ro.snapshot() as s:
+            rows = s.rows(HEALTH)
+    except StateDBError as e:
+        typer.echo(f"l2agent: {e}", err=True)
+        return 2
+    bad = [f"{h.module}: {h.message}" for h in rows if h.level == "Degraded"]
+    for line in bad:
+        typer.echo(line, err=True)
+    return 1 if bad or not rows else 0
+
+
+def _command() -> Any:
+    params = []
+    for k in KEYS:
+        default = k.default if k.default else '""'
+        params.append(
+            inspect.Parameter(
+                k.name.replace("-", "_"),
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Optional[str],  # noqa: UP045 (typer reads the annotation at runtime)
+                default=typer.Option(
+                    None,
+                    f"--{k.name}",
+                    help=f"{k.help} [default: {default}]",
+                    show_default=False,
+                    metavar=k.kind.upper(),
+                ),
+            )
+        )
+    params.append(
+        inspect.Parameter(
+            "health_probe",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=bool,
+            default=typer.Option(
+                False, "--health-probe", help="Check the running agent's health and exit."
+            ),
+        )
+    )
+    params.append(
+        inspect.Parameter(
+            "no_datapath",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=bool,
+            default=typer.Option(
+                False,
+                "--no-datapath",
+                help="Run without the BPF datapath (tests of the control plane only).",
+                hidden=True,
+            ),
+        )
+    )
+
+    def run(**kwargs: Any) -> None:
+        _run(**kwargs)
+
+    run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    run.__doc__ = (
+        "The l2announcer node agent: answers ARP for Service IPs selected by "
+        "CiliumL2AnnouncementPolicies, one node per Service, elected with Leases. "
+        "Every flag can also be set as L2ANNOUNCER_<KEY> or a file in --config-dir."
+    )
+    return run
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    # Plain click help: the rich panels truncate the long, reference-given flag names.
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+    app.command()(_command())
+    args = normalize_argv(sys.argv[1:] if argv is None else argv)
+    app(args=args, prog_name="l2agent")
+
+
+if __name__ == "__main__":
+    main()
