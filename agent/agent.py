@@ -258,8 +258,11 @@ class Agent:
         self.stopped.set()
         started = time.monotonic()
         for name, stop in reversed(self._stops):
+            t0 = time.monotonic()
             try:
                 stop()
             except Exception:
                 log.exception("stopping %s failed", name)
+            if time.monotonic() - t0 > 0.3:
+                log.info("stopping %s took %.2fs", name, time.monotonic() - t0)
         log.info("l2announcer agent stopped in %.2fs", time.monotonic() - started)

@@ -18,6 +18,7 @@ dicts, a silent single retry on 410, reconnects without backoff, strict model pa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -58,6 +59,10 @@ class Source(Protocol):
     def watch(self, resource_version: str, stop: threading.Event) -> Iterator[Obj]:
         """Watch events ({"type", "object"}) from ``resource_version``, bookmarks included; ends
         when the server ends the stream; raises ApiStatusError or a transport error."""
+        ...
+
+    def interrupt(self) -> None:
+        """Unblock a watch waiting for the server (on stop)."""
         ...
 
 
@@ -102,6 +107,7 @@ class Reflector(Generic[R]):
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self.source.interrupt()  # a watch blocks until the server sends something
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -209,6 +215,7 @@ class KubernetesSource:
         self._args = args
         self._kwargs = kwargs
         self._timeout = request_timeout
+        self._response: Any = None
 
     def _call(self, **extra: Any) -> Any:
         import kubernetes
@@ -231,6 +238,7 @@ class KubernetesSource:
             timeout_seconds=WATCH_TIMEOUT,
             _request_timeout=(self._timeout, WATCH_TIMEOUT + 30),
         )
+        self._response = resp
         try:
             buf = b""
             for chunk in resp.stream(4096, decode_content=False):
@@ -242,7 +250,14 @@ class KubernetesSource:
                 if stop.is_set():
                     return
         finally:
+            self._response = None
             resp.release_conn()
+
+    def interrupt(self) -> None:
+        resp = self._response
+        if resp is not None:
+            with contextlib.suppress(Exception):
+                resp.shutdown()  # urllib3 >= 2.3: unblocks a read in another thread
 
 
 def _api_message(e: Any) -> str:

@@ -65,6 +65,9 @@ class FakeSource:
             raise item
         return item
 
+    def interrupt(self) -> None:
+        pass
+
     def watch(self, resource_version: str, stop: threading.Event) -> Iterator[dict[str, Any]]:
         self.watched_from.append(resource_version)
         while not stop.is_set():
