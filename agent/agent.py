@@ -165,6 +165,7 @@ class Agent:
         return f"Degraded: {summary}; {errors[0]}" if errors else f"OK, {summary}"
 
     def _start_datapath(self) -> None:
+        from agent.responder.device_sync import DeviceSync
         from agent.responder.ops import ResponderOps
         from bpf.datapath import Datapath
         from bpf.garp import GarpSender
@@ -187,6 +188,8 @@ class Agent:
             self.db, L2_ANNOUNCE, ops, ReconcilerConfig(prune_interval=300.0), name="l2-responder"
         )
         self.responder.start()
+        self.device_sync = DeviceSync(self.db, ops, self.responder)
+        self.device_sync.start()
         self.health.add("l2-responder", self.responder.health)
         self.health.add("datapath", self._datapath_health)
 
@@ -247,6 +250,7 @@ class Agent:
             self.responder.wait_until_reconciled(0.5, allow_errors=True)
         self.elector.stop(release_timeout=0.8)  # then release the leases
         if self.use_datapath:
+            self.device_sync.stop()
             self.responder.stop(timeout=1.0)
             self.garp.stop()
             self.datapath.shutdown(detach=False)  # the next agent adopts the program and pins

@@ -83,6 +83,16 @@ class ResponderOps:
             self.attacher.detach(ifindex)
             self._attached.discard(ifindex)
 
+    def forget_interfaces(self, names: set[str]) -> None:
+        """An interface changed (new ifindex or MAC): forget what we cached about it, so the next
+        update attaches to it afresh and announces its keys again."""
+        with self._lock:
+            for key in [k for k in self._ifindex_of if k[1] in names]:
+                ifindex = self._ifindex_of.pop(key)
+                if self._attached is not None:
+                    self._attached.discard(ifindex)
+                self._garp_due.add((key[0], ifindex))
+
     # -- Operations ---------------------------------------------------------------------------
 
     def update(self, row: L2AnnounceEntry) -> None:

@@ -1,0 +1,85 @@
+"""Keeps the responder right when an interface changes under an unchanged l2-announce row.
+
+``l2-announce`` rows name interfaces, the BPF map keys carry ifindexes. When an interface is
+deleted and created again (a new ifindex) or its MAC changes, the rows are the same but the keys
+and the program's attachment are wrong. This watcher follows the devices table and, for each
+interface whose ifindex or MAC changed, drops the responder's cached view of it and marks that
+interface's rows Pending again (the reconciler re-adds the keys and announces the IP with a
+gratuitous ARP, as for any new key), then asks for a prune, which removes the old ifindex's keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from agent.responder.ops import ResponderOps
+from statedb import Database, Status
+from statedb.reconciler import Reconciler
+from statedb.tables.devices import DEVICES
+from statedb.tables.l2_announce import L2_ANNOUNCE, L2AnnounceEntry
+
+log = logging.getLogger("l2announcer.l2-responder")
+
+
+class DeviceSync:
+    def __init__(
+        self, db: Database, ops: ResponderOps, reconciler: Reconciler[L2AnnounceEntry]
+    ) -> None:
+        self.db = db
+        self.ops = ops
+        self.reconciler = reconciler
+        self._seen: dict[str, tuple[int, str]] = {}  # name -> (ifindex, mac)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._consumer = self.db.register_consumer("l2-responder:devices", DEVICES)
+        self._thread = threading.Thread(target=self._run, name="l2-responder-devices", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.db.notify_waiters()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._consumer.close()
+
+    def _run(self) -> None:
+        first = True
+        while not self._stop.is_set():
+            changed: set[str] = set()
+            for ch in self._consumer.changes():
+                name = ch.row.name
+                if ch.deleted:
+                    if self._seen.get(name, (0, ""))[0] == ch.row.ifindex:
+                        self._seen.pop(name, None)
+                    continue
+                now = (ch.row.ifindex, ch.row.hw_addr)
+                before = self._seen.get(name)
+                self._seen[name] = now
+                # The first batch is the listing: nothing changed yet. Later, a new ifindex or MAC
+                # (also a name coming back after a delete) invalidates what the map has.
+                if before != now and not first:
+                    changed.add(name)
+            first = False
+            if changed:
+                try:
+                    self.resync(changed)
+                except Exception:
+                    log.exception("re-syncing the responder after device changes failed")
+            self._consumer.wait(timeout=5.0, until=self._stop.is_set)
+
+    def resync(self, names: set[str]) -> None:
+        log.info("interfaces changed under announced IPs, re-syncing: %s", ", ".join(sorted(names)))
+        self.ops.forget_interfaces(names)
+        with self.db.write_txn(L2_ANNOUNCE) as txn:
+            for row in txn.all(L2_ANNOUNCE):
+                if row.network_interface in names:
+                    txn.upsert(
+                        L2_ANNOUNCE,
+                        L2AnnounceEntry(
+                            row.ip, row.network_interface, row.origins, Status.pending()
+                        ),
+                    )
+        self.reconciler.trigger_prune()
