@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dbg import statedb_cmd
+from dbg import bpf_cmd, config_cmd, statedb_cmd, status_cmd
 from dbg.statedb_ops import DEFAULT_STATE_DIR, STATE_DIR_ENV
 
 app = typer.Typer(
@@ -36,3 +36,6 @@ def root(
 
 
 app.add_typer(statedb_cmd.app, name="statedb")
+app.add_typer(bpf_cmd.app, name="bpf")
+app.command("config")(config_cmd.config)
+app.command("status")(status_cmd.status)
