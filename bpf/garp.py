@@ -39,6 +39,10 @@ DEFAULT_GARP_INTERVAL_S = 0.5
 class GarpError(OSError):
     """A gratuitous ARP could not be sent; the message uses the reference's wording."""
 
+    def __str__(self) -> str:
+        # The message already carries the cause; OSError's "[Errno N] " prefix would repeat it.
+        return str(self.strerror) if self.strerror else super().__str__()
+
 
 def arp_frame(
     *,
@@ -103,6 +107,75 @@ def send_garp(vip: str, ifindex: int) -> bytes:
     return frame
 
 
+class GarpSockets:
+    """Sends gratuitous ARPs over one bound AF_PACKET socket per interface, kept open.
+
+    Opening and closing a socket per packet (``send_garp``) is correct but slow: closing a packet
+    socket waits for an RCU grace period (``synchronize_net``), ~10 ms on a busy node, which made
+    a takeover of 4,096 keys take minutes. A socket whose send fails (the interface went away)
+    is dropped and opened again once; the interface's MAC is read from the socket on every send,
+    so a changed MAC is used at once. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: dict[int, socket.socket] = {}
+
+    def _open(self, ifindex: int) -> socket.socket:
+        try:
+            ifname = socket.if_indextoname(ifindex)
+        except OSError as e:
+            raise GarpError(
+                e.errno, f"gratuitous arp sender interface {ifindex} not found: {e}"
+            ) from e
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        except OSError as e:
+            raise GarpError(e.errno, f"failed to open ARP socket: {e}") from e
+        try:
+            sock.bind((ifname, 0))
+        except OSError as e:
+            sock.close()
+            raise GarpError(e.errno, f"failed to open ARP socket: {e}") from e
+        return sock
+
+    def _send_on(self, sock: socket.socket, vip: str) -> bytes:
+        _, _, _, hatype, mac = sock.getsockname()
+        if hatype != ARPHRD_ETHER or len(mac) != 6:
+            raise GarpError(0, "failed to open ARP socket: not an Ethernet interface")
+        frame = garp_frame(bytes(mac), vip)
+        sock.send(frame)
+        return frame
+
+    def send(self, vip: str, ifindex: int) -> bytes:
+        with self._lock:
+            sock = self._sockets.get(ifindex)
+            if sock is not None:
+                try:
+                    return self._send_on(sock, vip)
+                except OSError:
+                    # The interface went away or changed under the socket: open afresh, once,
+                    # which also reports a missing interface in the reference's words.
+                    sock.close()
+                    del self._sockets[ifindex]
+            sock = self._open(ifindex)
+            self._sockets[ifindex] = sock
+            try:
+                return self._send_on(sock, vip)
+            except OSError as e:
+                sock.close()
+                del self._sockets[ifindex]
+                if isinstance(e, GarpError):
+                    raise
+                raise GarpError(e.errno, f"failed to send ARP packet: {e}") from e
+
+    def close(self) -> None:
+        with self._lock:
+            for sock in self._sockets.values():
+                sock.close()
+            self._sockets.clear()
+
+
 class GarpSender:
     """Sends gratuitous ARP bursts: the first packet now, the rest from a scheduler thread.
 
@@ -116,7 +189,7 @@ class GarpSender:
         count: int = DEFAULT_GARP_COUNT,
         interval_s: float = DEFAULT_GARP_INTERVAL_S,
         *,
-        send: Callable[[str, int], object] = send_garp,
+        send: Callable[[str, int], object] | None = None,
         on_error: Callable[[str, int, GarpError], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -126,7 +199,8 @@ class GarpSender:
             raise ValueError(f"gratuitous ARP interval must not be negative, got {interval_s}")
         self.count = count
         self.interval_s = interval_s
-        self._send = send
+        self._sockets = GarpSockets() if send is None else None
+        self._send = send if send is not None else self._sockets.send  # type: ignore[union-attr]
         self._on_error = on_error
         self._clock = clock
         self._cond = threading.Condition()
@@ -220,3 +294,5 @@ class GarpSender:
         with self._cond:
             self._thread = None
             self._stopping = False
+        if self._sockets is not None:
+            self._sockets.close()
