@@ -35,5 +35,11 @@ demo: bootstrap
 	@echo "make demo: the embedded lab (l2lab) arrives with issue 6; it is not built yet." >&2
 	@exit 2
 
+# The container image (Dockerfile) from Debian and PyPI packages only, smoke-tested; see
+# scripts/image.sh. Not part of `make test` (minutes); its test runs with L2ANNOUNCER_TEST_IMAGE=1.
+.PHONY: image
+image:
+	@scripts/image.sh
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
