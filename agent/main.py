@@ -5,9 +5,12 @@ a boolean flag alone means true, as with the reference's flags. Bad configuratio
 stderr and exit code 2. SIGTERM and SIGINT stop the agent in order (entries withdrawn, leases
 released) within about 2 s.
 
-``--health-probe`` is for the DaemonSet's probes: it reads the health table of the running agent
-through the state database and exits 0 when no module is Degraded (1 otherwise, 2 when there is
-no agent database at all).
+``--health-probe`` is for the DaemonSet's probes; it reads the running agent's health table
+through the state database. Readiness (plain ``--health-probe``): exit 0 when no module is
+Degraded or still Starting. Liveness (``--health-probe --liveness``): exit 0 whenever the agent
+published its heartbeat within max(10 s, 3 publish intervals), whatever its modules' levels, so
+an API outage never restarts every agent. Exit 1 with one reason line on stderr, 2 when there is
+no agent database at all.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def normalize_argv(args: Sequence[str]) -> list[str]:
 
 def _run(**kwargs: Any) -> None:
     health_probe = kwargs.pop("health_probe")
+    liveness = kwargs.pop("liveness")
     no_datapath = kwargs.pop("no_datapath")
     flags = {name.replace("_", "-"): value for name, value in kwargs.items() if value is not None}
     try:
@@ -44,7 +48,7 @@ def _run(**kwargs: Any) -> None:
         typer.echo(f"l2agent: {e}", err=True)
         raise typer.Exit(2) from None
     if health_probe:
-        raise typer.Exit(_probe(resolved.config.state_dir))
+        raise typer.Exit(_probe(resolved.config.state_dir, liveness))
 
     from agent import logfmt
     from agent.agent import Agent
@@ -74,9 +78,14 @@ def _run(**kwargs: Any) -> None:
     agent.stop()
 
 
-def _probe(state_dir: str) -> int:
+LIVENESS_MAX_AGE = 10.0  # seconds: max(10 s, 3 x the 1 s publish interval)
+
+
+def _probe(state_dir: str, liveness: bool) -> int:
+    import time
     from pathlib import Path
 
+    from agent.modules import HEARTBEAT
     from statedb import ReadOnlyDatabase, StateDBError
     from statedb.tables.health import HEALTH
 
@@ -86,10 +95,21 @@ def _probe(state_dir: str) -> int:
     except StateDBError as e:
         typer.echo(f"l2agent: {e}", err=True)
         return 2
-    bad = [f"{h.module}: {h.message}" for h in rows if h.level == "Degraded"]
-    for line in bad:
-        typer.echo(line, err=True)
-    return 1 if bad or not rows else 0
+    beat = next((h for h in rows if h.module == HEARTBEAT), None)
+    age = time.time() - beat.updated if beat is not None else None
+    if age is None or age > LIVENESS_MAX_AGE:
+        seen = "never" if age is None else f"{age:.0f}s ago"
+        typer.echo(
+            f"l2agent: no heartbeat from the agent for {LIVENESS_MAX_AGE:.0f}s (last {seen})",
+            err=True,
+        )
+        return 1
+    if liveness:
+        return 0
+    bad = [h for h in rows if h.level in ("Degraded", "Starting")]
+    for h in bad:
+        typer.echo(f"{h.module}: {h.level}: {h.message}", err=True)
+    return 1 if bad else 0
 
 
 def _command() -> Any:
@@ -117,6 +137,18 @@ def _command() -> Any:
             annotation=bool,
             default=typer.Option(
                 False, "--health-probe", help="Check the running agent's health and exit."
+            ),
+        )
+    )
+    params.append(
+        inspect.Parameter(
+            "liveness",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=bool,
+            default=typer.Option(
+                False,
+                "--liveness",
+                help="With --health-probe: only check that the agent is alive (its heartbeat).",
             ),
         )
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import threading
 import time
@@ -33,6 +34,9 @@ def _level(message: str) -> tuple[str, str]:
     return "OK", message.removeprefix("OK").lstrip(":, ")
 
 
+HEARTBEAT = "agent"
+
+
 class HealthPublisher:
     """Every second, each module's health string into the ``health`` table (a row changes only
     when its level or message does; ``since`` moves only when the level does)."""
@@ -56,8 +60,14 @@ class HealthPublisher:
                 except Exception as e:  # a health probe must not take the publisher down
                     level, message = "Degraded", f"health check failed: {e}"
                 old = txn.get(HEALTH, module)
+                if old is not None and (old.level, old.message) == (level, message):
+                    continue  # unchanged: no write, no revision
                 since = old.since if old is not None and old.level == level else now
-                txn.upsert(HEALTH, Health(module, level, message, since))
+                txn.upsert(HEALTH, Health(module, level, message, since, now))
+            # The heartbeat the liveness probe reads: proof this loop (and the process) runs.
+            old = txn.get(HEALTH, HEARTBEAT)
+            since = old.since if old is not None else now
+            txn.upsert(HEALTH, Health(HEARTBEAT, "OK", f"pid {os.getpid()}", since, now))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="health", daemon=True)

@@ -1,7 +1,9 @@
 """Table ``health``: each agent module's health, as the agent last published it.
 
 ``level`` is OK, Degraded, Starting or Stopped; ``since`` is when the level last changed, so an
-operator can tell a blip from a module that has been degraded for an hour.
+operator can tell a blip from a module that has been degraded for an hour. ``updated`` is when the
+row was last written; the ``agent`` row is rewritten every second as a heartbeat, which is what
+the liveness probe checks.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class Health:
     level: str = "Starting"
     message: str = ""
     since: float = 0.0  # wall-clock seconds since the epoch
+    updated: float = 0.0  # wall-clock seconds since the epoch
 
 
 def _ago(since: float) -> str:
@@ -33,7 +36,13 @@ def _ago(since: float) -> str:
 
 
 def _json(h: Health) -> dict[str, Any]:
-    return {"Module": h.module, "Level": h.level, "Message": h.message, "Since": h.since}
+    return {
+        "Module": h.module,
+        "Level": h.level,
+        "Message": h.message,
+        "Since": h.since,
+        "Updated": h.updated,
+    }
 
 
 HEALTH: Table[Health] = Table(
