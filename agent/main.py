@@ -72,6 +72,7 @@ def _run(**kwargs: Any) -> None:
         agent.start()
     except Exception as e:
         log.error("start-up failed: %s", e)
+        typer.echo(f"l2agent: {e}", err=True)  # also plainly, for `kubectl logs` at a glance
         agent.stop()
         raise typer.Exit(1) from None
     done.wait()

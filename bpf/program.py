@@ -61,6 +61,22 @@ def _define(name: str, path: str) -> str:
     return f'-D{name}="{path}"'
 
 
+def headers_problem(release: str | None = None) -> str | None:
+    """Why bcc cannot compile here (no kernel headers), or None. bcc itself would fail with a
+    page of clang errors; this names the fix (docs/deploy.md, section 5)."""
+    release = release or os.uname().release
+    build = f"/lib/modules/{release}/build"
+    kheaders = "/sys/kernel/kheaders.tar.xz"
+    if os.path.isdir(build) or os.path.exists(kheaders):
+        return None
+    return (
+        f"cannot compile the datapath: no kernel headers for {release} (looked for {build} and "
+        f"{kheaders}); install the node's kernel headers (Debian/Ubuntu: apt install "
+        f"linux-headers-{release}) and mount the host's /lib/modules and /usr/src read-only, as "
+        "deploy/daemonset.yaml does"
+    )
+
+
 def load(bpf_root: str) -> LoadedProgram:
     """Compile, verify and load the program, with its maps pinned under ``bpf_root``.
 
@@ -75,6 +91,9 @@ def load(bpf_root: str) -> LoadedProgram:
             f"BPF root {bpf_root} is not on a BPF filesystem (mount -t bpf bpf /sys/fs/bpf)"
         )
     os.makedirs(bpf_root, exist_ok=True)
+    problem = headers_problem()
+    if problem is not None:
+        raise CompileError(problem)
     from bcc import BPF  # deferred: importing bcc loads libbcc (~100 MB)
 
     cflags = [
