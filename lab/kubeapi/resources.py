@@ -118,6 +118,10 @@ def _cols(*columns: PrinterColumn) -> dict[str, tuple[PrinterColumn, ...]]:
     return {"*": (_NAME, *columns)}
 
 
+def _configmap_data(obj: Mapping[str, Any]) -> str:
+    return str(len(obj.get("data") or {}) + len(obj.get("binaryData") or {}))
+
+
 def _node_status(obj: Mapping[str, Any]) -> str:
     for cond in obj.get("status", {}).get("conditions") or []:
         if cond.get("type") == "Ready":
@@ -429,6 +433,38 @@ BUILTINS: tuple[ResourceType, ...] = (
             _AGE,
         ),
         model="V1EndpointSlice",
+    ),
+    ResourceType(
+        group="",
+        versions=("v1",),
+        plural="configmaps",
+        singular="configmap",
+        kind="ConfigMap",
+        namespaced=True,
+        short_names=("cm",),
+        create_on_update=True,
+        columns=_cols(PrinterColumn("Data", "integer", compute=_configmap_data), _AGE),
+        model="V1ConfigMap",
+    ),
+    ResourceType(
+        group="apps",
+        versions=("v1",),
+        plural="daemonsets",
+        singular="daemonset",
+        kind="DaemonSet",
+        namespaced=True,
+        short_names=("ds",),
+        categories=("all",),
+        has_status=True,
+        create_on_update=True,
+        merge_keys={**_CONDITIONS},
+        columns=_cols(
+            PrinterColumn("Desired", "integer", ".status.desiredNumberScheduled"),
+            PrinterColumn("Current", "integer", ".status.currentNumberScheduled"),
+            PrinterColumn("Ready", "integer", ".status.numberReady"),
+            _AGE,
+        ),
+        model="V1DaemonSet",
     ),
     ResourceType(
         group="coordination.k8s.io",
