@@ -1,0 +1,181 @@
+"""Prometheus metrics (``prometheus-serve-addr``, off by default like the reference).
+
+Series (all prefixed ``l2announcer_``; documented in docs/metrics.md):
+
+- ``arp_responses_sent_total{ip,interface}``: ARP requests the datapath answered, read from the
+  BPF map's counters at scrape time (they survive agent restarts, decision 1);
+- ``gratuitous_arp_sent_total{ip,interface}``: gratuitous ARPs sent;
+- ``announced{namespace,service,ip,interface}``: 1 per (IP, interface) this node answers for, with
+  the Service wanting it ("which node owns my IP?");
+- ``leases{state="held"|"followed"}``: leases this node holds, and those it follows;
+- ``lease_transitions_total{event="acquired"|"lost"}``;
+- ``takeover_latency_seconds``: from a lease becoming available (release seen, or expiry) to
+  this node leading;
+- ``k8s_requests_total{verb,code}``, ``k8s_client_throttled_requests_total``,
+  ``k8s_client_throttled_seconds_total``: API traffic and client-side rate-limiter waits;
+- ``reconcile_errors{reconciler}``: rows whose reconcile status is Error;
+- ``module_health{module,level}``: 1 for each module's current level.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from statedb import Database, StatusKind
+from statedb.tables.devices import DEVICES
+from statedb.tables.health import HEALTH
+from statedb.tables.l2_announce import L2_ANNOUNCE
+
+log = logging.getLogger("l2announcer.metrics")
+
+P = "l2announcer_"
+TAKEOVER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60)
+
+
+class _StateCollector(Collector):
+    """Series read at scrape time from the state database and the BPF map."""
+
+    def __init__(
+        self,
+        db: Database,
+        responder_items: Callable[[], list[tuple[str, int, int]]] | None,
+        campaigns: Callable[[], dict[str, str]] | None,
+    ) -> None:
+        self.db = db
+        self.responder_items = responder_items
+        self.campaigns = campaigns
+
+    def collect(self) -> Iterator[Any]:
+        with self.db.read_txn() as r:
+            names = {d.ifindex: d.name for d in r.all(DEVICES)}
+            entries = r.all(L2_ANNOUNCE)
+            health = r.all(HEALTH)
+        if self.responder_items is not None:
+            sent = CounterMetricFamily(
+                P + "arp_responses_sent",
+                "ARP requests answered by the datapath, from the BPF map's counters.",
+                labels=["ip", "interface"],
+            )
+            try:
+                for ip, ifindex, count in self.responder_items():
+                    sent.add_metric([ip, names.get(ifindex, str(ifindex))], count)
+            except OSError as err:
+                log.warning("reading the responder map for metrics failed: %s", err)
+            yield sent
+        announced = GaugeMetricFamily(
+            P + "announced",
+            "1 for each (IP, interface) this node answers ARP for, per Service wanting it.",
+            labels=["namespace", "service", "ip", "interface"],
+        )
+        errors = 0
+        for entry in entries:
+            errors += entry.status.kind is StatusKind.ERROR
+            for o in entry.origins:
+                announced.add_metric([o.namespace, o.name, entry.ip, entry.network_interface], 1)
+        yield announced
+        rec = GaugeMetricFamily(
+            P + "reconcile_errors", "Rows whose reconcile status is Error.", labels=["reconciler"]
+        )
+        rec.add_metric(["l2-responder"], errors)
+        yield rec
+        if self.campaigns is not None:
+            states = list(self.campaigns().values())
+            leases = GaugeMetricFamily(
+                P + "leases", "Leases this node holds or follows.", labels=["state"]
+            )
+            leases.add_metric(["held"], sum(s == "leading" for s in states))
+            leases.add_metric(["followed"], sum(s.startswith("following") for s in states))
+            yield leases
+        mh = GaugeMetricFamily(
+            P + "module_health", "1 for each module's current level.", labels=["module", "level"]
+        )
+        for h in health:
+            mh.add_metric([h.module, h.level], 1)
+        yield mh
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.garp_sent = Counter(
+            P + "gratuitous_arp_sent",
+            "Gratuitous ARP packets sent.",
+            ["ip", "interface"],
+            registry=self.registry,
+        )
+        self.lease_transitions = Counter(
+            P + "lease_transitions",
+            "Leadership changes of this node.",
+            ["event"],
+            registry=self.registry,
+        )
+        self.takeover = Histogram(
+            P + "takeover_latency_seconds",
+            "From a lease becoming available (release seen, or expiry) to this node leading.",
+            buckets=TAKEOVER_BUCKETS,
+            registry=self.registry,
+        )
+        self.k8s_requests = Counter(
+            P + "k8s_requests",
+            "Kubernetes API requests by verb and HTTP status code (error: no answer).",
+            ["verb", "code"],
+            registry=self.registry,
+        )
+        self.throttled = Counter(
+            P + "k8s_client_throttled_requests",
+            "API requests that waited in the client-side rate limiter.",
+            registry=self.registry,
+        )
+        self.throttled_seconds = Counter(
+            P + "k8s_client_throttled_seconds",
+            "Seconds API requests waited in the client-side rate limiter.",
+            registry=self.registry,
+        )
+        self._server: Any = None
+
+    def watch_state(
+        self,
+        db: Database,
+        responder_items: Callable[[], list[tuple[str, int, int]]] | None = None,
+        campaigns: Callable[[], dict[str, str]] | None = None,
+    ) -> None:
+        self.registry.register(_StateCollector(db, responder_items, campaigns))
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def on_leadership(self, lease: str, leading: bool, reason: str) -> None:
+        self.lease_transitions.labels("acquired" if leading else "lost").inc()
+
+    def on_takeover(self, lease: str, seconds: float) -> None:
+        self.takeover.observe(seconds)
+
+    def on_request(self, verb: str, code: str) -> None:
+        self.k8s_requests.labels(verb, code).inc()
+
+    def on_throttle(self, seconds: float) -> None:
+        self.throttled.inc()
+        self.throttled_seconds.inc(seconds)
+
+    def on_garp(self, ip: str, interface: str) -> None:
+        self.garp_sent.labels(ip, interface).inc()
+
+    # -- serving -------------------------------------------------------------------------------
+
+    def serve(self, address: str) -> int:
+        """Serve /metrics on ``address`` (``host:port``, ``:port`` for all); returns the port."""
+        host, _, port = address.rpartition(":")
+        self._server, _thread = start_http_server(
+            int(port), addr=host.strip("[]") or "0.0.0.0", registry=self.registry
+        )
+        return int(self._server.server_port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

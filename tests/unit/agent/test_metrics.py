@@ -1,0 +1,67 @@
+"""The metrics: series from the state database and the BPF counters, counters from hooks."""
+
+from __future__ import annotations
+
+import urllib.request
+
+from prometheus_client import generate_latest
+
+from agent.metrics import Metrics
+from statedb import Database, Status, StatusKind
+from statedb.tables import DEVICES, HEALTH, L2_ANNOUNCE
+from statedb.tables.devices import Device
+from statedb.tables.health import Health
+from statedb.tables.l2_announce import L2AnnounceEntry, Origin
+
+
+def test_series_from_state_bpf_counters_and_hooks() -> None:
+    db = Database.open(None, [DEVICES, HEALTH, L2_ANNOUNCE])
+    with db.write_txn(DEVICES, HEALTH, L2_ANNOUNCE) as txn:
+        txn.upsert(DEVICES, Device(2, "eth0", selected=True))
+        txn.upsert(HEALTH, Health("devices", "OK", "", 1.0, 1.0))
+        txn.upsert(
+            L2_ANNOUNCE,
+            L2AnnounceEntry("198.51.100.10", "eth0", (Origin("default", "red"),),
+                            Status(StatusKind.DONE)),
+        )  # fmt: skip
+        txn.upsert(
+            L2_ANNOUNCE,
+            L2AnnounceEntry("198.51.100.11", "eth0", (Origin("default", "blue"),),
+                            Status(StatusKind.ERROR, "garp failed")),
+        )  # fmt: skip
+    m = Metrics()
+    m.watch_state(
+        db,
+        responder_items=lambda: [("198.51.100.10", 2, 41)],
+        campaigns=lambda: {"a": "leading", "b": "following node1", "c": "following node3"},
+    )
+    m.on_leadership("a", True, "acquired")
+    m.on_takeover("a", 0.12)
+    m.on_request("PUT", "200")
+    m.on_throttle(1.5)
+    m.on_garp("198.51.100.10", "eth0")
+    text = generate_latest(m.registry).decode()
+    for line in (
+        'l2announcer_arp_responses_sent_total{interface="eth0",ip="198.51.100.10"} 41.0',
+        'l2announcer_announced{interface="eth0",ip="198.51.100.10",namespace="default",service="red"} 1.0',
+        'l2announcer_reconcile_errors{reconciler="l2-responder"} 1.0',
+        'l2announcer_leases{state="held"} 1.0',
+        'l2announcer_leases{state="followed"} 2.0',
+        'l2announcer_lease_transitions_total{event="acquired"} 1.0',
+        "l2announcer_takeover_latency_seconds_count 1.0",
+        'l2announcer_takeover_latency_seconds_bucket{le="0.25"} 1.0',
+        'l2announcer_k8s_requests_total{code="200",verb="PUT"} 1.0',
+        "l2announcer_k8s_client_throttled_requests_total 1.0",
+        "l2announcer_k8s_client_throttled_seconds_total 1.5",
+        'l2announcer_gratuitous_arp_sent_total{interface="eth0",ip="198.51.100.10"} 1.0',
+        'l2announcer_module_health{level="OK",module="devices"} 1.0',
+    ):
+        assert line in text, line
+    port = m.serve("127.0.0.1:0")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            served = r.read().decode()
+        assert "l2announcer_arp_responses_sent_total" in served
+    finally:
+        m.stop()
+        db.close()
