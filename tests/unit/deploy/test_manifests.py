@@ -34,6 +34,8 @@ CLUSTER_RULES = {
     *(("discovery.k8s.io", "endpointslices", v) for v in ("get", "list", "watch")),
     *(("cilium.io", "ciliuml2announcementpolicies", v) for v in ("get", "list", "watch")),
     ("cilium.io", "ciliuml2announcementpolicies/status", "patch"),
+    ("", "services", "patch"),  # the announcing-node annotation
+    ("", "events", "create"),  # the Announcing event on the Service
 }
 # The seed's lease verbs plus watch (followers watch leases instead of polling).
 LEASE_RULES = {
