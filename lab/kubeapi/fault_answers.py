@@ -10,7 +10,7 @@ messages that name an object are rendered per request from its RequestInfo.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Any
 
@@ -96,15 +96,10 @@ def render_answer(answer: ErrorAnswer, user: UserInfo, info: RequestInfo) -> Fau
             f"The {info.verb} operation against {qualified} could not be completed at this "
             "time, please try again."
         )
-        details: dict[str, Any] = {}
-        if info.verb:
-            details["name"] = info.verb
-        if info.api_group:
-            details["group"] = info.api_group
-        if info.resource:
-            details["kind"] = info.resource
-        if seconds:
-            details["retryAfterSeconds"] = seconds
+        # As the real server: this Status names the verb, not the object, in details.name.
+        details = status_bodies.details_for(
+            replace(info, name=info.verb), retryAfterSeconds=seconds
+        )
         headers = {"Retry-After": str(seconds)} if seconds else {}
         return _json_answer(500, "ServerTimeout", answer.message or message, details, **headers)
     if p == "too-many-requests":
