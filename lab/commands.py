@@ -1,0 +1,261 @@
+"""The lab's commands (``l2lab up``, ``status``, ``kubectl``, ``exec``, ``agent``, ``api``,
+``logs``, ``down``), registered on cli.py's typer app. Failures print one ``l2lab: ...`` line (or a
+few, for what the machine lacks) and exit 1."""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+from lab import lab
+from lab.netns import LabError
+from lab.state import CLIENT_IP, LabState, node_ip
+
+_EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+class AgentAction(enum.StrEnum):
+    stop = "stop"
+    kill = "kill"
+    start = "start"
+    restart = "restart"
+
+
+class ApiAction(enum.StrEnum):
+    partition = "partition"  # type: ignore[assignment]
+    heal = "heal"
+
+
+class PartitionMode(enum.StrEnum):
+    stall = "stall"
+    refuse = "refuse"
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except LabError as e:
+        typer.echo(f"l2lab: {e}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _say(text: str) -> None:
+    typer.echo(f"l2lab: {text}")
+
+
+def status_text(state: LabState) -> str:
+    """Nodes, agent pids, leases held, announced IPs and health, as plain aligned text."""
+    held = lab.leases(state)
+    by_node: dict[str, list[str]] = {}
+    for lease, holder in sorted(held.items()):
+        by_node.setdefault(holder, []).append(lease.removeprefix("cilium-l2announce-"))
+    lines = [
+        f"lab {state.name}: {state.nodes} node(s), {state.services} Service(s), timers "
+        f"{'/'.join(state.timers)} (lease duration/renew deadline/retry period), {state.phase}",
+        f"API server: {state.host_url} (host), {state.lan_url} (nodes); "
+        f"pid {state.apiserver.pid if state.apiserver else '-'}",
+        "",
+    ]
+    rows = [("NODE", "ADDRESS", "AGENT", "LEASES", "ANNOUNCED", "HEALTH")]
+    for name, ns in state.node_states.items():
+        running = ns.agent is not None and ns.agent.alive()
+        agent = f"pid {ns.agent.pid}" if running and ns.agent else "not running"
+        view = lab.node_view(state, name)
+        degraded = [f"{m}: {_short(msg)}" for m, level, msg in view.health if level == "Degraded"]
+        if not running:
+            health = "-"
+        elif degraded:
+            health = "Degraded (" + "; ".join(degraded) + ")"
+        elif view.health:
+            health = "OK"
+        else:
+            health = "starting"
+        # A stopped agent's table is what it last wrote, not what the node answers for.
+        ips = [f"{ip}@{dev}" for ip, dev in sorted(view.announced.items())] if running else []
+        rows.append(
+            (name, node_ip(ns.index), agent, _few(by_node.get(name, [])), _few(ips), health)
+        )
+    rows.append(("client", CLIENT_IP, "-", "-", "-", "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        lines.append(
+            "  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        )
+    lines.append("")
+    vips = list(state.vips().items())
+    if len(vips) <= 4:
+        lines.append("Services: " + ", ".join(f"default/{s} {ip}" for s, ip in vips))
+    else:
+        lines.append(
+            f"Services: default/{vips[0][0]}..{vips[-1][0]}, "
+            f"{vips[0][1]}..{vips[-1][1]} (l2lab kubectl -- get service)"
+        )
+    return "\n".join(lines)
+
+
+def _few(items: list[str], limit: int = 3) -> str:
+    if not items:
+        return "-"
+    if len(items) <= limit:
+        return ", ".join(items)
+    return f"{len(items)}: " + ", ".join(items[:limit]) + ", ..."
+
+
+def _short(message: str, limit: int = 90) -> str:
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+def register(app: typer.Typer, selected: dict[str, str]) -> None:
+    def current() -> LabState:
+        return lab.require(selected["name"])
+
+    @app.command()
+    def up(
+        nodes: Annotated[int, typer.Option(help="Number of nodes.")] = 3,
+        services: Annotated[int, typer.Option(help="Number of LoadBalancer Services.")] = 1,
+        lease_duration: Annotated[
+            str, typer.Option(help="l2-announcements-lease-duration of every agent.")
+        ] = "15s",
+        renew_deadline: Annotated[
+            str, typer.Option(help="l2-announcements-renew-deadline of every agent.")
+        ] = "5s",
+        retry_period: Annotated[
+            str, typer.Option(help="l2-announcements-retry-period of every agent.")
+        ] = "2s",
+        timeout: Annotated[
+            float | None,
+            typer.Option(help="Seconds to wait for every Service to be announced."),
+        ] = None,
+    ) -> None:
+        """Bring up a lab: LAN, nodes with agents, client, API server; wait until announced."""
+        with _errors():
+            start = time.monotonic()
+            try:
+                state = lab.up(
+                    selected["name"],
+                    nodes=nodes,
+                    services=services,
+                    timers=(lease_duration, renew_deadline, retry_period),
+                    timeout=timeout,
+                    say=_say,
+                )
+            except LabError as e:
+                if LabState.load(selected["name"]) is not None and "already up" not in str(e):
+                    raise LabError(
+                        f"{e}\nThe half-built lab stays for inspection (l2lab status, l2lab logs "
+                        "<node>); l2lab down removes it."
+                    ) from None
+                raise
+            _say(f"lab {state.name} is up ({time.monotonic() - start:.1f}s)")
+            typer.echo("")
+            typer.echo(status_text(state))
+
+    @app.command()
+    def status() -> None:
+        """Nodes, agent pids, leases held per node, announced IPs and each agent's health."""
+        with _errors():
+            typer.echo(status_text(current()))
+
+    @app.command(context_settings=_EXTRA)
+    def kubectl(ctx: typer.Context) -> None:
+        """Run the real kubectl against the lab as its admin: l2lab kubectl -- get lease -A."""
+        with _errors():
+            state = current()
+            args = ["kubectl", f"--kubeconfig={state.admin_kubeconfig}", *ctx.args]
+            os.execvp("kubectl", args)
+
+    @app.command("exec", context_settings=_EXTRA)
+    def exec_(
+        ctx: typer.Context,
+        member: Annotated[str, typer.Argument(help="node1..nodeN or client")],
+    ) -> None:
+        """Run a command in a node (with its l2dbg state and BPF pins) or the client."""
+        with _errors():
+            state = current()
+            command = ctx.args or [os.environ.get("SHELL", "/bin/sh")]
+            args, env = lab.exec_args(state, member, command)
+            sys.stdout.flush()
+            os.execvpe(args[0], args, env)
+
+    @app.command()
+    def agent(
+        action: Annotated[AgentAction, typer.Argument(help="stop (SIGTERM), kill, start, restart")],
+        node: Annotated[str, typer.Argument(help="node1..nodeN")],
+    ) -> None:
+        """Stop (SIGTERM), kill (SIGKILL), start or restart a node's agent."""
+        with _errors():
+            state = current()
+            if action in (AgentAction.stop, AgentAction.restart, AgentAction.kill):
+                sig = signal.SIGKILL if action is AgentAction.kill else signal.SIGTERM
+                t = time.monotonic()
+                if not lab.signal_agent(state, node, sig):
+                    raise LabError(f"the agent of {node} did not exit within 5s of {sig.name}")
+                _say(f"{node}: agent exited {time.monotonic() - t:.2f}s after {sig.name}")
+            if action in (AgentAction.start, AgentAction.restart):
+                lab.start_agent(state, node, say=_say)
+
+    @app.command()
+    def api(
+        action: Annotated[ApiAction, typer.Argument(help="partition or heal")],
+        node: Annotated[str, typer.Argument(help="node1..nodeN (heal: or all)")],
+        mode: Annotated[
+            PartitionMode,
+            typer.Option(help="stall: requests hang unanswered; refuse: connections closed"),
+        ] = PartitionMode.stall,
+    ) -> None:
+        """Cut one node's agent off the API server, or heal it (via the /_lab/ control surface)."""
+        with _errors():
+            state = current()
+            if action is ApiAction.partition:
+                rules = lab.partition(state, node, mode.value)
+                _say(f"{node} partitioned from the API server ({mode.value}; rules {rules})")
+            else:
+                removed = lab.heal(state, None if node == "all" else node)
+                _say(f"healed {node} ({removed} rule(s) removed)")
+
+    @app.command()
+    def logs(
+        node: Annotated[str, typer.Argument(help="node1..nodeN, or apiserver")],
+        follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
+    ) -> None:
+        """Print a node's agent log (or the API server's)."""
+        with _errors():
+            state = current()
+            if node == "apiserver":
+                path = state.dir / "apiserver.log"
+            else:
+                lab._node(state, node)
+                path = state.agent_log(node)
+            _print_file(path, follow, typer.echo)
+
+    @app.command()
+    def down() -> None:
+        """Remove every namespace, process, mount, pin and file of the lab (also after a crash)."""
+        with _errors():
+            removed = lab.down(selected["name"], say=_say)
+            if not removed:
+                _say(f"no lab named {selected['name']!r} was up; nothing to remove")
+
+
+def _print_file(path: os.PathLike[str], follow: bool, echo: Callable[..., None]) -> None:
+    try:
+        f = open(path, errors="replace")  # noqa: SIM115
+    except OSError as e:
+        raise LabError(f"{path}: {e.strerror}") from None
+    with f:
+        echo(f.read(), nl=False)
+        while follow:
+            chunk = f.read()
+            if chunk:
+                echo(chunk, nl=False)
+            else:
+                time.sleep(0.2)

@@ -1,0 +1,245 @@
+"""Where a lab lives on the host and what it made, so that ``l2lab down`` can undo all of it.
+
+A lab is named (default ``l2lab``, or ``L2LAB_NAME`` / ``l2lab --name``); everything it creates
+carries the name: the namespaces ``<name>-lan``, ``<name>-node1``.., ``<name>-client``, the host
+link ``<name>-api``, and the directory ``/run/l2lab/<name>/`` (``L2LAB_RUN_DIR`` moves the parent)
+holding the PKI, kubeconfigs, logs, each node's state directory and ``state.json``.
+
+``state.json`` is written before anything is created and updated after each step, so a crashed
+``l2lab up`` leaves a record of what to remove. ``l2lab down`` trusts it but does not depend on
+it: it also removes every namespace and host link carrying the name and every process inside
+those namespaces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_NAME = "l2lab"
+NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+RUN_DIR = Path(os.environ.get("L2LAB_RUN_DIR", "/run/l2lab"))
+
+# The LAN: documentation addresses only (RFC 5737). .1 is the switch's management address, where
+# the API server listens; .2 the client; nodes from .11; Service VIPs from .101.
+LAN_PREFIX = "198.51.100"
+LAN_CIDR = f"{LAN_PREFIX}.0/24"
+API_LAN_IP = f"{LAN_PREFIX}.1"
+CLIENT_IP = f"{LAN_PREFIX}.2"
+NODE_BASE = 10
+VIP_BASE = 100
+MAX_NODES = 50
+MAX_SERVICES = 150
+# The host reaches the API server over a point-to-point link into the LAN namespace, one /30 of
+# 203.0.113.0/24 per lab (the host side is .4k+2, the LAN namespace side .4k+1).
+HOST_LINK_PREFIX = "203.0.113"
+API_PORT = 6443
+SERVICE_ACCOUNT = ("kube-system", "l2announcer")
+
+
+def node_ip(index: int) -> str:
+    return f"{LAN_PREFIX}.{NODE_BASE + index}"
+
+
+def vip(index: int) -> str:
+    return f"{LAN_PREFIX}.{VIP_BASE + index}"
+
+
+def node_mac(index: int) -> str:
+    return f"02:4c:32:00:01:{index:02x}"
+
+
+CLIENT_MAC = "02:4c:32:00:02:01"
+SWITCH_MAC = "02:4c:32:00:00:01"
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise ValueError(
+            f"lab name {name!r}: use 1-8 lower-case letters and digits, starting with a letter "
+            "(it prefixes namespace and interface names, which are at most 15 characters)"
+        )
+    return name
+
+
+@dataclass
+class Proc:
+    """A process the lab started: its pid and kernel start time (so a reused pid is never hit)."""
+
+    pid: int
+    start_time: int
+
+    def alive(self) -> bool:
+        return start_time_of(self.pid) == self.start_time
+
+
+def start_time_of(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (clock ticks since boot), or None if there is no such pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def proc_of(pid: int) -> Proc:
+    return Proc(pid, start_time_of(pid) or 0)
+
+
+@dataclass
+class NodeState:
+    name: str
+    index: int
+    netns: str
+    sandbox: Proc | None = None
+    agent: Proc | None = None
+    http: Proc | None = None
+
+
+@dataclass
+class LabState:
+    name: str
+    nodes: int = 3
+    services: int = 1
+    timers: tuple[str, str, str] = ("15s", "5s", "2s")
+    host_link_net: int = -1  # k: this lab's host link is 203.0.113.4k/30
+    created_run_l2announcer: bool = False
+    phase: str = "creating"  # creating | up | failed
+    apiserver: Proc | None = None
+    node_states: dict[str, NodeState] = field(default_factory=dict)
+    namespaces: list[str] = field(default_factory=list)
+    host_links: list[str] = field(default_factory=list)
+
+    # -- paths ----------------------------------------------------------------------------------
+
+    @property
+    def dir(self) -> Path:
+        return lab_dir(self.name)
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.dir / "admin.kubeconfig"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.dir / "pki" / "ca.crt"
+
+    def node_dir(self, node: str) -> Path:
+        return self.dir / node
+
+    def node_kubeconfig(self, node: str) -> Path:
+        return self.dir / node / "kubeconfig"
+
+    def node_state_dir(self, node: str) -> Path:
+        return self.dir / node / "state"
+
+    def agent_log(self, node: str) -> Path:
+        return self.dir / node / "agent.log"
+
+    # -- names and addresses --------------------------------------------------------------------
+
+    @property
+    def lan_netns(self) -> str:
+        return f"{self.name}-lan"
+
+    @property
+    def client_netns(self) -> str:
+        return f"{self.name}-client"
+
+    def netns_of(self, member: str) -> str:
+        return f"{self.name}-{member}"
+
+    @property
+    def host_link(self) -> str:
+        return f"{self.name}-api"
+
+    @property
+    def api_host_ip(self) -> str:
+        return f"{HOST_LINK_PREFIX}.{4 * self.host_link_net + 1}"
+
+    @property
+    def host_ip(self) -> str:
+        return f"{HOST_LINK_PREFIX}.{4 * self.host_link_net + 2}"
+
+    @property
+    def host_url(self) -> str:
+        return f"https://{self.api_host_ip}:{API_PORT}"
+
+    @property
+    def lan_url(self) -> str:
+        return f"https://{API_LAN_IP}:{API_PORT}"
+
+    def node_names(self) -> list[str]:
+        return [f"node{i}" for i in range(1, self.nodes + 1)]
+
+    def vips(self) -> dict[str, str]:
+        return {f"service-{i}": vip(i) for i in range(1, self.services + 1)}
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / "state.json.tmp"
+        tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        tmp.replace(self.dir / "state.json")
+
+    @classmethod
+    def load(cls, name: str) -> LabState | None:
+        path = lab_dir(name) / "state.json"
+        try:
+            raw: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        nodes = {
+            k: NodeState(
+                name=v["name"],
+                index=v["index"],
+                netns=v["netns"],
+                sandbox=_proc(v.get("sandbox")),
+                agent=_proc(v.get("agent")),
+                http=_proc(v.get("http")),
+            )
+            for k, v in raw.get("node_states", {}).items()
+        }
+        return cls(
+            name=raw["name"],
+            nodes=raw.get("nodes", 3),
+            services=raw.get("services", 1),
+            timers=_timers(raw.get("timers")),
+            host_link_net=raw.get("host_link_net", -1),
+            created_run_l2announcer=raw.get("created_run_l2announcer", False),
+            phase=raw.get("phase", "creating"),
+            apiserver=_proc(raw.get("apiserver")),
+            node_states=nodes,
+            namespaces=list(raw.get("namespaces", [])),
+            host_links=list(raw.get("host_links", [])),
+        )
+
+
+def _timers(raw: Any) -> tuple[str, str, str]:
+    if isinstance(raw, list) and len(raw) == 3:
+        return str(raw[0]), str(raw[1]), str(raw[2])
+    return ("15s", "5s", "2s")
+
+
+def _proc(raw: dict[str, int] | None) -> Proc | None:
+    return None if raw is None else Proc(raw["pid"], raw["start_time"])
+
+
+def lab_dir(name: str) -> Path:
+    return RUN_DIR / name
+
+
+def known_labs() -> list[str]:
+    with contextlib.suppress(OSError):
+        return sorted(p.name for p in RUN_DIR.iterdir() if (p / "state.json").exists())
+    return []

@@ -1,0 +1,367 @@
+"""The whole lab, end to end: `l2lab up` with the real agent and datapath in network namespaces,
+the client's view of a VIP (arping, its neighbour table, curl), failover, and `l2lab down`
+leaving nothing behind (also after a crash).
+
+Each test runs its own lab named ``e2e<4 hex digits>``; a test run first takes down any such lab
+left by a crashed run. Timers are the seed's fast example (3s / 1s / 200ms).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import lab, netns
+from lab.state import RUN_DIR, LabState, lab_dir, node_mac
+
+L2LAB = str(Path(sys.executable).parent / "l2lab")
+FAST = ("3s", "1s", "200ms")
+LEASE, RETRY = 3.0, 0.2
+E2E_NAME = re.compile(r"^e2e[0-9a-f]{4}$")
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def l2lab(name: str, *args: str, check: bool = True, timeout: float = 90) -> str:
+    done = subprocess.run(
+        [L2LAB, "--name", name, *args], capture_output=True, text=True, timeout=timeout
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"l2lab {' '.join(args)}: exit {done.returncode}\n{done.stderr}")
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_crashed_runs() -> None:
+    names = {p.name for p in RUN_DIR.glob("e2e*")} if RUN_DIR.exists() else set()
+    names |= {ns.split("-")[0] for ns in netns.list_netns() if ns.startswith("e2e")}
+    for name in sorted(n for n in names if E2E_NAME.match(n)):
+        lab.down(name, say=lambda _: None)
+
+
+def new_name() -> str:
+    return f"e2e{secrets.token_hex(2)}"
+
+
+@pytest.fixture
+def name() -> Iterator[str]:
+    lab_name = new_name()
+    try:
+        yield lab_name
+    finally:
+        # Shown by pytest only when the test failed: what the lab looked like, and its logs.
+        state = LabState.load(lab_name)
+        if state is not None:
+            print(l2lab(lab_name, "status", check=False))
+            for node in state.node_states:
+                print(f"--- {node} agent log (tail)\n{lab.tail(state.agent_log(node), 30)}")
+        l2lab(lab_name, "down", check=False)
+
+
+def up(name: str, nodes: int = 3, services: int = 1) -> LabState:
+    timers = ["--lease-duration", FAST[0], "--renew-deadline", FAST[1], "--retry-period", FAST[2]]
+    l2lab(name, "up", "--nodes", str(nodes), "--services", str(services), *timers)
+    state = LabState.load(name)
+    assert state is not None and state.phase == "up"
+    return state
+
+
+def holder_of(state: LabState, service: str) -> str:
+    return lab.leases(state).get(lab.lease_name(service), "")
+
+
+def arping(state: LabState, ip: str, count: int = 3) -> list[str]:
+    """The MACs that answered, one per answer, for `count` requests from the client."""
+    out = lab.run_in(state, "client", ["arping", "-c", str(count), "-W", "0.2", "-i", "eth0", ip])
+    return re.findall(r"bytes from ([0-9a-f:]{17}) ", out)
+
+
+def neighbour(state: LabState, ip: str) -> str:
+    out = netns.ip("neigh", "show", ip, netns=state.client_netns, check=False)
+    m = re.search(r"lladdr ([0-9a-f:]{17})", out)
+    return m.group(1) if m else ""
+
+
+def curl(state: LabState, ip: str) -> str:
+    return lab.run_in(state, "client", ["curl", "-s", "-m", "2", f"http://{ip}/"]).strip()
+
+
+def responses_sent(state: LabState, node: str) -> int:
+    out = lab.run_in(
+        state,
+        node,
+        ["bpftool", "map", "dump", "pinned", "/sys/fs/bpf/tc/globals/cilium_l2_responder_v4"],
+    )
+    return sum(int(e["value"]["responses_sent"]) for e in json.loads(out))
+
+
+def test_up_announces_every_service_from_its_holder_only(name: str) -> None:
+    state = up(name, nodes=3, services=2)
+    for service, vip in state.vips().items():
+        holder = holder_of(state, service)
+        assert holder in state.node_states, lab.leases(state)
+        holder_mac = node_mac(state.node_states[holder].index)
+
+        # kubectl shows the holder; its l2dbg shows the VIP on eth0.
+        leases = l2lab(name, "kubectl", "--", "-n", "kube-system", "get", "lease")
+        assert re.search(rf"{lab.lease_name(service)}\s+{holder}\s", leases), leases
+        table = l2lab(name, "exec", holder, "--", "l2dbg", "statedb", "l2-announce")
+        assert re.search(rf"^{re.escape(vip)}\s+eth0\s*$", table, re.M), table
+
+        # Only the holder answers, once per request, and its counter grows.
+        before = responses_sent(state, holder)
+        answers = arping(state, vip, count=3)
+        assert answers == [holder_mac] * 3
+        assert responses_sent(state, holder) >= before + 3
+        for other in state.node_states:
+            if other != holder:
+                assert responses_sent(state, other) == 0, other
+
+        # Traffic for the VIP reaches the holder.
+        assert curl(state, vip) == f"{holder}: hello from {vip}"
+        assert neighbour(state, vip) == holder_mac
+
+    status = l2lab(name, "status")
+    assert re.search(r"^node1\s+198\.51\.100\.11\s+pid \d+", status, re.M), status
+
+
+def test_killed_holder_client_moves_to_new_holder_within_bound(name: str) -> None:
+    state = up(name, nodes=3, services=1)
+    vip = state.vips()["service-1"]
+    old = holder_of(state, "service-1")
+    assert curl(state, vip).startswith(f"{old}:")
+    assert neighbour(state, vip) == node_mac(state.node_states[old].index)
+
+    l2lab(name, "agent", "kill", old)
+    killed = time.monotonic()
+    bound = LEASE + 2 * RETRY
+    seen = neighbour(state, vip)
+    while seen == node_mac(state.node_states[old].index) or not seen:
+        elapsed = time.monotonic() - killed
+        assert elapsed < bound + 2, f"client still on {old} after {elapsed:.2f}s"
+        time.sleep(0.02)
+        seen = neighbour(state, vip)
+    moved = time.monotonic() - killed
+    print(f"client moved from {old} after {moved:.2f}s")
+
+    new = holder_of(state, "service-1")
+    assert new in state.node_states and new != old
+    assert seen == node_mac(state.node_states[new].index)
+    assert moved <= bound, f"failover took {moved:.2f}s, bound {bound:.2f}s"
+    assert curl(state, vip) == f"{new}: hello from {vip}"
+    assert arping(state, vip, count=2) == [seen] * 2
+
+
+def _host_footprint(name: str) -> dict[str, object]:
+    """What a lab named `name` could leave on the host."""
+    procs = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(lab_dir(name)) in cmd or f"{name}-" in cmd:
+            procs.append(cmd)
+    mounts = [m for m in Path("/proc/self/mountinfo").read_text().splitlines() if name in m]
+    return {
+        "namespaces": [n for n in netns.list_netns() if n.startswith(f"{name}-")],
+        "links": netns.link_exists(f"{name}-api"),
+        "dir": lab_dir(name).exists(),
+        "processes": procs,
+        "mounts": mounts,
+        # Other test suites pin into the host's bpffs concurrently: look only for this lab's.
+        "host pins": [
+            str(p) for p in Path("/sys/fs/bpf").rglob("*") if name in str(p) or "l2lab" in str(p)
+        ],
+    }
+
+
+def _nothing_left(name: str, pins_before: object) -> None:
+    left = _host_footprint(name)
+    assert left["host pins"] == pins_before == []
+    assert left["namespaces"] == []
+    assert left["links"] is False
+    assert left["dir"] is False
+    assert left["processes"] == []
+    assert left["mounts"] == []
+
+
+def test_down_leaves_nothing(name: str) -> None:
+    pins_before = _host_footprint(name)["host pins"]
+    state = up(name, nodes=2, services=1)
+    pids = [p.pid for ns in state.node_states.values() for p in (ns.agent, ns.sandbox) if p]
+    out = l2lab(name, "down")
+    assert f"removed namespace {name}-node1" in out
+    _nothing_left(name, pins_before)
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    # A second down finds nothing to do.
+    assert "nothing to remove" in l2lab(name, "down")
+
+
+def test_down_cleans_up_after_a_crashed_up(name: str) -> None:
+    pins_before = _host_footprint(name)["host pins"]
+    up_proc = subprocess.Popen(
+        [L2LAB, "--name", name, "up", "--nodes", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    # Kill it once the agents are being started: namespaces, server and sandboxes exist.
+    assert up_proc.stdout is not None
+    for line in up_proc.stdout:
+        if "started the agent of node1" in line:
+            break
+    up_proc.send_signal(signal.SIGKILL)
+    up_proc.wait()
+    assert _host_footprint(name)["namespaces"], "the crashed up left nothing to clean"
+    l2lab(name, "down")
+    _nothing_left(name, pins_before)
+
+
+# -- the client's view over time: arping every 20 ms during a disruption -------------------------
+
+
+def arpwatch(state: LabState, vip: str, duration: float) -> subprocess.Popen[str]:
+    args, env = lab.exec_args(
+        state,
+        "client",
+        [sys.executable, "-m", "lab.arpwatch", vip, "--duration", str(duration), "--summary-only"],
+    )
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def summary(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = proc.communicate(timeout=30)
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])["summary"]
+    return result
+
+
+SEED_LONGEST = 3.0 + 1.0  # lease duration + renew deadline: the seed's longest failover
+
+
+@pytest.mark.parametrize(
+    ("disruption", "bound"),
+    [
+        ("agent kill", SEED_LONGEST),  # unplanned: SIGKILL
+        ("agent stop", 0.5),  # planned: SIGTERM releases the lease
+        ("api partition --mode stall", SEED_LONGEST),
+        ("api partition --mode refuse", SEED_LONGEST),
+    ],
+    ids=["sigkill", "sigterm", "api-stall", "api-refuse"],
+)
+def test_client_sees_one_answer_per_request_and_a_bounded_outage(
+    name: str, disruption: str, bound: float
+) -> None:
+    state = up(name, nodes=3, services=1)
+    vip = state.vips()["service-1"]
+    old = holder_of(state, "service-1")
+    watcher = arpwatch(state, vip, duration=6.0)
+    time.sleep(1.0)
+    action, *rest = disruption.split()
+    l2lab(name, action, rest[0], old, *rest[1:])
+    seen = summary(watcher)
+    print(f"{disruption}: {seen}")
+    assert seen["double"] == 0, seen
+    assert seen["outage"] <= bound, seen
+    old_mac = node_mac(state.node_states[old].index)
+    new = holder_of(state, "service-1")
+    assert new not in ("", old)
+    assert seen["macs"] == [old_mac, node_mac(state.node_states[new].index)], seen
+    if action == "api":
+        l2lab(name, "api", "heal", old)
+
+
+def test_holder_restarted_within_the_renew_deadline_keeps_the_vip(name: str) -> None:
+    # The reference renew deadline (5s) leaves the restarted agent time to start (compile the
+    # datapath, list and watch) and renew its own lease before the datapath goes silent.
+    l2lab(name, "up", "--nodes", "2", "--lease-duration", "15s", "--renew-deadline", "5s",
+          "--retry-period", "2s")  # fmt: skip
+    state = LabState.load(name)
+    assert state is not None
+    vip = state.vips()["service-1"]
+    old = holder_of(state, "service-1")
+    watcher = arpwatch(state, vip, duration=8.0)
+    time.sleep(1.0)
+    l2lab(name, "agent", "kill", old)
+    l2lab(name, "agent", "start", old)
+    seen = summary(watcher)
+    print(f"restart: {seen}")
+    assert seen["double"] == 0, seen
+    assert seen["macs"] == [node_mac(state.node_states[old].index)], seen
+    assert seen["outage"] <= 0.5, seen
+    assert holder_of(state, "service-1") == old
+
+
+# -- policy -------------------------------------------------------------------------------------
+
+
+BAD_POLICY = """\
+apiVersion: cilium.io/v2alpha1
+kind: CiliumL2AnnouncementPolicy
+metadata:
+  name: policy1
+spec:
+  serviceSelector:
+    matchExpressions:
+      - key: something
+        operator: NotIn
+        values: []
+  interfaces:
+    - ^eth[0-9]+
+  loadBalancerIPs: true
+"""
+
+
+def test_bad_policy_shows_its_condition_and_relabel_withdraws_within_1s(
+    name: str, tmp_path: Path
+) -> None:
+    state = up(name, nodes=2, services=2)
+    vip = state.vips()["service-1"]
+    holder = holder_of(state, "service-1")
+
+    # A Service relabelled out of the policy is withdrawn from the table and the map in < 1 s.
+    l2lab(name, "kubectl", "--", "label", "service", "service-1", "color=red", "--overwrite")
+    relabelled = time.monotonic()
+    while vip in lab.node_view(state, holder).announced or responses_entries(state, holder, vip):
+        assert time.monotonic() - relabelled < 1.0, "service-1 still announced after 1 s"
+        time.sleep(0.02)
+    assert arping(state, vip, count=2) == []
+    assert (
+        state.vips()["service-2"] in lab.node_view(state, holder_of(state, "service-2")).announced
+    )
+
+    # The seed's bad policy: its condition shows in `kubectl describe l2announcement`.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_POLICY)
+    l2lab(name, "kubectl", "--", "apply", "-f", str(bad))
+    deadline = time.monotonic() + 10
+    while True:
+        described = l2lab(name, "kubectl", "--", "describe", "l2announcement")
+        if "io.cilium/bad-service-selector" in described:
+            break
+        assert time.monotonic() < deadline, described
+        time.sleep(0.2)
+    assert "for 'in', 'notin' operators, values set can't be empty" in described
+
+
+def responses_entries(state: LabState, node: str, vip: str) -> bool:
+    out = lab.run_in(
+        state,
+        node,
+        ["bpftool", "map", "dump", "pinned", "/sys/fs/bpf/tc/globals/cilium_l2_responder_v4"],
+    )
+    key = int.from_bytes(bytes(int(b) for b in vip.split(".")), "little")
+    return any(e["key"]["ip4"] == key for e in json.loads(out))
