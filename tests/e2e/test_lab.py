@@ -365,3 +365,51 @@ def responses_entries(state: LabState, node: str, vip: str) -> bool:
     )
     key = int.from_bytes(bytes(int(b) for b in vip.split(".")), "little")
     return any(e["key"]["ip4"] == key for e in json.loads(out))
+
+
+def test_agent_restart_loses_no_request_keeps_counters_and_sends_no_garp(name: str) -> None:
+    """Issue 4: the holder's agent killed and started again with nothing else changed: an ARP
+    request every 10 ms is always answered (the adopted program keeps answering from the pinned
+    map while the old liveness stamp is valid), the counter keeps counting, and no gratuitous
+    ARP goes out again for a key that never left the map."""
+    l2lab(name, "up", "--nodes", "2", "--lease-duration", "15s", "--renew-deadline", "5s",
+          "--retry-period", "2s")  # fmt: skip
+    state = LabState.load(name)
+    assert state is not None
+    vip = state.vips()["service-1"]
+    holder = holder_of(state, "service-1")
+    time.sleep(1.5)  # the take-over burst of gratuitous ARPs (0, 0.5, 1 s) is over
+    before = responses_sent(state, holder)
+    # Gratuitous ARPs are replies to broadcast; the answers to our probes are unicast.
+    args, env = lab.exec_args(
+        state, "client",
+        ["tcpdump", "-l", "-n", "-i", "eth0", "-c", "100", "ether dst ff:ff:ff:ff:ff:ff and arp[6:2] = 2"],
+    )  # fmt: skip
+    garps = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    args, env = lab.exec_args(
+        state, "client",
+        [sys.executable, "-m", "lab.arpwatch", vip, "--interval", "0.01", "--duration", "8"],
+    )  # fmt: skip
+    watcher = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    l2lab(name, "agent", "kill", holder)
+    l2lab(name, "agent", "start", holder)
+    out, _ = watcher.communicate(timeout=30)
+    garps.send_signal(signal.SIGINT)
+    garp_lines, _ = garps.communicate(timeout=10)
+    probes = [json.loads(line) for line in out.splitlines() if line.startswith('{"seq"')]
+    summary_line = json.loads(out.strip().splitlines()[-1])["summary"]
+    unanswered = [p["seq"] for p in probes if not p["answers"]]
+    assert len(probes) >= 500, summary_line
+    assert unanswered == [], (
+        f"{len(unanswered)} of {len(probes)} requests unanswered: {summary_line}"
+    )
+    assert summary_line["double"] == 0 and summary_line["macs"] == [
+        node_mac(state.node_states[holder].index)
+    ]
+    assert holder_of(state, "service-1") == holder
+    after = responses_sent(state, holder)
+    assert after >= before + len(probes), f"counter went from {before} to {after}"
+    assert [line for line in garp_lines.splitlines() if vip in line] == [], garp_lines
