@@ -15,6 +15,7 @@ within 2 s: withdraw every entry, let the responder remove the keys, then releas
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,11 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Config
+from agent.metrics import Metrics
 from agent.modules import HealthPublisher, Periodic, PodAnnouncer, write_config
+from agent.service_status import ServiceStatusWriter, kubernetes_writers
 
 log = logging.getLogger("l2announcer.agent")
 
 DB_FILE = "statedb.sqlite"
+
+
+def _ifname(ifindex: int) -> str:
+    try:
+        return socket.if_indextoname(ifindex)
+    except OSError:
+        return str(ifindex)
 
 
 def _attribute(obj: Any, name: str) -> Callable[[], str]:
@@ -61,11 +71,17 @@ class Agent:
         write_config(self.db, c, self.sources)
         self.health = HealthPublisher(self.db)
 
+        self.metrics: Metrics | None = None
+        if c.prometheus_serve_addr:
+            self.metrics = Metrics()
+            self.metrics.watch_state(self.db)
         self._start_devices()
         if self.api_client is None:
             from agent.k8s.client import make_api_client
 
-            self.api_client = make_api_client(c.kubeconfig, c.effective_qps, c.effective_burst)
+            self.api_client = make_api_client(
+                c.kubeconfig, c.effective_qps, c.effective_burst, observer=self.metrics
+            )
 
         from agent.k8s.leases import KubernetesLeaseAPI
 
@@ -79,6 +95,10 @@ class Agent:
                 self._disable_datapath()
         if c.enable_l2_pod_announcements:
             self._start_pod_announcements()
+        if self.metrics is not None:
+            port = self.metrics.serve(c.prometheus_serve_addr)
+            self._stops.append(("metrics", self.metrics.stop))
+            log.info("serving Prometheus metrics on %s (port %d)", c.prometheus_serve_addr, port)
         self.health.start()
         self._stops.append(("health", self.health.stop))
         self.health.publish()
@@ -129,13 +149,28 @@ class Agent:
         self._stops.append(("policy-status", self.status_writer.stop))
 
         self.announcer: Announcer | None = None
+        annotate, record_event = kubernetes_writers(self.api_client, c.node_name)
+        self.service_status = ServiceStatusWriter(c.node_name, annotate, record_event)
+        self.service_status.start()
+        self._stops.append(("service-status", self.service_status.stop))
 
         def on_change(lease: str, leading: bool, reason: str) -> None:
             if self.announcer is not None:
                 self.announcer.on_leadership(lease, leading, reason)
+                service = self.announcer.service_of(lease) if leading else None
+                if service is not None:
+                    self.service_status.announced(*service, detail=f"lease {lease}")
+            if self.metrics is not None:
+                self.metrics.on_leadership(lease, leading, reason)
 
         self.elector = Elector(
-            self.lease_api, c.node_name, timings, on_change, namespace=c.k8s_namespace
+            self.lease_api,
+            c.node_name,
+            timings,
+            on_change,
+            namespace=c.k8s_namespace,
+            sent_at=self.lease_api.sent_at,
+            on_takeover=self.metrics.on_takeover if self.metrics is not None else None,
         )
         self.announcer = Announcer(
             self.db,
@@ -146,6 +181,13 @@ class Agent:
         )
         if self.use_datapath:
             self._start_datapath()
+        if self.metrics is not None:
+            self.metrics.watch_state(
+                self.db,
+                responder_items=self._responder_items if self.use_datapath else None,
+                campaigns=self.elector.campaigns,
+                state=False,
+            )
         self.elector.start()
         self.announcer.start()
         # Stopped together, in the safe order (see the module docstring).
@@ -168,7 +210,7 @@ class Agent:
         from agent.responder.device_sync import DeviceSync
         from agent.responder.ops import ResponderOps
         from bpf.datapath import Datapath
-        from bpf.garp import GarpSender
+        from bpf.garp import GarpSender, GarpSockets
         from statedb.reconciler import Config as ReconcilerConfig
         from statedb.reconciler import Reconciler
         from statedb.tables.l2_announce import L2_ANNOUNCE
@@ -180,7 +222,17 @@ class Agent:
             stamp_interval_s=c.agent_liveness_update_interval,
         )
         self.datapath.start()
-        self.garp = GarpSender(c.l2_announcements_garp_count, c.l2_announcements_garp_interval)
+        self.garp_sockets = GarpSockets()
+
+        def send_garp(vip: str, ifindex: int) -> bytes:
+            frame = self.garp_sockets.send(vip, ifindex)
+            if self.metrics is not None:
+                self.metrics.on_garp(vip, _ifname(ifindex))
+            return frame
+
+        self.garp = GarpSender(
+            c.l2_announcements_garp_count, c.l2_announcements_garp_interval, send=send_garp
+        )
         self.garp.start()
         ops = ResponderOps(self.db, self.datapath.responder, self.datapath, self.garp)
         # The reference's full reconciliation ran every 5 minutes; prune as often.
@@ -202,6 +254,9 @@ class Agent:
                     return
 
         threading.Thread(target=stamp_after_first_prune, name="stamp-gate", daemon=True).start()
+
+    def _responder_items(self) -> list[tuple[str, int, int]]:
+        return [(e.ip, e.ifindex, e.responses_sent) for e in self.datapath.responder.items()]
 
     def _datapath_health(self) -> str:
         if not self.datapath.stamper.running:
@@ -253,6 +308,7 @@ class Agent:
             self.device_sync.stop()
             self.responder.stop(timeout=1.0)
             self.garp.stop()
+            self.garp_sockets.close()
             self.datapath.shutdown(detach=False)  # the next agent adopts the program and pins
 
     def stop(self) -> None:

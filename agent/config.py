@@ -85,6 +85,8 @@ KEYS: tuple[Key, ...] = (
         "Directory of the state database (statedb.sqlite); a tmpfs, read by l2dbg."),
     Key("bpf-root", "string", "/sys/fs/bpf/tc/globals", "BPFRoot",
         "Directory the BPF maps are pinned in."),
+    Key("prometheus-serve-addr", "addr", "", "PrometheusServeAddr",
+        "Where to serve Prometheus metrics, host:port or :port (e.g. :9962); empty: off."),
     Key("config-dir", "string", "", "ConfigDir",
         "Directory with one file per key (a mounted ConfigMap)."),
 )  # fmt: skip
@@ -116,6 +118,7 @@ class Config:
     kubeconfig: str = ""
     state_dir: str = "/run/l2announcer"
     bpf_root: str = "/sys/fs/bpf/tc/globals"
+    prometheus_serve_addr: str = ""
     config_dir: str = ""
 
     @property
@@ -195,6 +198,16 @@ def _kpr(v: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def _addr(v: str) -> str:
+    v = v.strip()
+    if not v:
+        return ""
+    _host, sep, port = v.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected host:port or :port, such as :9962 or 127.0.0.1:9962")
+    return v
+
+
 def _devices(v: str) -> tuple[str, ...]:
     from agent.devices.options import devices_option_from_string
 
@@ -202,6 +215,7 @@ def _devices(v: str) -> tuple[str, ...]:
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
+    "addr": _addr,
     "devices": _devices,
     "bool": _bool,
     "duration": _duration,
@@ -269,7 +283,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
         key = _ENV_TO_KEY.get(name)
         if key is None:
             raise ConfigError(
-                f"unknown configuration key in environment variable {name}; "
+                f'unknown configuration key in environment variable {name}="{value}"; '
                 f"known: {', '.join(sorted(_ENV_TO_KEY))}"
             )
         found[key] = (value, name)
@@ -284,12 +298,19 @@ def _from_dir(directory: Path) -> dict[str, tuple[str, str]]:
         # A mounted ConfigMap also holds ..data and timestamped ..2024_... entries.
         if path.name.startswith(".") or not path.is_file():
             continue
+        try:
+            value = path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as e:  # one line, never a traceback
+            raise ConfigError(
+                f"cannot read {path} (config-dir file for {path.name}): {e}; "
+                "expected a UTF-8 text file holding the value"
+            ) from None
         if path.name not in KEYS_BY_NAME or path.name == "config-dir":
             raise ConfigError(
-                f'unknown configuration key "{path.name}" in {directory}; '
+                f'unknown configuration key "{path.name}" (value "{value}") in {directory}; '
                 f"known keys: {', '.join(k.name for k in KEYS if k.name != 'config-dir')}"
             )
-        found[path.name] = (path.read_text().strip(), str(path))
+        found[path.name] = (value, str(path))
     return found
 
 

@@ -184,7 +184,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
     app.command()(_command())
     args = normalize_argv(sys.argv[1:] if argv is None else argv)
-    app(args=args, prog_name="l2agent")
+    # Not click's standalone mode: its usage errors are several lines (usage, hint, error), and
+    # a bad command line must be one line naming what is wrong and what is allowed (decision 4).
+    try:
+        code = app(args=args, prog_name="l2agent", standalone_mode=False)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as e:
+        # click's UsageError family (exit code 2); typer vendors its own click, so match the
+        # shape rather than a class.
+        if getattr(e, "exit_code", None) != 2 or not hasattr(e, "format_message"):
+            raise
+        typer.echo(f"l2agent: {_usage_error(e, args)}", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(e: Any, args: Sequence[str]) -> str:
+    option = getattr(e, "option_name", None)
+    if type(e).__name__ == "NoSuchOption" and option:
+        given = next((a for a in args if a.split("=", 1)[0] == option), option)
+        name, eq, value = given.partition("=")
+        shown = f'{name}="{value}"' if eq else name
+        known = ", ".join(f"--{k.name}" for k in KEYS)
+        return f"unknown flag {shown}; known flags: {known} (see l2agent --help)"
+    return " ".join(str(e.format_message()).split())
 
 
 if __name__ == "__main__":

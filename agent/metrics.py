@@ -46,17 +46,22 @@ class _StateCollector(Collector):
         db: Database,
         responder_items: Callable[[], list[tuple[str, int, int]]] | None,
         campaigns: Callable[[], dict[str, str]] | None,
+        state: bool = True,
     ) -> None:
         self.db = db
         self.responder_items = responder_items
         self.campaigns = campaigns
+        self.state = state  # the table-backed series (announced, errors, health)
 
     def collect(self) -> Iterator[Any]:
-        with self.db.read_txn() as r:
-            names = {d.ifindex: d.name for d in r.all(DEVICES)}
-            entries = r.all(L2_ANNOUNCE)
-            health = r.all(HEALTH)
+        yield from self._datapath_and_leases()
+        if self.state:
+            yield from self._tables()
+
+    def _datapath_and_leases(self) -> Iterator[Any]:
         if self.responder_items is not None:
+            with self.db.read_txn() as r:
+                names = {d.ifindex: d.name for d in r.all(DEVICES)}
             sent = CounterMetricFamily(
                 P + "arp_responses_sent",
                 "ARP requests answered by the datapath, from the BPF map's counters.",
@@ -68,6 +73,19 @@ class _StateCollector(Collector):
             except OSError as err:
                 log.warning("reading the responder map for metrics failed: %s", err)
             yield sent
+        if self.campaigns is not None:
+            states = list(self.campaigns().values())
+            leases = GaugeMetricFamily(
+                P + "leases", "Leases this node holds or follows.", labels=["state"]
+            )
+            leases.add_metric(["held"], sum(s == "leading" for s in states))
+            leases.add_metric(["followed"], sum(s.startswith("following") for s in states))
+            yield leases
+
+    def _tables(self) -> Iterator[Any]:
+        with self.db.read_txn() as r:
+            entries = r.all(L2_ANNOUNCE)
+            health = r.all(HEALTH)
         announced = GaugeMetricFamily(
             P + "announced",
             "1 for each (IP, interface) this node answers ARP for, per Service wanting it.",
@@ -84,14 +102,6 @@ class _StateCollector(Collector):
         )
         rec.add_metric(["l2-responder"], errors)
         yield rec
-        if self.campaigns is not None:
-            states = list(self.campaigns().values())
-            leases = GaugeMetricFamily(
-                P + "leases", "Leases this node holds or follows.", labels=["state"]
-            )
-            leases.add_metric(["held"], sum(s == "leading" for s in states))
-            leases.add_metric(["followed"], sum(s.startswith("following") for s in states))
-            yield leases
         mh = GaugeMetricFamily(
             P + "module_health", "1 for each module's current level.", labels=["module", "level"]
         )
@@ -144,8 +154,11 @@ class Metrics:
         db: Database,
         responder_items: Callable[[], list[tuple[str, int, int]]] | None = None,
         campaigns: Callable[[], dict[str, str]] | None = None,
+        state: bool = True,
     ) -> None:
-        self.registry.register(_StateCollector(db, responder_items, campaigns))
+        """Series read at scrape time: the tables' (``state``), the BPF counters, the leases.
+        May be called more than once, as the agent's modules start."""
+        self.registry.register(_StateCollector(db, responder_items, campaigns, state))
 
     # -- hooks ---------------------------------------------------------------------------------
 

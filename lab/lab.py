@@ -406,6 +406,9 @@ def _start_http(state: LabState, node: NodeState) -> None:
     state.save()
 
 
+METRICS_PORT = 9962  # the reference agent's Prometheus port
+
+
 def agent_args(state: LabState, node: str) -> list[str]:
     lease, renew, retry = state.timers
     # The seed's sizing: services / renew deadline requests per second, with room to spare.
@@ -420,6 +423,8 @@ def agent_args(state: LabState, node: str) -> list[str]:
         f"--l2-announcements-retry-period={retry}",
         f"--k8s-client-qps={qps}",
         f"--k8s-client-burst={2 * qps}",
+        # Each node is its own network namespace: the same port on every node, as a DaemonSet.
+        f"--prometheus-serve-addr=:{METRICS_PORT}",
     ]
 
 

@@ -100,6 +100,11 @@ class Announcer:
         for c in self._consumers.values():
             c.close()
 
+    def service_of(self, lease: str) -> tuple[str, str] | None:
+        """The (namespace, name) of the Service a lease we campaign for belongs to."""
+        with self._lock:
+            return self._wanted.get(lease)
+
     # -- elector callback ---------------------------------------------------------------------
 
     def on_leadership(self, lease: str, leading: bool, reason: str) -> None:

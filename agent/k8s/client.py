@@ -7,7 +7,9 @@ Watches pass their own (connect, read) timeout, longer than the server-side time
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+import time
+from typing import Any, Protocol
 
 import kubernetes
 
@@ -15,9 +17,29 @@ from agent.k8s.ratelimit import RateLimiter
 
 DEFAULT_TIMEOUT = 10.0  # seconds, for any request that names none
 
+_local = threading.local()
+
+
+def request_sent_at() -> float | None:
+    """When the calling thread's latest request left the rate limiter (``time.monotonic()``).
+
+    A request can wait in the limiter for many seconds when the client is throttled; the elector
+    counts a renew from this moment, not from when it asked for the request (see
+    ``LeaseElection.complete``)."""
+    at: float | None = getattr(_local, "sent_at", None)
+    return at
+
+
+class RequestObserver(Protocol):
+    def on_request(self, verb: str, code: str) -> None: ...
+    def on_throttle(self, seconds: float) -> None: ...
+
 
 def install_limits(
-    api: Any, limiter: RateLimiter, default_timeout: float = DEFAULT_TIMEOUT
+    api: Any,
+    limiter: RateLimiter,
+    default_timeout: float = DEFAULT_TIMEOUT,
+    observer: RequestObserver | None = None,
 ) -> None:
     """Wrap ``api.rest_client.request`` (the one path of every call, watches included)."""
     inner = api.rest_client.request
@@ -25,13 +47,26 @@ def install_limits(
     def request(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("_request_timeout") is None:
             kwargs["_request_timeout"] = default_timeout
-        limiter.wait(method, url)
-        return inner(method, url, *args, **kwargs)
+        waited = limiter.wait(method, url)
+        _local.sent_at = time.monotonic()
+        if observer is None:
+            return inner(method, url, *args, **kwargs)
+        if waited > 0:
+            observer.on_throttle(waited)
+        try:
+            resp = inner(method, url, *args, **kwargs)
+        except Exception as e:
+            observer.on_request(method, str(getattr(e, "status", None) or "error"))
+            raise
+        observer.on_request(method, str(getattr(resp, "status", "") or "error"))
+        return resp
 
     api.rest_client.request = request
 
 
-def make_api_client(kubeconfig: str, qps: float, burst: int) -> Any:
+def make_api_client(
+    kubeconfig: str, qps: float, burst: int, observer: RequestObserver | None = None
+) -> Any:
     """An ApiClient from ``kubeconfig``, or the in-cluster service account if it is empty."""
     configuration = kubernetes.client.Configuration()
     if kubeconfig:
@@ -43,5 +78,5 @@ def make_api_client(kubeconfig: str, qps: float, burst: int) -> Any:
             client_configuration=configuration
         )
     api = kubernetes.client.ApiClient(configuration)
-    install_limits(api, RateLimiter(qps, burst))
+    install_limits(api, RateLimiter(qps, burst), observer=observer)
     return api

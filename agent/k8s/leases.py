@@ -116,6 +116,12 @@ class KubernetesLeaseAPI:
             raise LeaseAPIError(f"{type(e).__name__}: {e}") from None
         return dict(json.loads(resp.data))
 
+    def sent_at(self) -> float | None:
+        """When this thread's latest request left the client-side rate limiter (monotonic)."""
+        from agent.k8s.client import request_sent_at
+
+        return request_sent_at()
+
     def get(self, name: str, timeout: float) -> LeaseRecord | None:
         try:
             obj = self._call(self._api.read_namespaced_lease, name, self.namespace, timeout=timeout)

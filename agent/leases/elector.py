@@ -45,9 +45,15 @@ class Elector:
         workers: int = 8,
         rand: Callable[[], float] = random.random,
         namespace: str = "",
+        sent_at: Callable[[], float | None] | None = None,
+        on_takeover: Callable[[str, float], None] | None = None,
     ) -> None:
         self._api = api
+        # When the calling worker's latest API request actually went out (the clock's monotonic
+        # time), if the API can tell: a request can wait long in a client-side rate limiter.
+        self._sent_at = sent_at
         self._namespace = namespace
+        self._on_takeover = on_takeover
         self.identity = identity
         self.timings = timings
         self._on_change = on_change
@@ -153,6 +159,7 @@ class Elector:
     def _run(self) -> None:
         while True:
             changes: list[tuple[str, bool, str]] = []
+            takeovers: list[tuple[str, float]] = []
             requests: list[tuple[str, Request]] = []
             with self._cond:
                 now = self._clock.monotonic()
@@ -170,6 +177,8 @@ class Elector:
                         requests.append((name, req))
                     for ev in e.drain_events():
                         changes.append((name, ev.leading, ev.reason))
+                        if ev.takeover_seconds is not None:
+                            takeovers.append((name, ev.takeover_seconds))
                     deadline = e.next_deadline()
                     if deadline < math.inf:
                         heapq.heappush(self._heap, (deadline, name))
@@ -183,6 +192,9 @@ class Elector:
             # Callbacks first: a node that stops leading withdraws its announcements before the
             # release that lets another node take over is even sent.
             self._report(changes)
+            if self._on_takeover is not None:
+                for name, seconds in takeovers:
+                    self._on_takeover(name, seconds)
             for name, req in requests:
                 self._submit(name, req)
             if finished:
@@ -223,6 +235,7 @@ class Elector:
 
     def _call(self, name: str, req: Request) -> None:
         outcome = self._execute(name, req)
+        sent = self._sent_at() if self._sent_at is not None else None
         with self._cond:
             if outcome.error and outcome.error != "conflict":
                 msg = self._failure_message(name, req, outcome)
@@ -233,7 +246,7 @@ class Elector:
                 self._last_logged.pop(name, None)
             e = self._elections.get(name)
             if e is not None and e.in_flight is req:
-                e.complete(req, outcome, self._clock.monotonic())
+                e.complete(req, outcome, self._clock.monotonic(), sent_at=sent)
                 self._touch(name)
 
     def _failure_message(self, name: str, req: Request, outcome: Outcome) -> str:

@@ -71,6 +71,9 @@ class Outcome:
 class Event:
     leading: bool
     reason: str
+    # On taking over another node's lease: seconds from when it became available to this node
+    # (release observed, or observed expiry) to leading. None for other events.
+    takeover_seconds: float | None = None
 
 
 def _rv(record: LeaseRecord | None) -> int | None:
@@ -102,10 +105,11 @@ class LeaseElection:
         self.observed: LeaseRecord | None = None
         self.observed_at = -math.inf
         self.in_flight: Request | None = None
-        self.last_renew = -math.inf  # sent_at of the last successful acquire/renew
-        self.last_attempt = -math.inf  # sent_at of the last acquire/renew, successful or not
+        self.last_renew = -math.inf  # when the last successful acquire/renew went out
+        self.last_attempt = -math.inf  # when the last acquire/renew went out, successful or not
         self.not_before = -math.inf  # no request before this (backoff after errors)
         self.last_error = ""
+        self._available_since: float | None = None
         self._events: list[Event] = []
 
     # -- inputs -------------------------------------------------------------------------------
@@ -127,27 +131,40 @@ class LeaseElection:
         else:
             if not record.same_record(self.observed):
                 self.observed_at = now
+                if record.holder not in ("", self.identity):
+                    self._available_since = None  # someone holds it again
             self.observed = record
             if self.leading and record.holder != self.identity:
                 self._stop(f"lease taken by {record.holder or 'nobody (released)'}")
         self.known = True
 
-    def complete(self, request: Request, outcome: Outcome, now: float) -> None:
-        """The outcome of the request ``step`` returned."""
+    def complete(
+        self, request: Request, outcome: Outcome, now: float, sent_at: float | None = None
+    ) -> None:
+        """The outcome of the request ``step`` returned. ``sent_at``: when the request actually
+        went out, if later than when ``step`` issued it (it waited in the client-side rate
+        limiter). The renew deadline counts from then: still no later than the request reached
+        the server, so still before any follower can see the lease expire; counting from the
+        issue instead would make every answer "too late" once the limiter queues for longer than
+        the renew deadline, and a throttled node would never lead again (each late answer
+        queueing another request)."""
         self.in_flight = None
+        sent = request.sent_at if sent_at is None else max(request.sent_at, sent_at)
         if request.purpose in ("acquire", "renew"):
-            self.last_attempt = request.sent_at
+            self.last_attempt = sent
         if outcome.ok:
             self.last_error = ""
             self.observe(outcome.record, now)
             if request.purpose in ("acquire", "renew") and outcome.record is not None:
-                self.last_renew = request.sent_at
+                self.last_renew = sent
                 # The renew deadline counts from the sending, so an answer that came too late
                 # does not make us leader (the next step takes the lease again, at once).
                 in_time = now < self.last_renew + self.timings.renew_deadline
                 if self.wanted and not self.leading and in_time:
                     self.leading = True
-                    self._events.append(Event(True, "acquired"))
+                    since, self._available_since = self._available_since, None
+                    took = None if since is None else max(0.0, now - since)
+                    self._events.append(Event(True, "acquired", took))
             return
         self.last_error = outcome.message or outcome.error
         if outcome.error == "conflict":
@@ -187,6 +204,8 @@ class LeaseElection:
             # Ours from before a restart: take it back at once, keeping its history.
             return self._send("update", "acquire", self._renewed(wall), now)
         if obs.holder == "" or now >= self._expiry():
+            if self._available_since is None:
+                self._available_since = self.observed_at if obs.holder == "" else self._expiry()
             return self._send("update", "acquire", self._fresh(wall, obs.transitions + 1), now)
         return None
 

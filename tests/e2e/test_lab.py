@@ -413,3 +413,57 @@ def test_agent_restart_loses_no_request_keeps_counters_and_sends_no_garp(name: s
     after = responses_sent(state, holder)
     assert after >= before + len(probes), f"counter went from {before} to {after}"
     assert [line for line in garp_lines.splitlines() if vip in line] == [], garp_lines
+
+
+def _metric(lab_state: LabState, node: str, name: str, **labels: str) -> float:
+    """Sum of the series ``name`` with these labels on ``node``'s metrics endpoint."""
+    from lab.lab import METRICS_PORT
+
+    text = lab.run_in(
+        lab_state, node, ["curl", "-s", "-m", "2", f"http://127.0.0.1:{METRICS_PORT}/metrics"]
+    )
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        series, _, value = line.rpartition(" ")
+        if series.split("{")[0] == name and all(f'{k}="{v}"' in series for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def test_metrics_move_with_arping_and_failover_and_the_service_names_its_holder(name: str) -> None:
+    """Issue 7: each agent's metrics endpoint, and the Service's annotation and event."""
+    state = up(name, nodes=2)
+    vip = state.vips()["service-1"]
+    old = holder_of(state, "service-1")
+    other = next(n for n in state.node_states if n != old)
+    sent_before = _metric(state, old, "l2announcer_arp_responses_sent_total", ip=vip)
+    assert len(arping(state, vip, count=5)) == 5
+    assert _metric(state, old, "l2announcer_arp_responses_sent_total", ip=vip) >= sent_before + 5
+    assert _metric(state, old, "l2announcer_leases", state="held") == 1
+    assert _metric(state, other, "l2announcer_leases", state="followed") == 1
+    assert _metric(state, old, "l2announcer_announced", ip=vip, service="service-1") == 1
+    assert _metric(state, old, "l2announcer_k8s_requests_total") > 0
+    annotation = "{.metadata.annotations.l2announcer\\.io/announcing-node}"
+    get_annotation = ("kubectl", "--", "get", "svc", "service-1", "-o", f"jsonpath={annotation}")
+    deadline = time.monotonic() + 10
+    while l2lab(name, *get_annotation).strip() != old and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert l2lab(name, *get_annotation).strip() == old
+    l2lab(name, "agent", "kill", old)
+    deadline = time.monotonic() + 15
+    while holder_of(state, "service-1") != other and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert holder_of(state, "service-1") == other
+    while _metric(state, other, "l2announcer_gratuitous_arp_sent_total", ip=vip) < 1:
+        assert time.monotonic() < deadline, "no gratuitous ARP counted on the new holder"
+        time.sleep(0.2)
+    assert _metric(state, other, "l2announcer_lease_transitions_total", event="acquired") == 1
+    assert _metric(state, other, "l2announcer_takeover_latency_seconds_count") == 1
+    while l2lab(name, *get_annotation).strip() != other and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert l2lab(name, *get_annotation).strip() == other
+    described = l2lab(name, "kubectl", "--", "describe", "svc", "service-1")
+    assert f"announcing from node {old}" in described
+    assert f"announcing from node {other}" in described

@@ -219,3 +219,51 @@ def test_settled_only_once_a_lease_we_still_hold_is_taken_back() -> None:
     other = _election()
     other.observe(LeaseRecord("someone", 15, "a", "a", 2, "7"), 0.0)
     assert other.settled, "held by another node: nothing of ours to resolve"
+
+
+def test_an_answer_held_up_in_the_client_rate_limiter_counts_from_when_it_went_out() -> None:
+    # Regression: a throttled agent (k8s-client-qps too low for its leases) never led again.
+    # Requests waited in the limiter longer than the renew deadline, every answer was judged
+    # "too late" from when the request was issued, and each one queued another request.
+    e = _election()
+    e.observe(None, 0.0)
+    req = e.step(0.0, 1e9)
+    assert req is not None and req.kind == "create"
+    rec = LeaseRecord("me", 15, "a", "a", 0, "1")
+    e.complete(req, Outcome(rec), 7.1, sent_at=7.0)  # left the limiter at 7.0
+    assert e.leading
+    assert e.next_deadline() == pytest.approx(7.0 + 2.0), "next renew counts from the send"
+    assert e.step(11.9, 1e9) is not None and e.leading
+    assert e.step(12.0, 1e9) is None and not e.leading, "renew deadline from the send"
+
+
+def test_a_send_time_before_the_issue_is_ignored() -> None:
+    e = _election()
+    e.observe(None, 0.0)
+    req = e.step(3.0, 1e9)
+    assert req is not None
+    e.complete(req, Outcome(LeaseRecord("me", 15, "a", "a", 0, "1")), 8.5, sent_at=1.0)
+    assert e.leading is False, "a stale stamp must not stretch the deadline"
+
+
+def test_takeover_latency_counts_from_release_or_expiry() -> None:
+    e = _election()
+    e.observe(LeaseRecord("other", 15, "a", "a", 1, "5"), 0.0)
+    assert e.step(14.0, 1e9) is None, "still held"
+    req = e.step(15.5, 1e9)  # expired at 15.0
+    assert req is not None and req.purpose == "acquire"
+    e.complete(req, Outcome(LeaseRecord("me", 15, "b", "b", 2, "6")), 15.7)
+    (ev,) = e.drain_events()
+    assert ev.leading and ev.takeover_seconds == pytest.approx(0.7)
+    f = _election()
+    f.observe(LeaseRecord("", 1, "a", "a", 1, "5"), 3.0)  # a release, seen at 3.0
+    req = f.step(3.0, 1e9)
+    assert req is not None
+    f.complete(req, Outcome(LeaseRecord("me", 15, "b", "b", 2, "6")), 3.05)
+    assert f.drain_events()[0].takeover_seconds == pytest.approx(0.05)
+    g = _election()
+    g.observe(None, 0.0)
+    req = g.step(0.0, 1e9)
+    assert req is not None
+    g.complete(req, Outcome(LeaseRecord("me", 15, "b", "b", 0, "1")), 0.01)
+    assert g.drain_events()[0].takeover_seconds is None, "created, not taken over"
