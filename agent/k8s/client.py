@@ -77,6 +77,9 @@ def make_api_client(
         kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
             client_configuration=configuration
         )
+    # No urllib3 retries: every caller has its own retry and backoff (elector, reflectors), and a
+    # lease PUT silently re-sent after a read timeout is not what the elector decided to send.
+    configuration.retries = False
     api = kubernetes.client.ApiClient(configuration)
     install_limits(api, RateLimiter(qps, burst), observer=observer)
     return api

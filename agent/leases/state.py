@@ -133,6 +133,9 @@ class LeaseElection:
                 self.observed_at = now
                 if record.holder not in ("", self.identity):
                     self._available_since = None  # someone holds it again
+                    # A follower makes no requests to clear an old error (a 403 fixed since):
+                    # a fresh record from the watch shows the lease is in good hands.
+                    self.last_error = ""
             self.observed = record
             if self.leading and record.holder != self.identity:
                 self._stop(f"lease taken by {record.holder or 'nobody (released)'}")

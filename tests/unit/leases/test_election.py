@@ -267,3 +267,14 @@ def test_takeover_latency_counts_from_release_or_expiry() -> None:
     assert req is not None
     g.complete(req, Outcome(LeaseRecord("me", 15, "b", "b", 0, "1")), 0.01)
     assert g.drain_events()[0].takeover_seconds is None, "created, not taken over"
+
+
+def test_a_followers_old_error_clears_when_the_watch_shows_a_live_holder() -> None:
+    e = _election()
+    e.observe(None, 0.0)
+    req = e.step(0.0, 1e9)
+    assert req is not None
+    e.complete(req, Outcome(error="forbidden", message="leases is forbidden"), 0.0)
+    assert e.last_error == "leases is forbidden"
+    e.observe(LeaseRecord("node2", 15, "a", "a", 1, "9"), 1.0)
+    assert e.last_error == ""
