@@ -97,7 +97,9 @@ def _inner() -> dict[str, float]:
                 txn.upsert_many(L2_ANNOUNCE, rows)
             if not rec.wait_until_reconciled(60):
                 with db.read_txn() as r:
-                    kinds = sorted({(x.status.kind.value, x.status.error[:80]) for x in r.all(L2_ANNOUNCE)})
+                    kinds = sorted(
+                        {(x.status.kind.value, x.status.error[:80]) for x in r.all(L2_ANNOUNCE)}
+                    )
                 raise RuntimeError(
                     f"4,096 rows not reconciled: {rec.health()}; keys={len(dp.responder.keys())}; {kinds}"
                 )
