@@ -241,3 +241,18 @@ def test_devices_entries_are_checked_as_interface_names() -> None:
         resolve({"devices": "eth0,,eth1"}, BASE_ENV)
     with pytest.raises(ConfigError, match="devices entry 'a/b'"):
         resolve({"devices": "a/b"}, BASE_ENV)
+
+
+def test_a_config_dir_file_that_is_not_text_is_a_config_error(tmp_path: Path) -> None:
+    # Regression: a file with invalid UTF-8 in the config directory escaped as a traceback.
+    (tmp_path / "devices").write_bytes(b"\xff\xfeeth0")
+    with pytest.raises(ConfigError, match="expected a UTF-8 text file"):
+        resolve({"config-dir": str(tmp_path)}, BASE_ENV)
+
+
+def test_unknown_keys_name_their_value(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match='L2ANNOUNCER_LEASE_TIME="1s"'):
+        resolve({}, {**BASE_ENV, "L2ANNOUNCER_LEASE_TIME": "1s"})
+    (tmp_path / "lease-time").write_text("1s\n")
+    with pytest.raises(ConfigError, match='"lease-time" \\(value "1s"\\)'):
+        resolve({"config-dir": str(tmp_path)}, BASE_ENV)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from agent.leases.elector import Elector
+from agent.leases.record import LeaseRecord
 from agent.leases.state import Timings
 from tests.unit.leases.fake_api import FakeLeaseAPI
 
@@ -150,3 +151,37 @@ def test_stopped_callback_runs_before_the_release_is_sent(api: FakeLeaseAPI) -> 
         e.stop(release_timeout=0.5)
     assert order == ["callback with holder='node1'"]
     assert api.leases[NAME].holder == ""
+
+
+def test_a_throttled_client_still_leads(api: FakeLeaseAPI) -> None:
+    """Regression: every request waits in a client-side rate limiter for longer than the renew
+    deadline; counted from when the request went out (``sent_at``), the node leads."""
+    local = threading.local()
+    inner = api.client("node1")
+
+    class Throttled:
+        def _wait(self) -> None:
+            time.sleep(T.renew_deadline + 0.2)
+            local.sent = time.monotonic()
+
+        def get(self, name: str, timeout: float) -> LeaseRecord | None:
+            self._wait()
+            return inner.get(name, timeout)
+
+        def create(self, name: str, record: LeaseRecord, timeout: float) -> LeaseRecord:
+            self._wait()
+            return inner.create(name, record, timeout)
+
+        def update(self, name: str, record: LeaseRecord, timeout: float) -> LeaseRecord:
+            self._wait()
+            return inner.update(name, record, timeout)
+
+    rec = Recorder()
+    e = Elector(Throttled(), "node1", T, rec, sent_at=lambda: getattr(local, "sent", None))
+    api.observers.append(e.observe)
+    e.start()
+    try:
+        e.want(NAME, True)
+        rec.wait_for(lambda: any(ev[2] for ev in rec.events), timeout=5)
+    finally:
+        e.stop(release_timeout=0.1)

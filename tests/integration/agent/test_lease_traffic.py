@@ -1,0 +1,89 @@
+"""Lease traffic at steady state does not grow with nodes (issue 5, decision 7): followers watch
+leases instead of polling them, so three agents and six agents make the same lease requests per
+second (leaders renewing), at most services / retry period. Measured from the server's request
+log over a window after the agents have settled."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.kubeapi.api import ApiConfig
+from statedb.tables.leases import LEASES
+from tests.integration.agent.cluster import DEFAULT, Cluster, until, user_of
+
+SERVICES = 50
+RETRY_PERIOD = 2.0  # DEFAULT's
+WINDOW = 8.0  # seconds measured, four renew rounds
+SETTLE = 3.0  # after the last agent is up and every service is announced
+RATE = ("--k8s-client-qps=50", "--k8s-client-burst=100")  # services / renew deadline, doubled
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    # Watches last a minute here (real servers: 30-60 min), so a watch reconnect is not mistaken
+    # for polling within the window.
+    c = Cluster(tmp_path, ApiConfig(watch_timeout_min=60.0, watch_timeout_max=60.0))
+    try:
+        for i in range(1, 7):
+            c.node(f"node{i}", **{"kubernetes.io/hostname": f"node{i}"})
+        yield c
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.close()
+
+
+def _lease_requests(c: Cluster, start: float, end: float) -> Counter[str]:
+    """Lease requests that arrived within [start, end), by verb. The log records a request when
+    it ends, so the agents' lease watches (streams open for a minute here) are not among them."""
+    return Counter(r.info.verb for r in c.log.query(resource="leases", after=start, until=end))
+
+
+def _measure(c: Cluster) -> tuple[float, Counter[str]]:
+    start = c.log.mark()
+    time.sleep(WINDOW)
+    by_verb = _lease_requests(c, start, start + WINDOW)
+    return sum(by_verb.values()) / WINDOW, by_verb
+
+
+def test_lease_requests_per_second_do_not_grow_with_followers(cluster: Cluster) -> None:
+    cluster.policy("policy1", {"loadBalancerIPs": True, "interfaces": ["^lo$"]})
+    ips = [f"198.51.100.{10 + i}" for i in range(1, SERVICES + 1)]
+    for i, ip in enumerate(ips, start=1):
+        cluster.service(f"service-{i}", ip, app="demo")
+    for i in (1, 2, 3):
+        cluster.start_agent(f"node{i}", DEFAULT, RATE)
+    until(lambda: cluster.each_announced_once(ips), 60, "every service announced once")
+    time.sleep(SETTLE)
+    three, three_verbs = _measure(cluster)
+
+    for i in (4, 5, 6):
+        cluster.start_agent(f"node{i}", DEFAULT, RATE)
+    # Settled: the newcomers have listed the leases (their watch is open from then on).
+    until(
+        lambda: all(len(cluster.rows(f"node{i}", LEASES)) == SERVICES for i in (4, 5, 6)),
+        30,
+        "the new agents know every lease",
+    )
+    time.sleep(SETTLE)
+    six, six_verbs = _measure(cluster)
+
+    report = f"3 agents: {three:.2f}/s {dict(three_verbs)}; 6 agents: {six:.2f}/s {dict(six_verbs)}"
+    assert three > 0 and six > 0, report
+    assert abs(six - three) / three < 0.10, report
+    limit = SERVICES / RETRY_PERIOD
+    assert three <= limit and six <= limit, report
+    # Followers make no lease requests at all at steady state: every one comes from a holder.
+    window_users = {
+        r.user for r in cluster.log.query(resource="leases", since=WINDOW) if r.info.verb != "watch"
+    }
+    leases = [f"cilium-l2announce-default-service-{i}" for i in range(1, SERVICES + 1)]
+    holders = {user_of(cluster.holder(lease)) for lease in leases}
+    assert window_users <= holders, report
+    assert cluster.each_announced_once(ips)
