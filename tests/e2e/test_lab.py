@@ -467,3 +467,51 @@ def test_metrics_move_with_arping_and_failover_and_the_service_names_its_holder(
     described = l2lab(name, "kubectl", "--", "describe", "svc", "service-1")
     assert f"announcing from node {old}" in described
     assert f"announcing from node {other}" in described
+
+
+def _responder_keys(state: LabState, node: str) -> set[tuple[str, str, int]]:
+    out = lab.run_in(state, node, ["l2dbg", "bpf", "l2-responder", "list", "-o", "json"])
+    return {(e["IP"], e["Interface"], e["Ifindex"]) for e in json.loads(out)}
+
+
+def _within(seconds: float, pred: Any) -> float:
+    start = time.monotonic()
+    while not pred():
+        assert time.monotonic() - start <= seconds, f"not within {seconds}s"
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+def test_an_interface_added_deleted_and_readded_reaches_the_map_within_1s(name: str) -> None:
+    """Issue 4: interface changes update the devices table and the BPF map within 1 s."""
+    state = up(name, nodes=2)
+    vip = state.vips()["service-1"]
+    holder = holder_of(state, "service-1")
+    lan, node_ns = state.lan_netns, state.netns_of(holder)
+
+    def add_eth1() -> int:
+        netns.ip("link", "add", "x" + holder, "type", "veth", "peer", "name", "eth1",
+                 "netns", node_ns, netns=lan)  # fmt: skip
+        netns.ip("link", "set", "x" + holder, "master", "br0", "up", netns=lan)
+        netns.ip("addr", "add", "198.51.100.199/24", "dev", "eth1", netns=node_ns)
+        netns.ip("link", "set", "eth1", "up", netns=node_ns)
+        # A veth is selected only with a default route (reference rule 9).
+        netns.ip("route", "add", "default", "via", "198.51.100.1", "dev", "eth1",
+                 "metric", "200", netns=node_ns)  # fmt: skip
+        return int(json.loads(netns.ip("-j", "link", "show", "eth1", netns=node_ns))[0]["ifindex"])
+
+    first = add_eth1()
+    took = _within(1.0, lambda: (vip, "eth1", first) in _responder_keys(state, holder))
+    print(f"eth1 added: key in the map after {took:.3f}s")
+    devices = lab.run_in(state, holder, ["l2dbg", "statedb", "devices"])
+    assert any(line.split()[:3] == ["eth1", str(first), "true"] for line in devices.splitlines())
+
+    netns.ip("link", "del", "x" + holder, netns=lan)  # takes eth1 with it
+    took = _within(1.0, lambda: all(k[2] != first for k in _responder_keys(state, holder)))
+    print(f"eth1 deleted: key gone after {took:.3f}s")
+    assert any(k[:2] == (vip, "eth0") for k in _responder_keys(state, holder)), "eth0 keeps it"
+
+    second = add_eth1()
+    assert second != first
+    took = _within(1.0, lambda: (vip, "eth1", second) in _responder_keys(state, holder))
+    print(f"eth1 re-added as ifindex {second}: key in the map after {took:.3f}s")
