@@ -157,7 +157,7 @@ def _walk(name: str) -> int:
     print(f"\n{BOLD}The lab is still up.{RESET} Explore it (export PATH={bin_dir}:$PATH first):\n")
     for command, what in tips:
         print(f"  {(prefix + command).ljust(width)}{what}")
-    print("\ndocs/lab.md has the troubleshooting runbook, every step runnable here.")
+    print("\nREADME.md has the troubleshooting runbook, every step runnable here.")
     print(f"Take it down with: {prefix}l2lab down", flush=True)
     return 0
 
