@@ -515,3 +515,33 @@ def test_an_interface_added_deleted_and_readded_reaches_the_map_within_1s(name: 
     assert second != first
     took = _within(1.0, lambda: (vip, "eth1", second) in _responder_keys(state, holder))
     print(f"eth1 re-added as ifindex {second}: key in the map after {took:.3f}s")
+
+
+def test_missing_lease_rbac_logs_the_seeds_line_and_recovers_without_restart(name: str) -> None:
+    """Issues 5 and 7: with deploy/rolebinding.yaml removed, an agent's read of its lease is
+    refused and logged as the seed shows; re-applying the file recovers without a restart."""
+    state = up(name, nodes=2)
+    vip = state.vips()["service-1"]
+    holder = holder_of(state, "service-1")
+    lease = lab.lease_name("service-1")
+    l2lab(name, "kubectl", "--", "-n", "kube-system", "delete", "rolebinding", "l2announcer")
+    l2lab(name, "agent", "restart", holder)  # its first read of the lease is now refused
+    seed_line = (
+        f'level=error msg="error retrieving resource lock kube-system/{lease}: '
+        f'leases.coordination.k8s.io \\"{lease}\\" is forbidden: User '
+        '\\"system:serviceaccount:kube-system:l2announcer\\" cannot get resource \\"leases\\" '
+        'in API group \\"coordination.k8s.io\\" in the namespace \\"kube-system\\"" subsys=klog'
+    )
+    deadline = time.monotonic() + 20
+    while seed_line not in state.agent_log(holder).read_text():
+        assert time.monotonic() < deadline, lab.tail(state.agent_log(holder), 20)
+        time.sleep(0.2)
+    pids = {n: s.agent.pid for n, s in LabState.load(name).node_states.items() if s.agent}  # type: ignore[union-attr]
+    l2lab(name, "kubectl", "--", "apply", "-f", str(Path(lab.REPO) / "deploy" / "rolebinding.yaml"))
+    deadline = time.monotonic() + 45
+    while not any(vip in lab.run_in(state, n, ["l2dbg", "statedb", "l2-announce"]) for n in pids):
+        assert time.monotonic() < deadline, "not announced again after the RBAC fix"
+        time.sleep(0.5)
+    after = {n: s.agent.pid for n, s in LabState.load(name).node_states.items() if s.agent}  # type: ignore[union-attr]
+    assert after == pids, "recovered without restarting any agent"
+    assert len(arping(state, vip, count=2)) == 2
