@@ -25,7 +25,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -492,3 +493,19 @@ def check_announcements(
                         f"{name} (its holdings: {[(h.start, h.end) for h in mine]})"
                     )
     return list(problems.values())
+
+
+@contextmanager
+def running_cluster(tmp: Path, nodes: int = 3, api: ApiConfig | None = None) -> Iterator[Cluster]:
+    """A Cluster with Node objects node1..nodeN; on a failure the agents' logs are printed (pytest
+    shows them for a failed test), and everything is stopped either way."""
+    c = Cluster(tmp, api)
+    try:
+        for i in range(1, nodes + 1):
+            c.node(f"node{i}", **{"kubernetes.io/hostname": f"node{i}"})
+        yield c
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from agent.k8s.client import install_limits
 from agent.k8s.ratelimit import RateLimiter
 from lab.kubeapi.api import ApiConfig
 from lab.kubeapi.server import KubeApiServer, ServerOptions
+from tests.integration.agent.cluster import Cluster, running_cluster
 
 
 @pytest.fixture
@@ -43,3 +45,10 @@ def make_api(server: KubeApiServer) -> Iterator[Callable[[], Any]]:
 @pytest.fixture
 def api(make_api: Callable[[], Any]) -> Any:
     return make_api()  # the server starts with default and kube-system, as a real cluster
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """Three nodes and the secure API server; agents are started by each test."""
+    with running_cluster(tmp_path) as c:
+        yield c

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests.integration.agent.cluster import DEFAULT, FAST, Cluster, until
 
@@ -15,20 +11,6 @@ LEASE = "cilium-l2announce-default-service-{}"
 SEED_MSG = (
     "values: Invalid value: []string(nil): for 'in', 'notin' operators, values set can't be empty"
 )
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        for i in (1, 2, 3):
-            c.node(f"node{i}", **{"kubernetes.io/hostname": f"node{i}"})
-        yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.close()
 
 
 def _services(c: Cluster, n: int) -> list[str]:

@@ -8,10 +8,6 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests.integration.agent.cluster import (
     FAST,
@@ -30,20 +26,6 @@ LEASE_DURATION = 3.0  # FAST's
 # The seed's sizing rule is QPS = services / renew deadline (50/s here); every agent campaigns for
 # every lease at once on start-up, so give it room (the throttled case is test_throttling.py).
 RATE = ("--k8s-client-qps=200", "--k8s-client-burst=400")
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        for node in NODES:
-            c.node(node, **{"kubernetes.io/hostname": node})
-        yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.close()
 
 
 def _services(c: Cluster, n: int) -> dict[str, str]:

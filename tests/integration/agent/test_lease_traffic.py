@@ -14,7 +14,7 @@ import pytest
 
 from lab.kubeapi.api import ApiConfig
 from statedb.tables.leases import LEASES
-from tests.integration.agent.cluster import DEFAULT, Cluster, until, user_of
+from tests.integration.agent.cluster import DEFAULT, Cluster, running_cluster, until, user_of
 
 SERVICES = 50
 RETRY_PERIOD = 2.0  # DEFAULT's
@@ -27,16 +27,10 @@ RATE = ("--k8s-client-qps=50", "--k8s-client-burst=100")  # services / renew dea
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     # Watches last a minute here (real servers: 30-60 min), so a watch reconnect is not mistaken
     # for polling within the window.
-    c = Cluster(tmp_path, ApiConfig(watch_timeout_min=60.0, watch_timeout_max=60.0))
-    try:
-        for i in range(1, 7):
-            c.node(f"node{i}", **{"kubernetes.io/hostname": f"node{i}"})
+    with running_cluster(
+        tmp_path, 6, ApiConfig(watch_timeout_min=60.0, watch_timeout_max=60.0)
+    ) as c:
         yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.close()
 
 
 def _lease_requests(c: Cluster, start: float, end: float) -> Counter[str]:

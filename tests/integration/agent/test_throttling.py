@@ -11,10 +11,6 @@ for up to ~20 s while the first leases taken must already be renewed."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests.integration.agent.cluster import Cluster, settles
 
@@ -26,20 +22,6 @@ THROTTLED = re.compile(
     r'level=info msg="Waited for [0-9.]+m?s due to client-side throttling, not priority and '
     r'fairness, request: (GET|PUT|POST|PATCH|DELETE):https://127\.0\.0\.1:\d+/[^"]+" subsys=klog'
 )
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    try:
-        for node in NODES:
-            c.node(node, **{"kubernetes.io/hostname": node})
-        yield c
-    except BaseException:
-        print(c.logs())
-        raise
-    finally:
-        c.close()
 
 
 def test_a_throttled_client_logs_the_wait_and_nothing_fails(cluster: Cluster) -> None:
