@@ -182,11 +182,9 @@ class Agent:
         if self.use_datapath:
             self._start_datapath()
         if self.metrics is not None:
-            self.metrics.watch_state(
-                self.db,
+            self.metrics.attach(
                 responder_items=self._responder_items if self.use_datapath else None,
                 campaigns=self.elector.campaigns,
-                state=False,
             )
         self.elector.start()
         self.announcer.start()

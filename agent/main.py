@@ -113,6 +113,12 @@ def _probe(state_dir: str, liveness: bool) -> int:
     return 1 if bad else 0
 
 
+def _flag(name: str, help: str, hidden: bool = False) -> inspect.Parameter:
+    """A boolean option of l2agent's own (not a configuration key)."""
+    option = typer.Option(False, "--" + name.replace("_", "-"), help=help, hidden=hidden)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=option)
+
+
 def _command() -> Any:
     params = []
     for k in KEYS:
@@ -131,39 +137,17 @@ def _command() -> Any:
                 ),
             )
         )
+    params.append(_flag("health_probe", "Check the running agent's health and exit."))
     params.append(
-        inspect.Parameter(
-            "health_probe",
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=bool,
-            default=typer.Option(
-                False, "--health-probe", help="Check the running agent's health and exit."
-            ),
+        _flag(
+            "liveness", "With --health-probe: only check that the agent is alive (its heartbeat)."
         )
     )
     params.append(
-        inspect.Parameter(
-            "liveness",
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=bool,
-            default=typer.Option(
-                False,
-                "--liveness",
-                help="With --health-probe: only check that the agent is alive (its heartbeat).",
-            ),
-        )
-    )
-    params.append(
-        inspect.Parameter(
+        _flag(
             "no_datapath",
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=bool,
-            default=typer.Option(
-                False,
-                "--no-datapath",
-                help="Run without the BPF datapath (tests of the control plane only).",
-                hidden=True,
-            ),
+            "Run without the BPF datapath (tests of the control plane only).",
+            hidden=True,
         )
     )
 

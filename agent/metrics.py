@@ -41,22 +41,15 @@ TAKEOVER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20,
 class _StateCollector(Collector):
     """Series read at scrape time from the state database and the BPF map."""
 
-    def __init__(
-        self,
-        db: Database,
-        responder_items: Callable[[], list[tuple[str, int, int]]] | None,
-        campaigns: Callable[[], dict[str, str]] | None,
-        state: bool = True,
-    ) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        self.responder_items = responder_items
-        self.campaigns = campaigns
-        self.state = state  # the table-backed series (announced, errors, health)
+        # Attached when the modules behind them start (None: not running, no series).
+        self.responder_items: Callable[[], list[tuple[str, int, int]]] | None = None
+        self.campaigns: Callable[[], dict[str, str]] | None = None
 
     def collect(self) -> Iterator[Any]:
         yield from self._datapath_and_leases()
-        if self.state:
-            yield from self._tables()
+        yield from self._tables()
 
     def _datapath_and_leases(self) -> Iterator[Any]:
         if self.responder_items is not None:
@@ -154,11 +147,23 @@ class Metrics:
         db: Database,
         responder_items: Callable[[], list[tuple[str, int, int]]] | None = None,
         campaigns: Callable[[], dict[str, str]] | None = None,
-        state: bool = True,
     ) -> None:
-        """Series read at scrape time: the tables' (``state``), the BPF counters, the leases.
-        May be called more than once, as the agent's modules start."""
-        self.registry.register(_StateCollector(db, responder_items, campaigns, state))
+        """The series read at scrape time: the tables', and (once given) the BPF counters and
+        the leases; ``responder_items`` and ``campaigns`` may also be attached later."""
+        self._state = _StateCollector(db)
+        self.registry.register(self._state)
+        self.attach(responder_items, campaigns)
+
+    def attach(
+        self,
+        responder_items: Callable[[], list[tuple[str, int, int]]] | None = None,
+        campaigns: Callable[[], dict[str, str]] | None = None,
+    ) -> None:
+        """Sources of the BPF-counter and lease series, as the modules behind them start."""
+        if responder_items is not None:
+            self._state.responder_items = responder_items
+        if campaigns is not None:
+            self._state.campaigns = campaigns
 
     # -- hooks ---------------------------------------------------------------------------------
 
