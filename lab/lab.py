@@ -40,7 +40,7 @@ import yaml
 
 from agent.durations import parse_duration
 from lab import netns
-from lab.labserver import fault_user_name
+from lab.kubeapi.fault_spec import node_bound_name
 from lab.netns import LabError
 from lab.state import (
     API_LAN_IP,
@@ -577,7 +577,7 @@ def admin_token(state: LabState) -> str:
 
 def api_fault_user(node: str) -> str:
     namespace, name = SERVICE_ACCOUNT
-    return fault_user_name(f"system:serviceaccount:{namespace}:{name}", node)
+    return node_bound_name(f"system:serviceaccount:{namespace}:{name}", node)
 
 
 def partition(state: LabState, node: str, mode: str) -> list[str]:

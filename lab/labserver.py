@@ -11,8 +11,8 @@ and the /_lab/ control surface, and it writes the credentials everyone else uses
 Every node's agent authenticates as the same ServiceAccount, as a DaemonSet's pods do, so RBAC sees
 one user. To cut off a single node (``l2lab api partition node2``) the fault rules must still
 tell the nodes apart: each node's token is bound to its node, as the real apiserver binds a pod's
-projected token (``authentication.kubernetes.io/node-name``), and the fault injector sees the
-user as ``<user>@<node>``. Everything else (RBAC, the request log) sees the plain user.
+projected token (``authentication.kubernetes.io/node-name``, ``UserInfo.node``), and fault rules
+can name ``<user>@<node>``. Everything else (RBAC, the request log) sees the plain user.
 """
 
 from __future__ import annotations
@@ -21,62 +21,11 @@ import argparse
 import signal
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from lab.kubeapi.auth import (
-    AUTHENTICATED,
-    SERVICE_ACCOUNTS,
-    TokenAuthenticator,
-    service_account_username,
-)
-from lab.kubeapi.pipeline import FaultAction, FaultInjector, RequestInfo, UserInfo, WatchFault
 from lab.kubeapi.security import Security
 from lab.kubeapi.server import KubeApiServer, ServerOptions
-
-
-@dataclass(frozen=True, slots=True)
-class NodeBoundUser(UserInfo):
-    """A ServiceAccount user whose token is bound to one node."""
-
-    node: str = ""
-
-
-def fault_user_name(user: str, node: str) -> str:
-    """How the fault injector names a node-bound user (what ``l2lab api partition`` targets)."""
-    return f"{user}@{node}"
-
-
-class NodeFaults:
-    """Presents node-bound users to the fault injector as ``<user>@<node>``."""
-
-    def __init__(self, inner: FaultInjector) -> None:
-        self._inner = inner
-
-    @staticmethod
-    def _as_seen(user: UserInfo) -> UserInfo:
-        if isinstance(user, NodeBoundUser) and user.node:
-            return UserInfo(
-                name=fault_user_name(user.name, user.node), groups=user.groups, uid=user.uid
-            )
-        return user
-
-    def before(self, user: UserInfo, info: RequestInfo) -> FaultAction | None:
-        return self._inner.before(self._as_seen(user), info)
-
-    def watch_fault(self, user: UserInfo, info: RequestInfo) -> WatchFault | None:
-        return self._inner.watch_fault(self._as_seen(user), info)
-
-
-def add_node_token(authenticator: TokenAuthenticator, namespace: str, name: str, node: str) -> str:
-    user = NodeBoundUser(
-        name=service_account_username(namespace, name),
-        groups=(SERVICE_ACCOUNTS, f"{SERVICE_ACCOUNTS}:{namespace}", AUTHENTICATED),
-        uid=f"lab-{namespace}-{name}",
-        node=node,
-    )
-    return authenticator.add_token(user)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     sa_namespace, _, sa_name = str(args.service_account).partition("/")
 
     security = Security.create(lab_dir / "pki", extra_sans=[args.lan_ip, args.host_ip])
-    security.pipeline.faults = NodeFaults(security.faults)
     server = KubeApiServer(
         security.pipeline,
         ServerOptions(
@@ -108,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         lab_dir / "admin.kubeconfig", f"https://{args.host_ip}:{args.port}"
     )
     for node in args.node:
-        token = add_node_token(security.authenticator, sa_namespace, sa_name, node)
+        token = security.authenticator.add_service_account(sa_namespace, sa_name, node=node)
         security.write_kubeconfig(
             lab_dir / node / "kubeconfig",
             f"https://{args.lan_ip}:{args.port}",
@@ -134,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["NodeBoundUser", "NodeFaults", "add_node_token", "fault_user_name", "main"]
+__all__ = ["main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -43,11 +43,12 @@ def parse_service_account_username(username: str) -> tuple[str, str] | None:
     return namespace, name
 
 
-def service_account_user(namespace: str, name: str, uid: str = "") -> UserInfo:
+def service_account_user(namespace: str, name: str, uid: str = "", node: str = "") -> UserInfo:
     return UserInfo(
         name=service_account_username(namespace, name),
         groups=(SERVICE_ACCOUNTS, f"{SERVICE_ACCOUNTS}:{namespace}", AUTHENTICATED),
         uid=uid or str(uuid.uuid4()),
+        node=node,
     )
 
 
@@ -113,12 +114,15 @@ class TokenAuthenticator:
     def add_user(self, name: str, groups: Iterable[str] = (), token: str | None = None) -> str:
         return self.add_token(plain_user(name, groups), token)
 
-    def add_service_account(self, namespace: str, name: str, token: str | None = None) -> str:
-        """A token for ServiceAccount namespace/name. Its uid is shared by all its tokens."""
+    def add_service_account(
+        self, namespace: str, name: str, token: str | None = None, node: str = ""
+    ) -> str:
+        """A token for ServiceAccount namespace/name, bound to ``node`` if given (as a pod's
+        projected token is). Its uid is shared by all its tokens."""
         username = service_account_username(namespace, name)
         with self._lock:
             uid = next((u.uid for u in self._users.values() if u.name == username), "")
-        return self.add_token(service_account_user(namespace, name, uid), token)
+        return self.add_token(service_account_user(namespace, name, uid, node), token)
 
     # -- revoking and inspecting ----------------------------------------------------------------
 

@@ -64,6 +64,16 @@ Effect = RequestEffect | WatchEffect
 # -- matching ------------------------------------------------------------------------------------
 
 
+def node_bound_name(user: str, node: str) -> str:
+    """How a fault rule names one node's token of a user (``l2lab api partition node2``)."""
+    return f"{user}@{node}"
+
+
+def _names(user: UserInfo) -> tuple[str, ...]:
+    """A user as fault rules see it: its name, and for a node-bound token also name@node."""
+    return (user.name, node_bound_name(user.name, user.node)) if user.node else (user.name,)
+
+
 def _glob(pattern: str, value: str) -> bool:
     if any(c in pattern for c in "*?["):
         return fnmatch.fnmatchcase(value, pattern)
@@ -110,7 +120,7 @@ class Match:
         )
 
     def matches(self, user: UserInfo, info: RequestInfo) -> bool:
-        if self.users and not any(_glob(u, user.name) for u in self.users):
+        if self.users and not any(_glob(u, n) for u in self.users for n in _names(user)):
             return False
         if self.verbs and info.verb not in self.verbs:
             return False

@@ -41,6 +41,10 @@ class UserInfo:
     name: str
     groups: tuple[str, ...] = ()
     uid: str = ""
+    # The node a bound token belongs to (the real apiserver's "authentication.kubernetes.io/
+    # node-name" extra): every node's agent is the same ServiceAccount, but fault rules can still
+    # target one node as "<name>@<node>" (fault_spec.node_bound_name).
+    node: str = ""
 
 
 @dataclass(frozen=True, slots=True)

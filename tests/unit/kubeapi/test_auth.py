@@ -100,3 +100,13 @@ def test_service_account_username_round_trip() -> None:
     assert parse_service_account_username(name) == ("kube-system", "cilium")
     assert parse_service_account_username("admin") is None
     assert parse_service_account_username("system:serviceaccount:only-ns") is None
+
+
+def test_a_node_bound_service_account_token_names_its_node() -> None:
+    from lab.kubeapi.auth import TokenAuthenticator
+
+    authn = TokenAuthenticator()
+    token = authn.add_service_account("kube-system", "l2announcer", node="node2")
+    user = authn.authenticate({"Authorization": f"Bearer {token}"})
+    assert user is not None
+    assert (user.name, user.node) == ("system:serviceaccount:kube-system:l2announcer", "node2")

@@ -12,9 +12,9 @@ import pytest
 
 from lab import arpwatch, state
 from lab.cli import app
+from lab.kubeapi.fault_spec import node_bound_name
 from lab.kubeapi.faults import FaultInjector
 from lab.kubeapi.pipeline import RequestInfo, UserInfo
-from lab.labserver import NodeBoundUser, NodeFaults, fault_user_name
 from lab.state import LabState, NodeState, Proc
 
 REPO = Path(__file__).resolve().parents[3]
@@ -88,17 +88,16 @@ def _info() -> RequestInfo:
 
 
 def test_a_partition_of_one_node_leaves_the_others_with_the_same_service_account() -> None:
-    inner = FaultInjector()
-    faults = NodeFaults(inner)
-    node1 = NodeBoundUser(name=SA, groups=("system:serviceaccounts",), node="node1")
-    node2 = NodeBoundUser(name=SA, groups=("system:serviceaccounts",), node="node2")
-    inner.partition(fault_user_name(SA, "node2"), "refuse")
+    faults = FaultInjector()
+    node1 = UserInfo(name=SA, groups=("system:serviceaccounts",), node="node1")
+    node2 = UserInfo(name=SA, groups=("system:serviceaccounts",), node="node2")
+    faults.partition(node_bound_name(SA, "node2"), "refuse")
     action = faults.before(node2, _info())
     assert action is not None and action.kind == "refuse"
     assert faults.before(node1, _info()) is None
     # A rule naming every agent (a glob) still reaches node-bound users; others are unchanged.
-    inner.heal()
-    inner.partition(f"{SA}*", "reset")
+    faults.heal()
+    faults.partition(f"{SA}*", "reset")
     assert faults.before(node1, _info()) is not None
     assert faults.before(UserInfo(name="admin"), _info()) is None
 
