@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from agent.leases import record
 from lab import lab
 from lab.netns import LabError
 from lab.state import CLIENT_IP, LabState, node_ip
@@ -57,7 +58,7 @@ def status_text(state: LabState) -> str:
     held = lab.leases(state)
     by_node: dict[str, list[str]] = {}
     for lease, holder in sorted(held.items()):
-        by_node.setdefault(holder, []).append(lease.removeprefix("cilium-l2announce-"))
+        by_node.setdefault(holder, []).append(lease.removeprefix(record.LEASE_PREFIX + "-"))
     lines = [
         f"lab {state.name}: {state.nodes} node(s), {state.services} Service(s), timers "
         f"{'/'.join(state.timers)} (lease duration/renew deadline/retry period), {state.phase}",

@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from agent.durations import parse_duration
+from agent.leases import record
 from lab import netns
 from lab.kubeapi.fault_spec import node_bound_name
 from lab.netns import LabError
@@ -92,7 +93,7 @@ def policy1() -> dict[str, Any]:
 
 
 def lease_name(service: str, namespace: str = "default") -> str:
-    return f"cilium-l2announce-{namespace}-{service}"
+    return record.lease_name(namespace, service)
 
 
 # -- checks -------------------------------------------------------------------------------------
@@ -480,7 +481,7 @@ def leases(state: LabState) -> dict[str, str]:
     return {
         i["metadata"]["name"]: (i.get("spec") or {}).get("holderIdentity") or ""
         for i in items
-        if i["metadata"]["name"].startswith("cilium-l2announce-")
+        if i["metadata"]["name"].startswith(record.LEASE_PREFIX + "-")
     }
 
 
