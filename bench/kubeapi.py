@@ -50,14 +50,9 @@ def _micro(ts: float) -> str:
 
 def _serve(conn: Connection, workdir: str, clients: int) -> None:
     from lab.kubeapi.security import Security
-    from lab.kubeapi.server import KubeApiServer, ServerOptions
 
     security = Security.create(Path(workdir) / "pki")
-    server = KubeApiServer(
-        security.pipeline,
-        ServerOptions(ssl_context=security.ssl_context(), control=security.control),
-    )
-    security.enable_rbac(server.store)
+    server = security.server()
     server.api.seed(
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",

@@ -25,7 +25,6 @@ from pathlib import Path
 from types import FrameType
 
 from lab.kubeapi.security import Security
-from lab.kubeapi.server import KubeApiServer, ServerOptions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,16 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     sa_namespace, _, sa_name = str(args.service_account).partition("/")
 
     security = Security.create(lab_dir / "pki", extra_sans=[args.lan_ip, args.host_ip])
-    server = KubeApiServer(
-        security.pipeline,
-        ServerOptions(
-            host="0.0.0.0",
-            port=args.port,
-            ssl_context=security.ssl_context(),
-            control=security.control,
-        ),
-    )
-    security.enable_rbac(server.store)
+    server = security.server(host="0.0.0.0", port=args.port)
     server.start()
     security.write_admin_kubeconfig(
         lab_dir / "admin.kubeconfig", f"https://{args.host_ip}:{args.port}"

@@ -20,6 +20,7 @@ import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lab.kubeapi.auth import TokenAuthenticator
 from lab.kubeapi.control import LabControl
@@ -29,6 +30,9 @@ from lab.kubeapi.pipeline import AllowAll, Pipeline
 from lab.kubeapi.rbac import ObjectStore, RBACAuthorizer, StoreRBACObjects
 from lab.kubeapi.requestlog import DEFAULT_CAPACITY, MemoryRequestLog
 from lab.kubeapi.tls import TLSFiles, generate_tls_files, server_ssl_context
+
+if TYPE_CHECKING:
+    from lab.kubeapi.server import KubeApiServer
 
 
 @dataclass
@@ -73,6 +77,18 @@ class Security:
 
     def ssl_context(self) -> ssl.SSLContext:
         return server_ssl_context(self.tls)
+
+    def server(self, **options: Any) -> KubeApiServer:
+        """A server behind this security, not yet started: TLS, bearer tokens, the /_lab/ control
+        surface and RBAC from its own store; ``options`` are further ServerOptions fields."""
+        from lab.kubeapi.server import KubeApiServer, ServerOptions
+
+        server = KubeApiServer(
+            self.pipeline,
+            ServerOptions(ssl_context=self.ssl_context(), control=self.control, **options),
+        )
+        self.enable_rbac(server.store)
+        return server
 
     def enable_rbac(self, store: ObjectStore) -> RBACAuthorizer:
         """Authorize with RBAC from `store`'s Roles and bindings from the next request on."""

@@ -30,7 +30,7 @@ import yaml
 from kubernetes import client, config
 
 from lab.kubeapi.security import Security
-from lab.kubeapi.server import KubeApiServer, ServerOptions
+from lab.kubeapi.server import KubeApiServer
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -126,11 +126,7 @@ def _holder(api: client.ApiClient) -> str:
 def main(work: Path, image: str) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     security = Security.create(work / "pki")
-    server = KubeApiServer(
-        security.pipeline,
-        ServerOptions(ssl_context=security.ssl_context(), control=security.control),
-    )
-    security.enable_rbac(server.store)
+    server = security.server()
     server.start()
     pin = Path(f"/sys/fs/bpf/l2announcer-image-agent-{os.getpid()}")
     ctr = ""

@@ -37,7 +37,6 @@ from kubernetes import client, config
 from lab.kubeapi.api import ApiConfig
 from lab.kubeapi.auth import service_account_username
 from lab.kubeapi.security import Security
-from lab.kubeapi.server import KubeApiServer, ServerOptions
 from statedb import ReadOnlyDatabase, Table
 from statedb.tables import L2_ANNOUNCE
 
@@ -97,17 +96,9 @@ class Cluster:
         self.security = Security.create(tmp / "pki", log_capacity=2_000_000)
         self.log = self.security.request_log
         self.faults = self.security.faults
-        self.server = KubeApiServer(
-            self.security.pipeline,
-            ServerOptions(
-                ssl_context=self.security.ssl_context(),
-                control=self.security.control,
-                api=api or ApiConfig(),
-            ),
-        )
+        self.server = self.security.server(api=api or ApiConfig())
         # Keep every change: lease_history() reads who held which lease from it.
         self.server.store.history_limit = 2_000_000
-        self.security.enable_rbac(self.server.store)
         self.server.start()
         self.server.api.seed(yaml.safe_load(CRD.read_text()))
         self._seed_roles()

@@ -23,7 +23,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from lab.kubeapi.security import Security
-from lab.kubeapi.server import KubeApiServer, ServerOptions
+from lab.kubeapi.server import KubeApiServer
 
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"
@@ -71,11 +71,7 @@ class Lab:
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
     security = Security.create(tmp_path / "pki")
-    server = KubeApiServer(
-        security.pipeline,
-        ServerOptions(ssl_context=security.ssl_context(), control=security.control),
-    )
-    security.enable_rbac(server.store)
+    server = security.server()
     server.start()
     try:
         admin = security.write_admin_kubeconfig(tmp_path / "admin.kubeconfig", server.url)

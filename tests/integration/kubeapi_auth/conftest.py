@@ -14,7 +14,7 @@ from kubernetes import client, config
 
 from lab.kubeapi.auth import service_account_username
 from lab.kubeapi.security import Security
-from lab.kubeapi.server import KubeApiServer, ServerOptions
+from lab.kubeapi.server import KubeApiServer
 
 NAMESPACE = "kube-system"
 LEASE_RULE = {
@@ -97,11 +97,7 @@ class SecureCluster:
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[SecureCluster]:
     security = Security.create(tmp_path / "pki")
-    server = KubeApiServer(
-        security.pipeline,
-        ServerOptions(ssl_context=security.ssl_context(), control=security.control),
-    )
-    security.enable_rbac(server.store)
+    server = security.server()
     server.start()
     admin_config = client.Configuration()
     config.load_kube_config(
