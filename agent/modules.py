@@ -11,11 +11,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from agent.changes_loop import ChangesLoop
 from agent.config import KEYS, Config, display_value
-from statedb import Database
+from statedb import Change, Database
 from statedb.tables.config import CONFIG, ConfigEntry
 from statedb.tables.health import HEALTH, Health
-from statedb.tables.pods import PODS
+from statedb.tables.pods import PODS, Pod
 
 log = logging.getLogger("l2announcer.agent")
 
@@ -124,7 +125,7 @@ class Periodic:
         return f"Degraded: {self.error}" if self.error else "OK"
 
 
-class PodAnnouncer:
+class PodAnnouncer(ChangesLoop[Pod]):
     """L2 pod announcements (reference §7.2): one gratuitous ARP burst per pod on this node when
     it gets an IPv4 address, on the configured interface; IPv4 only."""
 
@@ -135,43 +136,27 @@ class PodAnnouncer:
             raise RuntimeError(
                 f'gratuitous arp sender interface "{interface}" not found: {e.strerror}'
             ) from None
-        self.db = db
+        super().__init__(db, PODS, "pod-announcer")
         self.interface = interface
         self._announce = announce
         self._seen: dict[tuple[str, str], set[str]] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.sent = 0
 
-    def start(self) -> None:
-        self._consumer = self.db.register_consumer("pod-announcer", PODS)
-        self._thread = threading.Thread(target=self._run, name="pod-announcer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for ch in self._consumer.changes():
-                key = (ch.row.namespace, ch.row.name)
-                if ch.deleted:
-                    self._seen.pop(key, None)
+    def handle(self, changes: list[Change[Pod]], first: bool) -> None:
+        for ch in changes:
+            key = (ch.row.namespace, ch.row.name)
+            if ch.deleted:
+                self._seen.pop(key, None)
+                continue
+            if ch.row.host_network:
+                continue
+            known = self._seen.setdefault(key, set())
+            for ip in ch.row.ips:
+                if ip in known or ipaddress.ip_address(ip).version != 4:
                     continue
-                if ch.row.host_network:
-                    continue
-                known = self._seen.setdefault(key, set())
-                for ip in ch.row.ips:
-                    if ip in known or ipaddress.ip_address(ip).version != 4:
-                        continue
-                    known.add(ip)
-                    try:
-                        self._announce(ip, self.ifindex)
-                        self.sent += 1
-                    except Exception as e:
-                        log.warning("Failed to send gratuitous arp: %s %s: %s", key, ip, e)
-            self._consumer.wait(timeout=1.0, until=self._stop.is_set)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.db.notify_waiters()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._consumer.close()
+                known.add(ip)
+                try:
+                    self._announce(ip, self.ifindex)
+                    self.sent += 1
+                except Exception as e:
+                    log.warning("Failed to send gratuitous arp: %s %s: %s", key, ip, e)

@@ -11,64 +11,43 @@ gratuitous ARP, as for any new key), then asks for a prune, which removes the ol
 from __future__ import annotations
 
 import logging
-import threading
 
+from agent.changes_loop import ChangesLoop
 from agent.responder.ops import ResponderOps
-from statedb import Database, Status
+from statedb import Change, Database, Status
 from statedb.reconciler import Reconciler
-from statedb.tables.devices import DEVICES
+from statedb.tables.devices import DEVICES, Device
 from statedb.tables.l2_announce import L2_ANNOUNCE, L2AnnounceEntry
 
 log = logging.getLogger("l2announcer.l2-responder")
 
 
-class DeviceSync:
+class DeviceSync(ChangesLoop[Device]):
     def __init__(
         self, db: Database, ops: ResponderOps, reconciler: Reconciler[L2AnnounceEntry]
     ) -> None:
-        self.db = db
+        super().__init__(db, DEVICES, "l2-responder:devices")
         self.ops = ops
         self.reconciler = reconciler
         self._seen: dict[str, tuple[int, str]] = {}  # name -> (ifindex, mac)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._consumer = self.db.register_consumer("l2-responder:devices", DEVICES)
-        self._thread = threading.Thread(target=self._run, name="l2-responder-devices", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.db.notify_waiters()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._consumer.close()
-
-    def _run(self) -> None:
-        first = True
-        while not self._stop.is_set():
-            changed: set[str] = set()
-            for ch in self._consumer.changes():
-                name = ch.row.name
-                if ch.deleted:
-                    if self._seen.get(name, (0, ""))[0] == ch.row.ifindex:
-                        self._seen.pop(name, None)
-                    continue
-                now = (ch.row.ifindex, ch.row.hw_addr)
-                before = self._seen.get(name)
-                self._seen[name] = now
-                # The first batch is the listing: nothing changed yet. Later, a new ifindex or MAC
-                # (also a name coming back after a delete) invalidates what the map has.
-                if before != now and not first:
-                    changed.add(name)
-            first = False
-            if changed:
-                try:
-                    self.resync(changed)
-                except Exception:
-                    log.exception("re-syncing the responder after device changes failed")
-            self._consumer.wait(timeout=5.0, until=self._stop.is_set)
+    def handle(self, changes: list[Change[Device]], first: bool) -> None:
+        changed: set[str] = set()
+        for ch in changes:
+            name = ch.row.name
+            if ch.deleted:
+                if self._seen.get(name, (0, ""))[0] == ch.row.ifindex:
+                    self._seen.pop(name, None)
+                continue
+            now = (ch.row.ifindex, ch.row.hw_addr)
+            before = self._seen.get(name)
+            self._seen[name] = now
+            # The first batch is the listing: nothing changed yet. Later, a new ifindex or MAC
+            # (also a name coming back after a delete) invalidates what the map has.
+            if before != now and not first:
+                changed.add(name)
+        if changed:
+            self.resync(changed)
 
     def resync(self, names: set[str]) -> None:
         log.info("interfaces changed under announced IPs, re-syncing: %s", ", ".join(sorted(names)))
