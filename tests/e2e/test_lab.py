@@ -97,23 +97,32 @@ def curl(state: LabState, ip: str) -> str:
     return lab.run_in(state, "client", ["curl", "-s", "-m", "2", f"http://{ip}/"]).strip()
 
 
+def responder_map(state: LabState, node: str) -> list[dict[str, Any]]:
+    """The node's pinned l2-responder map, as bpftool prints it (BTF-formatted keys/values)."""
+    out = lab.run_in(
+        state,
+        node,
+        ["bpftool", "map", "dump", "pinned", "/sys/fs/bpf/tc/globals/cilium_l2_responder_v4"],
+    )
+    entries: list[dict[str, Any]] = json.loads(out)
+    return entries
+
+
+def ip4_key(vip: str) -> int:
+    # The key's ip4 holds the address in network byte order; bpftool prints it as a host integer.
+    return int.from_bytes(socket.inet_aton(vip), sys.byteorder)
+
+
 def responses_sent(state: LabState, node: str, vip: str | None = None) -> int:
     """ARP replies the node's datapath sent: for ``vip`` only, or for every VIP it holds.
 
     Counting per VIP matters: a node that holds another Service answers for that VIP (arping,
     the client kernel's own neighbour probes) while we look at this one.
     """
-    out = lab.run_in(
-        state,
-        node,
-        ["bpftool", "map", "dump", "pinned", "/sys/fs/bpf/tc/globals/cilium_l2_responder_v4"],
-    )
-    # The key's ip4 holds the address in network byte order; bpftool prints it as a host integer.
-    want = None if vip is None else int.from_bytes(socket.inet_aton(vip), sys.byteorder)
     return sum(
         int(e["value"]["responses_sent"])
-        for e in json.loads(out)
-        if want is None or int(e["key"]["ip4"]) == want
+        for e in responder_map(state, node)
+        if vip is None or int(e["key"]["ip4"]) == ip4_key(vip)
     )
 
 
@@ -370,13 +379,7 @@ def test_bad_policy_shows_its_condition_and_relabel_withdraws_within_1s(
 
 
 def responses_entries(state: LabState, node: str, vip: str) -> bool:
-    out = lab.run_in(
-        state,
-        node,
-        ["bpftool", "map", "dump", "pinned", "/sys/fs/bpf/tc/globals/cilium_l2_responder_v4"],
-    )
-    key = int.from_bytes(bytes(int(b) for b in vip.split(".")), "little")
-    return any(e["key"]["ip4"] == key for e in json.loads(out))
+    return any(int(e["key"]["ip4"]) == ip4_key(vip) for e in responder_map(state, node))
 
 
 def test_agent_restart_loses_no_request_keeps_counters_and_sends_no_garp(name: str) -> None:
