@@ -139,7 +139,8 @@ class PodAnnouncer(ChangesLoop[Pod]):
         super().__init__(db, PODS, "pod-announcer")
         self.interface = interface
         self._announce = announce
-        self._seen: dict[tuple[str, str], set[str]] = {}
+        # Per pod name: the uid seen last and the addresses already announced for it.
+        self._seen: dict[tuple[str, str], tuple[str, set[str]]] = {}
         self.sent = 0
 
     def handle(self, changes: list[Change[Pod]], first: bool) -> None:
@@ -150,7 +151,12 @@ class PodAnnouncer(ChangesLoop[Pod]):
                 continue
             if ch.row.host_network:
                 continue
-            known = self._seen.setdefault(key, set())
+            uid, known = self._seen.get(key, (ch.row.uid, set()))
+            if uid != ch.row.uid:
+                # Re-created under the same name between two reads: the delete was coalesced
+                # away, but the new pod's (possibly same) address needs its own burst.
+                known = set()
+            self._seen[key] = (ch.row.uid, known)
             for ip in ch.row.ips:
                 if ip in known or ipaddress.ip_address(ip).version != 4:
                     continue

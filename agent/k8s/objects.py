@@ -77,6 +77,7 @@ def pod_row(o: Obj) -> Pod | None:
         node_name=spec.get("nodeName") or "",
         ips=tuple(str(ip) for ip in ips if ip),
         host_network=bool(spec.get("hostNetwork")),
+        uid=str(m.get("uid") or ""),
     )
 
 

@@ -16,6 +16,9 @@ class Pod:
     node_name: str = ""
     ips: tuple[str, ...] = ()
     host_network: bool = False
+    # metadata.uid: a pod deleted and re-created under the same name is a new pod, even when a
+    # reader sees only the newest row (a change feed coalesces the delete and the create).
+    uid: str = ""
 
 
 def _json(p: Pod) -> dict[str, Any]:
@@ -25,6 +28,7 @@ def _json(p: Pod) -> dict[str, Any]:
         "NodeName": p.node_name,
         "IPs": list(p.ips),
         "HostNetwork": p.host_network,
+        "UID": p.uid,
     }
 
 

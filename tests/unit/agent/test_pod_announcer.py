@@ -133,6 +133,28 @@ def test_a_new_address_or_a_recreated_pod_gets_a_new_burst(
     ]
 
 
+def test_a_pod_recreated_with_the_same_address_between_two_reads_gets_a_new_burst(
+    db: Database, announce: FakeAnnounce
+) -> None:
+    # The delete and the create land in one transaction, so the change feed hands the announcer
+    # only the newest row: the same name and address, but another pod (another uid).
+    _write(db, Pod("default", "db-0", "node1", ("10.0.0.10",), uid="uid-1"))
+    announce.wait_for("10.0.0.10")
+    with db.write_txn(PODS) as txn:
+        txn.delete(PODS, Pod("default", "db-0", "node1", ("10.0.0.10",), uid="uid-1"))
+        txn.upsert(PODS, Pod("default", "db-0", "node1", ("10.0.0.10",), uid="uid-2"))
+    _settle(db, announce, 7)
+    # The same pod updated (status, labels) keeps its uid and gets nothing more.
+    _write(db, Pod("default", "db-0", "node1", ("10.0.0.10",), uid="uid-2"))
+    _settle(db, announce, 8)
+    assert [ip for ip, _ in announce.calls] == [
+        "10.0.0.10",
+        "10.0.0.10",
+        "10.255.0.7",
+        "10.255.0.8",
+    ]
+
+
 def test_a_failed_burst_is_logged_and_the_announcer_goes_on(
     db: Database, announce: FakeAnnounce, caplog: pytest.LogCaptureFixture
 ) -> None:
