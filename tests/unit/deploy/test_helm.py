@@ -69,6 +69,7 @@ def test_chart_values_name_the_reference_values() -> None:
     assert set(values["k8sClientRateLimit"]) == {"qps", "burst"}
     assert set(values["l2podAnnouncements"]) == {"enabled", "interface"}
     assert set(values["externalIPs"]) == {"enabled"}
+    assert set(values["prometheus"]) == {"enabled", "port"}
     for name in ("devices", "kubeProxyReplacement", "k8sServiceHost", "k8sServicePort"):
         assert name in values
 
@@ -129,6 +130,31 @@ def test_l2_pod_announcements(tmp_path: Path) -> None:
     data = configmap(parse_set("l2podAnnouncements.enabled=true,l2podAnnouncements.interface=eth0"))
     assert data["enable-l2-pod-announcements"] == "true"
     assert data["l2-pod-announcements-interface"] == "eth0"
+
+
+def test_prometheus_values_serve_metrics_on_the_port_and_declare_it() -> None:
+    values = parse_set("prometheus.enabled=true,prometheus.port=9090")
+    objects = render_chart(values)
+    assert one("ConfigMap", objects)["data"]["prometheus-serve-addr"] == ":9090"
+    pod = one("DaemonSet", objects)["spec"]["template"]
+    assert pod["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9090",
+    }
+    assert container(one("DaemonSet", objects))["ports"] == [
+        {"name": "prometheus", "containerPort": 9090, "hostPort": 9090, "protocol": "TCP"}
+    ]
+    # Off by default: no address, no port, no annotations.
+    assert configmap()["prometheus-serve-addr"] == ""
+    default_pod = one("DaemonSet", render_chart())["spec"]["template"]
+    assert "annotations" not in default_pod["metadata"]
+    assert "ports" not in container(one("DaemonSet", render_chart()))
+
+
+def test_a_prometheus_port_out_of_range_fails_the_render() -> None:
+    with pytest.raises(helm_python.errors.HelmRenderError) as err:
+        render_chart(parse_set("prometheus.enabled=true,prometheus.port=70000"))
+    assert "prometheus.port must be a port number between 1 and 65535, got 70000" in str(err.value)
 
 
 def test_api_server_address_becomes_the_in_cluster_env() -> None:
