@@ -189,6 +189,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return None
 
+    def handle_one_request(self) -> None:
+        # A stopped server answers nothing more on a kept-alive connection: the client must see
+        # the server gone (as when a real apiserver shuts down), not get answers from it.
+        if self.server.stopping.is_set():
+            self.close_connection = True
+            return
+        super().handle_one_request()
+
     def do_GET(self) -> None:
         self._serve()
 
@@ -527,17 +535,53 @@ class _HTTPServer(ThreadingHTTPServer):
         self.pipeline = pipeline
         self.context = context
         self.stopping = threading.Event()
+        # Open client connections, so that stopping can close them: a watch or a kept-alive
+        # connection must not outlive the server.
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Runs in the connection's thread: TLS handshakes never block the accept loop."""
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.context is not None:
-            try:
-                request = self.context.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError):
-                return
-        super().finish_request(request, client_address)
+        if not self._track(request):
+            return
+        try:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.context is not None:
+                # The handshake is dropped like any connection; wrapping detaches the plain
+                # socket, so the TLS one (same descriptor) is tracked from then on.
+                plain = request
+                try:
+                    request = self.context.wrap_socket(plain, server_side=True)
+                except (ssl.SSLError, OSError):
+                    return
+                finally:
+                    self._untrack(plain)
+                if not self._track(request):
+                    return
+            super().finish_request(request, client_address)
+        finally:
+            self._untrack(request)
+
+    def _track(self, conn: socket.socket) -> bool:
+        with self._connections_lock:
+            if self.stopping.is_set():
+                return False
+            self._connections.add(conn)
+            return True
+
+    def _untrack(self, conn: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(conn)
+
+    def drop_connections(self) -> None:
+        """Shut every open connection down: blocked reads in their threads return, and clients
+        see the end of their streams at once."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(conn, socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         return None
@@ -603,6 +647,7 @@ class KubeApiServer:
         self._http.stopping.set()
         self.store.close()
         self._http.shutdown()
+        self._http.drop_connections()
         self._http.server_close()
         for thread in self._threads:
             thread.join(timeout=5)
