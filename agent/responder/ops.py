@@ -1,7 +1,8 @@
 """The l2-responder's operations on the BPF map, for the generic reconciler.
 
 - ``update``: resolve the interface through the devices table (not netlink: the table is the one
-  view of devices the whole agent shares), attach the program to it if needed, add the key only if
+  view of devices the whole agent shares), attach this agent's program to it once (replacing a
+  previous agent's, which may be an older version, atomically), add the key only if
   it is missing (counters survive, decision 1) and send a gratuitous ARP burst only for a key that
   was missing (so a restarted agent does not announce again). A failed GARP never blocks the key
   (decision 2): the key stays, the row shows ``garp <ip>@<ifindex>: ...`` and the retry sends
@@ -55,7 +56,11 @@ class ResponderOps:
         self.attacher = attacher
         self.garp = garp
         self._lock = threading.Lock()
-        self._attached: set[int] | None = None
+        # Where this agent attached its own program. A previous agent's filter (adopted at
+        # start; maybe an older program version) is not in it, so the first update on that
+        # interface swaps this agent's program in (atomically: no unanswered request).
+        self._attached: set[int] = set()
+        self._adopted: set[int] | None = None  # carrying a previous agent's filter at start
         self._garp_due: set[tuple[str, int]] = set()  # keys whose GARP failed: send on retry
         self._ifindex_of: dict[tuple[str, str], int] = {}  # (ip, interface) -> ifindex used
 
@@ -69,19 +74,21 @@ class ResponderOps:
         return d.ifindex, mac
 
     def _ensure_attached(self, ifindex: int, mac: bytes | None) -> None:
-        if self._attached is None:
-            self._attached = set(self.attacher.attached())
+        if self._adopted is None:
+            self._adopted = set(self.attacher.attached())
         if ifindex not in self._attached:
             self.attacher.attach(ifindex, mac)
             self._attached.add(ifindex)
+            self._adopted.discard(ifindex)
 
     def _detach_idle(self) -> None:
-        if self._attached is None:
-            self._attached = set(self.attacher.attached())
+        if self._adopted is None:
+            self._adopted = set(self.attacher.attached())
         used = {idx for _ip, idx in self.map.keys()}  # noqa: SIM118 (a BPF map, not a dict)
-        for ifindex in sorted(self._attached - used):
+        for ifindex in sorted((self._attached | self._adopted) - used):
             self.attacher.detach(ifindex)
             self._attached.discard(ifindex)
+            self._adopted.discard(ifindex)
 
     def forget_interfaces(self, names: set[str]) -> None:
         """An interface changed (new ifindex or MAC): forget what we cached about it, so the next
@@ -89,8 +96,7 @@ class ResponderOps:
         with self._lock:
             for key in [k for k in self._ifindex_of if k[1] in names]:
                 ifindex = self._ifindex_of.pop(key)
-                if self._attached is not None:
-                    self._attached.discard(ifindex)
+                self._attached.discard(ifindex)
                 self._garp_due.add((key[0], ifindex))
 
     # -- Operations ---------------------------------------------------------------------------

@@ -148,6 +148,19 @@ def test_prune_removes_only_keys_no_row_wants() -> None:
     r.db.close()
 
 
+def test_a_previous_agents_filter_gets_this_agents_program_on_first_update() -> None:
+    # After an upgrade the filter left by the previous agent may run an older program: the first
+    # update on its interface attaches (tc replace, atomic) this agent's program.
+    r = Rig(existing={("198.51.100.10", 2): 5})
+    r.attacher.on = {2}
+    r.ops.update(E("198.51.100.10", "eth0"))
+    r.ops.update(E("198.51.100.11", "eth0"))
+    assert r.attacher.log == ["attach 2 020000000002"]
+    assert r.map.counters[("198.51.100.10", 2)] == 5, "the counter carries over"
+    assert r.garp.sent == [("198.51.100.11", 2)], "only the new key is announced"
+    r.db.close()
+
+
 def test_through_the_reconciler_garp_failure_is_the_rows_status_until_it_heals(rig: Rig) -> None:
     rig.garp.fail = 1
     rec = Reconciler(rig.db, L2_ANNOUNCE, rig.ops, Config(retry_min=0.01), name="l2-responder")
