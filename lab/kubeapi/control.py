@@ -53,6 +53,7 @@ POST     /_lab/tokens/revoke            ``{"user": name}`` -> ``{"removed": n}``
 Effects E (see faults.py): ``{"type": "delay", "seconds": s, "jitter": s}``,
 ``{"type": "error", "preset": p, "message": m, "status": c, "retry_after": s}``,
 ``{"type": "commit_then_fail", "answer": {"preset": p, ...} | null}`` (null: reset after the
+write), ``{"type": "commit_then_delay", "seconds": s, "jitter": s}`` (answer late, after the
 write), ``{"type": "reset"}``, ``{"type": "refuse"}``, ``{"type": "stall", "after_release":
 "reset" | "continue"}``, ``{"type": "watch", "kind": "end" | "reset" | "stall" | "expire"}``.
 Match M: ``{"user": name | [names], "verb": v | [verbs], "resource": "leases" |

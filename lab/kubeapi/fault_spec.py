@@ -36,6 +36,15 @@ class CommitThenFail:
 
 
 @dataclass(frozen=True, slots=True)
+class CommitThenDelay:
+    """Run the handler (the write is committed and watchers see it), then wait `seconds` (plus
+    a uniform 0..`jitter`) before answering: the writer hears of its own write last."""
+
+    seconds: float
+    jitter: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Drop:
     """Close without answering: ``reset`` (RST) or ``refuse`` (FIN)."""
 
@@ -57,7 +66,7 @@ class WatchEffect:
     after_release: Release = "continue"  # for "stall"
 
 
-RequestEffect = Delay | ErrorAnswer | CommitThenFail | Drop | Stall
+RequestEffect = Delay | ErrorAnswer | CommitThenFail | CommitThenDelay | Drop | Stall
 Effect = RequestEffect | WatchEffect
 
 
@@ -189,6 +198,8 @@ def effect_to_json(effect: Effect) -> dict[str, Any]:
     if isinstance(effect, CommitThenFail):
         answer = None if effect.answer is None else answer_to_json(effect.answer)
         return {"type": "commit_then_fail", "answer": answer}
+    if isinstance(effect, CommitThenDelay):
+        return {"type": "commit_then_delay", "seconds": effect.seconds, "jitter": effect.jitter}
     if isinstance(effect, Drop):
         return {"type": effect.kind}
     if isinstance(effect, Stall):
@@ -212,6 +223,8 @@ def effect_from_json(data: Mapping[str, Any]) -> Effect:
     if kind == "commit_then_fail":
         answer = data.get("answer")
         return CommitThenFail(None if answer is None else answer_from_json(answer))
+    if kind == "commit_then_delay":
+        return CommitThenDelay(float(data["seconds"]), float(data.get("jitter") or 0.0))
     if kind in ("reset", "refuse"):
         return Drop(kind)
     if kind == "stall":
@@ -224,6 +237,6 @@ def effect_from_json(data: Mapping[str, Any]) -> Effect:
             cast(WatchFaultKind, watch_kind), _release(data.get("after_release"), "continue")
         )
     raise ValueError(
-        f"unknown effect type {kind!r}; known: delay, error, commit_then_fail, reset, refuse, "
-        "stall, watch"
+        f"unknown effect type {kind!r}; known: delay, error, commit_then_fail, "
+        "commit_then_delay, reset, refuse, stall, watch"
     )

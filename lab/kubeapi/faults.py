@@ -10,8 +10,9 @@ demand, for one node at a time. A rule is
   (``services/status`` names a subresource), namespace, object name. Empty fields match anything;
   values may be shell-style globs (``system:serviceaccount:kube-system:*``).
 - **effect**, per request (``before``): :class:`Delay`, :class:`ErrorAnswer` (JSON Status,
-  plain-text and HTML variants, see ``PRESETS``), :class:`CommitThenFail`, :class:`Drop` (reset or
-  refuse), :class:`Stall`; per watch stream between events (``watch_fault``): :class:`WatchEffect`
+  plain-text and HTML variants, see ``PRESETS``), :class:`CommitThenFail`,
+  :class:`CommitThenDelay` (watchers see a write before its writer hears back), :class:`Drop`
+  (reset or refuse), :class:`Stall`; per watch stream between events (``watch_fault``): :class:`WatchEffect`
   (end, reset, stall, expire).
 - **trigger**: ``skip`` the first N matches, then fire ``times`` times (None: until removed), each
   with ``probability`` (seeded), optionally only for ``duration`` seconds.
@@ -38,6 +39,7 @@ from typing import Any, Literal
 
 from lab.kubeapi.fault_answers import PRESETS, ErrorAnswer, render_answer
 from lab.kubeapi.fault_spec import (
+    CommitThenDelay,
     CommitThenFail,
     Delay,
     Drop,
@@ -55,6 +57,7 @@ from lab.kubeapi.pipeline import FaultAction, RequestInfo, UserInfo, WatchFault
 __all__ = [
     "PARTITION_MODES",
     "PRESETS",
+    "CommitThenDelay",
     "CommitThenFail",
     "Delay",
     "Drop",
@@ -176,6 +179,8 @@ class FaultInjector:
             raise ValueError("times must be at least 1 (or None for until removed)")
         if skip < 0 or not 0.0 <= probability <= 1.0:
             raise ValueError("skip must be >= 0 and probability within [0, 1]")
+        if isinstance(effect, Delay | CommitThenDelay) and min(effect.seconds, effect.jitter) < 0:
+            raise ValueError("a delay's seconds and jitter must be >= 0")
         with self._lock:
             seq = next(self._ids)
             rule = _Rule(
@@ -252,6 +257,9 @@ class FaultInjector:
 
     def delay(self, seconds: float, match: Match | None = None, **trigger: Any) -> str:
         return self.add(Delay(seconds), match, **trigger)
+
+    def commit_then_delay(self, seconds: float, match: Match | None = None, **trigger: Any) -> str:
+        return self.add(CommitThenDelay(seconds), match, **trigger)
 
     def error(self, preset: str = "internal", match: Match | None = None, **trigger: Any) -> str:
         if preset not in PRESETS:
@@ -352,6 +360,10 @@ class FaultInjector:
             if effect.answer is None:
                 return FaultAction(kind="commit_then_fail", status=0)
             return replace(render_answer(effect.answer, user, info), kind="commit_then_fail")
+        if isinstance(effect, CommitThenDelay):
+            return FaultAction(
+                kind="commit_then_delay", seconds=effect.seconds + draw * effect.jitter
+            )
         if isinstance(effect, Drop):
             return FaultAction(kind=effect.kind)
         if isinstance(effect, Stall):

@@ -75,6 +75,8 @@ FaultKind = Literal[
     "respond",  # answer `status` with `body` (raw bytes) and `content_type`, `headers`
     "commit_then_fail",  # run the handler (the write happens), then answer `status` instead
     #                      (status 0: drop the connection with a TCP RST instead of answering)
+    "commit_then_delay",  # run the handler (the write happens, watchers see it), then wait
+    #                       `seconds` before answering: the writer hears back after its watchers
     "reset",  # close the connection with a TCP RST, no answer
     "refuse",  # close the connection without an answer (FIN)
     "stall",  # hold the connection open and answer nothing until healed or the client gives up

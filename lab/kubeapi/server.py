@@ -364,6 +364,9 @@ class _Handler(BaseHTTPRequestHandler):
                 payload = action.body or json.dumps(_status_for(action.status)).encode()
                 self._send(action.status, payload, action.content_type, action.headers)
                 return
+            if action is not None and action.kind == "commit_then_delay":
+                self._dispatch(info, body, user, answer_after=action.seconds)
+                return
             self._dispatch(info, body, user)
         except ApiError as error:
             self._send_error(error)
@@ -377,9 +380,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._log(0)
 
     def _dispatch(
-        self, info: RequestInfo, body: bytes, user: UserInfo, discard: bool = False
+        self,
+        info: RequestInfo,
+        body: bytes,
+        user: UserInfo,
+        discard: bool = False,
+        answer_after: float = 0.0,
     ) -> int:
-        """Run the handler; send its answer unless `discard` (commit-then-fail). Returns the status."""
+        """Run the handler; send its answer unless `discard` (commit-then-fail), `answer_after`
+        seconds late if asked (commit-then-delay; a watch starts streaming that late).
+        Returns the status."""
         if not info.is_resource_request:
             return self._non_resource(info)
         server = self.server
@@ -408,7 +418,14 @@ class _Handler(BaseHTTPRequestHandler):
             content_type=self.headers.get("Content-Type") or "",
             accept=self.headers.get("Accept") or "application/json",
         )
-        result = server.api.handle(request)
+        try:
+            result = server.api.handle(request)
+        except ApiError:
+            if answer_after > 0:
+                time.sleep(answer_after)
+            raise
+        if answer_after > 0:
+            time.sleep(answer_after)
         if discard:
             if isinstance(result, WatchStream):
                 return 200

@@ -203,6 +203,40 @@ def test_commit_then_fail_persists_the_write(piped: KubeApiServer, script: Scrip
     assert leases.read_namespaced_lease("l", NS).spec.holder_identity == "a"
 
 
+def test_commit_then_delay_lets_watchers_see_a_write_before_its_writer(
+    piped: KubeApiServer, script: Script, log: Log
+) -> None:
+    leases = client.CoordinationV1Api(_client(piped))
+    lease = leases.create_namespaced_lease(NS, _lease())
+    seen: list[tuple[str, str]] = []  # (when, holder) in the order they happened
+    order = threading.Lock()
+    stream = watch.Watch()
+
+    def watcher() -> None:
+        for event in stream.stream(
+            leases.list_namespaced_lease,
+            NS,
+            resource_version=lease.metadata.resource_version,
+            timeout_seconds=10,
+        ):
+            if event["type"] == "MODIFIED":
+                with order:
+                    seen.append(("watch", event["object"].spec.holder_identity))
+                stream.stop()
+
+    reader = threading.Thread(target=watcher, daemon=True)
+    reader.start()  # from the create's resourceVersion: it sees the update even if it connects late
+    lease.spec.holder_identity = "b"
+    script.queue.append((_verb("update"), FaultAction("commit_then_delay", seconds=1.0)))
+    updated = leases.replace_namespaced_lease("l", NS, lease)
+    with order:
+        seen.append(("writer", updated.spec.holder_identity))
+    reader.join(10)
+    assert seen == [("watch", "b"), ("writer", "b")]
+    puts = [r for r in log.records if r.info.verb == "update"]
+    assert [(r.status, r.fault) for r in puts] == [(200, "commit_then_delay")]
+
+
 def test_lost_put_answer_is_retried_by_urllib3_into_a_conflict(
     piped: KubeApiServer, script: Script, log: Log
 ) -> None:

@@ -10,6 +10,7 @@ import pytest
 from lab.kubeapi.auth import service_account_user
 from lab.kubeapi.faults import (
     PRESETS,
+    CommitThenDelay,
     CommitThenFail,
     Delay,
     Drop,
@@ -293,6 +294,23 @@ def test_commit_then_fail_keeps_the_answer_and_changes_the_kind() -> None:
     assert dropped is not None and dropped.kind == "commit_then_fail" and dropped.status == 0
 
 
+def test_commit_then_delay_carries_its_seconds_with_jitter_drawn() -> None:
+    faults = FaultInjector(seed=7)
+    faults.add(CommitThenDelay(0.5, jitter=0.25), Match.build(verb="update"), times=2)
+    delays = [faults.before(NODE1, lease("update")) for _ in range(2)]
+    for action in delays:
+        assert action is not None and action.kind == "commit_then_delay"
+        assert 0.5 <= action.seconds <= 0.75
+    assert faults.before(NODE1, lease("update")) is None, "spent after two"
+    assert faults.rule(faults.commit_then_delay(0.1)) is not None
+
+
+@pytest.mark.parametrize("effect", [Delay(-1), CommitThenDelay(0.1, jitter=-0.5)])
+def test_negative_delays_are_refused(effect: object) -> None:
+    with pytest.raises(ValueError, match="a delay's seconds and jitter must be >= 0"):
+        FaultInjector().add(effect)  # type: ignore[arg-type]
+
+
 # -- stalls and partitions -----------------------------------------------------------------------
 
 
@@ -408,6 +426,7 @@ def test_each_watch_fault_kind(kind: str) -> None:
         ErrorAnswer("server-timeout", retry_after=4),
         CommitThenFail(ErrorAnswer("internal")),
         CommitThenFail(None),
+        CommitThenDelay(0.3, 0.1),
         Drop("reset"),
         Drop("refuse"),
         Stall("continue"),
