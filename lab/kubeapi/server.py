@@ -30,6 +30,7 @@ from lab.kubeapi.api import Api, ApiConfig, Request, Result, WatchStream
 from lab.kubeapi.errors import ApiError
 from lab.kubeapi.pipeline import FaultAction, Pipeline, RequestInfo, RequestRecord, UserInfo
 from lab.kubeapi.resources import Registry
+from lab.kubeapi.selectors import parse_field_selector
 from lab.kubeapi.store import Store
 
 _VERBS_BY_METHOD = {"POST": "create", "PUT": "update", "PATCH": "patch"}
@@ -108,6 +109,8 @@ def request_info(method: str, path: str, query: Mapping[str, tuple[str, ...]]) -
                 verb = "get"
             else:
                 verb = "list"
+            if not name and verb in ("list", "watch"):
+                name = _exact_name(query.get("fieldSelector", ("",))[0])
         else:
             verb = method.lower()
     return RequestInfo(
@@ -123,6 +126,24 @@ def request_info(method: str, path: str, query: Mapping[str, tuple[str, ...]]) -
         namespace=namespace,
         name=name,
     )
+
+
+def _exact_name(field_selector: str) -> str:
+    """The name a list or watch asks for with ``fieldSelector=metadata.name=<name>``, as the real
+    RequestInfoFactory takes it: authorization then sees that name, so RBAC ``resourceNames``
+    rules allow such a list or watch (``kubectl get lease x -w``). A selector that does not
+    parse, or a name that is not a valid path segment, gives none."""
+    try:
+        selector = parse_field_selector(field_selector)
+    except ApiError:
+        return ""
+    for requirement in selector:
+        if requirement.path == "metadata.name" and requirement.equal:
+            name = requirement.value
+            if name in (".", "..") or "/" in name or "%" in name:
+                return ""
+            return name
+    return ""
 
 
 def _status_for(code: int) -> dict[str, Any]:
@@ -411,7 +432,8 @@ class _Handler(BaseHTTPRequestHandler):
             rt=rt,
             version=info.api_version,
             namespace=namespace,
-            name=info.name,
+            # A list's name comes from its field selector, which does the filtering itself.
+            name="" if info.verb == "list" else info.name,
             subresource=info.subresource,
             query={k: v[0] for k, v in info.query.items()},
             body=body,

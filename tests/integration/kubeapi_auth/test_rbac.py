@@ -157,6 +157,72 @@ def test_message_variants_over_the_wire(cluster: SecureCluster) -> None:
     client.CoreV1Api(cilium.api).replace_namespaced_service_status("red", "default", svc)
 
 
+def test_resource_names_allow_a_list_or_watch_of_that_name_by_field_selector(
+    cluster: SecureCluster,
+) -> None:
+    # As kube-apiserver's RequestInfoFactory: a list or watch with fieldSelector
+    # metadata.name=<n> is authorized as a request for <n> (`kubectl get lease <n> -w`).
+    rbac = client.RbacAuthorizationV1Api(cluster.admin)
+    rbac.create_namespaced_role(
+        NAMESPACE,
+        {
+            "metadata": {"name": "one-lease"},
+            "rules": [
+                {
+                    "apiGroups": ["coordination.k8s.io"],
+                    "resources": ["leases"],
+                    "verbs": ["get", "list", "watch"],
+                    "resourceNames": [LEASE],
+                }
+            ],
+        },  # type: ignore[arg-type]
+    )
+    rbac.create_namespaced_role_binding(
+        NAMESPACE,
+        {
+            "metadata": {"name": "one-lease"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "one-lease",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "watcher", "namespace": NAMESPACE}],
+        },  # type: ignore[arg-type]
+    )
+    leases = cluster.node("watcher").leases
+    user = "system:serviceaccount:kube-system:watcher"
+
+    assert (
+        leases.list_namespaced_lease(NAMESPACE, field_selector=f"metadata.name={LEASE}").items == []
+    )
+    listed = leases.list_namespaced_lease(
+        NAMESPACE, field_selector=f"metadata.name=={LEASE},metadata.namespace={NAMESPACE}"
+    )
+    assert listed.items == []
+    watched = leases.list_namespaced_lease(
+        NAMESPACE,
+        field_selector=f"metadata.name={LEASE}",
+        watch=True,
+        timeout_seconds=1,
+        _preload_content=False,
+    )
+    assert watched.status == 200
+    watched.release_conn()
+
+    cases = [
+        ("", "list", "leases.coordination.k8s.io is forbidden"),
+        ("metadata.name=other", "list", 'leases.coordination.k8s.io "other" is forbidden'),
+        (f"metadata.name!={LEASE}", "list", "leases.coordination.k8s.io is forbidden"),
+    ]
+    for selector, verb, start in cases:
+        with pytest.raises(ApiException) as err:
+            leases.list_namespaced_lease(NAMESPACE, field_selector=selector)
+        assert status_of(err.value)["message"] == (
+            f'{start}: User "{user}" cannot {verb} resource "leases" in API group '
+            '"coordination.k8s.io" in the namespace "kube-system"'
+        )
+
+
 def test_binding_to_a_missing_cluster_role_says_so(cluster: SecureCluster) -> None:
     rbac = client.RbacAuthorizationV1Api(cluster.admin)
     rbac.create_cluster_role_binding(
