@@ -382,11 +382,19 @@ def responses_entries(state: LabState, node: str, vip: str) -> bool:
     return any(int(e["key"]["ip4"]) == ip4_key(vip) for e in responder_map(state, node))
 
 
+def filter_program_id(state: LabState, node: str) -> int:
+    """The id of the BPF program in our tc filter on the node's eth0 (0 when none)."""
+    out = lab.run_in(state, node, ["tc", "filter", "show", "dev", "eth0", "ingress"])
+    m = re.search(r"l2announcer_l2_responder.* id (\d+)", out)
+    return int(m.group(1)) if m else 0
+
+
 def test_agent_restart_loses_no_request_keeps_counters_and_sends_no_garp(name: str) -> None:
     """Issue 4: the holder's agent killed and started again with nothing else changed: an ARP
     request every 10 ms is always answered (the adopted program keeps answering from the pinned
-    map while the old liveness stamp is valid), the counter keeps counting, and no gratuitous
-    ARP goes out again for a key that never left the map."""
+    map while the old liveness stamp is valid, and the new agent swaps its own program in
+    atomically), the counter keeps counting, and no gratuitous ARP goes out again for a key
+    that never left the map."""
     l2lab(name, "up", "--nodes", "2", "--lease-duration", "15s", "--renew-deadline", "5s",
           "--retry-period", "2s")  # fmt: skip
     state = LabState.load(name)
@@ -395,6 +403,8 @@ def test_agent_restart_loses_no_request_keeps_counters_and_sends_no_garp(name: s
     holder = holder_of(state, "service-1")
     time.sleep(1.5)  # the take-over burst of gratuitous ARPs (0, 0.5, 1 s) is over
     before = responses_sent(state, holder)
+    old_program = filter_program_id(state, holder)
+    assert old_program, "no l2-responder filter on the holder's eth0"
     # Gratuitous ARPs are replies to broadcast; the answers to our probes are unicast.
     args, env = lab.exec_args(
         state, "client",
@@ -427,6 +437,9 @@ def test_agent_restart_loses_no_request_keeps_counters_and_sends_no_garp(name: s
     assert holder_of(state, "service-1") == holder
     after = responses_sent(state, holder)
     assert after >= before + len(probes), f"counter went from {before} to {after}"
+    # The restarted agent runs its own program (after an upgrade, the new version), not the
+    # one it adopted.
+    assert filter_program_id(state, holder) not in (0, old_program)
     assert [line for line in garp_lines.splitlines() if vip in line] == [], garp_lines
 
 
