@@ -70,24 +70,37 @@ class SecureCluster:
         rule = dict(LEASE_RULE)
         if watch:
             rule["verbs"] = [*LEASE_RULE["verbs"], "watch"]
+        self.grant(role, [rule], *service_accounts)
+
+    def grant(
+        self,
+        role: str,
+        rules: list[dict[str, Any]],
+        *service_accounts: str,
+        namespace: str | None = None,
+    ) -> None:
+        """A role named `role` with `rules`, bound (under the same name) to the given
+        ServiceAccounts of NAMESPACE: a ClusterRole, or a Role in `namespace` when given."""
         rbac = client.RbacAuthorizationV1Api(self.admin)
-        rbac.create_cluster_role(
-            {"metadata": {"name": role}, "rules": [rule]}  # type: ignore[arg-type]
-        )
-        rbac.create_cluster_role_binding(
-            {
-                "metadata": {"name": role},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": role,
-                },
-                "subjects": [
-                    {"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}
-                    for sa in service_accounts
-                ],
-            }  # type: ignore[arg-type]
-        )
+        body: Any = {"metadata": {"name": role}, "rules": rules}
+        binding: Any = {
+            "metadata": {"name": role},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role" if namespace else "ClusterRole",
+                "name": role,
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}
+                for sa in service_accounts
+            ],
+        }
+        if namespace:
+            rbac.create_namespaced_role(namespace, body)
+            rbac.create_namespaced_role_binding(namespace, binding)
+        else:
+            rbac.create_cluster_role(body)
+            rbac.create_cluster_role_binding(binding)
 
     def close(self) -> None:
         for api in self._clients:

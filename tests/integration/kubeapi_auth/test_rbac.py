@@ -28,19 +28,7 @@ CILIUM_RULES_WITHOUT_LEASES: list[dict[str, Any]] = [
 
 
 def install_cilium_role(cluster: SecureCluster) -> None:
-    rbac = client.RbacAuthorizationV1Api(cluster.admin)
-    rbac.create_cluster_role({"metadata": {"name": "cilium"}, "rules": CILIUM_RULES_WITHOUT_LEASES})  # type: ignore[arg-type]
-    rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": "cilium"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "cilium",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "cilium", "namespace": NAMESPACE}],
-        }  # type: ignore[arg-type]
-    )
+    cluster.grant("cilium", CILIUM_RULES_WITHOUT_LEASES, "cilium")
 
 
 def status_of(err: ApiException) -> dict[str, Any]:
@@ -162,33 +150,13 @@ def test_resource_names_allow_a_list_or_watch_of_that_name_by_field_selector(
 ) -> None:
     # As kube-apiserver's RequestInfoFactory: a list or watch with fieldSelector
     # metadata.name=<n> is authorized as a request for <n> (`kubectl get lease <n> -w`).
-    rbac = client.RbacAuthorizationV1Api(cluster.admin)
-    rbac.create_namespaced_role(
-        NAMESPACE,
-        {
-            "metadata": {"name": "one-lease"},
-            "rules": [
-                {
-                    "apiGroups": ["coordination.k8s.io"],
-                    "resources": ["leases"],
-                    "verbs": ["get", "list", "watch"],
-                    "resourceNames": [LEASE],
-                }
-            ],
-        },  # type: ignore[arg-type]
-    )
-    rbac.create_namespaced_role_binding(
-        NAMESPACE,
-        {
-            "metadata": {"name": "one-lease"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "one-lease",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "watcher", "namespace": NAMESPACE}],
-        },  # type: ignore[arg-type]
-    )
+    one_lease = {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["get", "list", "watch"],
+        "resourceNames": [LEASE],
+    }
+    cluster.grant("one-lease", [one_lease], "watcher", namespace=NAMESPACE)
     leases = cluster.node("watcher").leases
     user = "system:serviceaccount:kube-system:watcher"
 
