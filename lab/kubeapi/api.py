@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from lab.kubeapi import errors, kinds, patch, tables
+from lab.kubeapi import errors, kinds, patch, protobuf, tables
 from lab.kubeapi.errors import ApiError, Cause
 from lab.kubeapi.resources import Registry, ResourceType, from_crd
 from lab.kubeapi.selectors import (
@@ -101,10 +101,18 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _decode(body: bytes, content_type: str = "") -> Any:
+def _decode(body: bytes, content_type: str = "", custom: bool = False) -> Any:
     """Decode a request body. No Content-Type means JSON (the Python client sends none);
-    YAML is accepted like the real server; protobuf and CBOR are not implemented (415)."""
+    YAML is accepted like the real server; protobuf for the built-in kinds kubectl creates
+    (protobuf.py; never for custom resources, as the real server); CBOR is not (415)."""
     media = content_type.split(";")[0].strip().lower()
+    if media == protobuf.MEDIA_TYPE and not custom:
+        try:
+            return protobuf.decode_object(body)
+        except protobuf.UnknownKind:
+            raise errors.unsupported_media_type(["application/json", "application/yaml"]) from None
+        except protobuf.ProtobufError as error:
+            raise errors.bad_request(f"unable to decode the protobuf body: {error}") from None
     if media in ("application/yaml", "application/apply-patch+yaml"):
         try:
             return yaml.safe_load(body.decode() or "null")
@@ -431,7 +439,7 @@ class Api:
 
     def create(self, req: Request) -> Result:
         rt = req.rt
-        obj = self._check_type_meta(req, _decode(req.body, req.content_type))
+        obj = self._check_type_meta(req, _decode(req.body, req.content_type, req.rt.custom))
         meta = obj["metadata"]
         if rt.namespaced:
             body_ns = meta.get("namespace")
@@ -532,7 +540,7 @@ class Api:
     # update / patch ------------------------------------------------------------------
 
     def update(self, req: Request) -> Result:
-        body = self._check_type_meta(req, _decode(req.body, req.content_type))
+        body = self._check_type_meta(req, _decode(req.body, req.content_type, req.rt.custom))
         return self._write(req, lambda old: body)
 
     def patch(self, req: Request) -> Result:
