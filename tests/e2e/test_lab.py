@@ -326,6 +326,26 @@ def test_holder_restarted_within_the_renew_deadline_keeps_the_vip(name: str) -> 
     assert holder_of(state, "service-1") == old
 
 
+def test_a_service_created_with_kubectl_is_announced_once_selected_and_addressed(name: str) -> None:
+    """docs/lab.md, "Your own Services": kubectl create (a protobuf body), label, status patch."""
+    state = up(name, nodes=2)
+    vip = "198.51.100.99"
+    l2lab(name, "kubectl", "--", "create", "service", "loadbalancer", "web", "--tcp=80")
+    l2lab(name, "kubectl", "--", "label", "svc", "web", "color=blue")
+    ingress = json.dumps({"status": {"loadBalancer": {"ingress": [{"ip": vip}]}}})
+    l2lab(name, "kubectl", "--", "patch", "svc", "web", "--subresource=status", "--type=merge",
+          "-p", ingress)  # fmt: skip
+    deadline = time.monotonic() + 15
+    while not (holder := holder_of(state, "web")):
+        assert time.monotonic() < deadline, lab.leases(state)
+        time.sleep(0.1)
+    answers = []
+    while len(answers) < 2:
+        assert time.monotonic() < deadline, "the new VIP is not answered"
+        answers = arping(state, vip, count=2)
+    assert answers == [node_mac(state.node_states[holder].index)] * 2
+
+
 # -- policy -------------------------------------------------------------------------------------
 
 
