@@ -9,6 +9,7 @@ left by a crashed run. Timers are the seed's fast example (3s / 1s / 200ms).
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import signal
@@ -42,12 +43,28 @@ def l2lab(name: str, *args: str, check: bool = True, timeout: float = 90) -> str
     return done.stdout + done.stderr
 
 
+def _owner_file(name: str) -> Path:
+    return RUN_DIR / f"{name}.e2e-owner"
+
+
+def _owned_by_a_live_run(name: str) -> bool:
+    """Whether another test session that is still running made this lab."""
+    try:
+        pid = int(_owner_file(name).read_text())
+    except (OSError, ValueError):
+        return False
+    return pid != os.getpid() and Path(f"/proc/{pid}").exists()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _clean_crashed_runs() -> None:
-    names = {p.name for p in RUN_DIR.glob("e2e*")} if RUN_DIR.exists() else set()
+    # Labs of a crashed run are taken down; those of a run still going are left alone.
+    names = {p.name for p in RUN_DIR.glob("e2e*") if p.is_dir()} if RUN_DIR.exists() else set()
     names |= {ns.split("-")[0] for ns in netns.list_netns() if ns.startswith("e2e")}
     for name in sorted(n for n in names if E2E_NAME.match(n)):
-        lab.down(name, say=lambda _: None)
+        if not _owned_by_a_live_run(name):
+            lab.down(name, say=lambda _: None)
+            _owner_file(name).unlink(missing_ok=True)
 
 
 def new_name() -> str:
@@ -57,6 +74,8 @@ def new_name() -> str:
 @pytest.fixture
 def name() -> Iterator[str]:
     lab_name = new_name()
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    _owner_file(lab_name).write_text(str(os.getpid()))
     try:
         yield lab_name
     finally:
@@ -67,6 +86,7 @@ def name() -> Iterator[str]:
             for node in state.node_states:
                 print(f"--- {node} agent log (tail)\n{lab.tail(state.agent_log(node), 30)}")
         l2lab(lab_name, "down", check=False)
+        _owner_file(lab_name).unlink(missing_ok=True)
 
 
 def up(name: str, nodes: int = 3, services: int = 1) -> LabState:
