@@ -4,7 +4,8 @@ kubectl needs `/version`, `/api`, `/apis` and the group-version resource lists t
 short names to URLs (legacy discovery; kubectl falls back to it when the answer is not the
 aggregated format). `kubectl apply` consults OpenAPI v3 to learn that the server validates
 fields itself (the `fieldValidation` query parameter on PATCH); the documents here declare
-exactly that, plus the object schemas of CRDs.
+exactly that, plus the object schemas of CRDs. OpenAPI v2 is served without definitions (see
+OPENAPI_V2_JSON).
 """
 
 from __future__ import annotations
@@ -160,6 +161,23 @@ def _definition_name(rt: ResourceType, version: str) -> str:
         return f"{prefix}.{version}.{rt.kind}"
     group = rt.group.split(".")[0] if rt.group else "core"
     return f"io.k8s.api.{group}.{version}.{rt.kind}"
+
+
+# OpenAPI v2, served without definitions. kubectl reads it (as protobuf) only to validate a
+# `kind: List` file on the client, item by item, and skips items whose kind it finds no schema
+# for; the items then reach the server with fieldValidation=Strict like any object, so they are
+# still checked, here. Without the document such a file fails with "the server could not find
+# the requested resource".
+# Asked for under the old name (with "@", which Go's mime parser refuses in a response header),
+# answered under the new one, as kube-openapi does.
+OPENAPI_V2_PROTOBUF_ASKED = ("spec.v2@v1.0+protobuf", "spec.v2.v1.0+protobuf")
+OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+OPENAPI_V2_JSON: dict[str, Any] = {
+    "swagger": "2.0",
+    "info": {"title": "Kubernetes", "version": VERSION_INFO["gitVersion"]},
+    "paths": {},
+    "definitions": {},
+}
 
 
 def openapi_v3_index(registry: Registry) -> dict[str, Any]:

@@ -483,6 +483,13 @@ class _Handler(BaseHTTPRequestHandler):
             answer = discovery.group(registry, parts[1])
         elif len(parts) == 3 and parts[0] == "apis":
             answer = discovery.resource_list(registry, parts[1], parts[2])
+        elif parts == ["openapi", "v2"]:
+            accept = self.headers.get("Accept") or ""
+            if any(asked in accept for asked in discovery.OPENAPI_V2_PROTOBUF_ASKED):
+                # The empty message: a valid Document with nothing set.
+                self._send(200, b"", discovery.OPENAPI_V2_PROTOBUF)
+                return 200
+            answer = discovery.OPENAPI_V2_JSON
         elif parts == ["openapi", "v3"]:
             answer = discovery.openapi_v3_index(registry)
         elif len(parts) >= 3 and parts[:2] == ["openapi", "v3"]:

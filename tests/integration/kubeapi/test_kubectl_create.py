@@ -1,8 +1,13 @@
 """`kubectl create <kind>` sends protobuf bodies (its typed clients do): the server decodes the
-kinds it serves and stores what the real apiserver would, read back with the Python client."""
+kinds it serves and stores what the real apiserver would, read back with the Python client.
+`kind: List` files (what `kubectl get -o yaml` writes) apply, and their items are still
+validated."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
 from kubernetes import client
 
 from tests.integration.kubeapi.conftest import Kubectl
@@ -77,3 +82,27 @@ def test_create_rbac_objects(kubectl: Kubectl, api: client.ApiClient) -> None:
     ]
     kubectl("create", "clusterrolebinding", "ops", "--clusterrole=lease-reader", "--group=ops")
     assert rbac.read_cluster_role_binding("ops").subjects[0].kind == "Group"
+
+
+def test_a_list_file_from_get_o_yaml_applies_and_its_items_are_still_validated(
+    kubectl: Kubectl, core: client.CoreV1Api, tmp_path: Path
+) -> None:
+    # `kubectl get -o yaml` of several objects writes a `kind: List`; kubectl validates such a
+    # file item by item against OpenAPI v2 before sending it.
+    kubectl("create", "configmap", "a", "--from-literal=k=1")
+    kubectl("create", "configmap", "b", "--from-literal=k=2")
+    saved = tmp_path / "saved.yaml"
+    saved.write_text(kubectl("get", "configmap", "a", "b", "-o", "yaml").stdout)
+    assert yaml.safe_load(saved.read_text())["kind"] == "List"
+    kubectl("delete", "configmap", "a", "b")
+    out = kubectl("apply", "-f", str(saved)).stdout
+    assert out.splitlines() == ["configmap/a created", "configmap/b created"]
+    assert core.read_namespaced_config_map("b", "default").data == {"k": "2"}
+
+    bad = yaml.safe_load(saved.read_text())
+    bad["items"][0]["metadata"] = {"name": "c"}
+    bad["items"][0]["bogus"] = 1
+    saved.write_text(yaml.safe_dump(bad))
+    refused = kubectl("apply", "-f", str(saved), check=False)
+    assert refused.returncode == 1
+    assert 'strict decoding error: unknown field "bogus"' in refused.stderr
