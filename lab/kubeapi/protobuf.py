@@ -184,6 +184,15 @@ def message(name: str, data: bytes) -> dict[str, Any]:
 
 def decode_object(body: bytes) -> dict[str, Any]:
     """A whole request body: the envelope, the Unknown wrapper, then the object's message."""
+    try:
+        return _decode_object(body)
+    except ProtobufError:
+        raise
+    except ValueError as error:  # text that is not UTF-8, FieldsV1 that is not JSON
+        raise ProtobufError(str(error)) from None
+
+
+def _decode_object(body: bytes) -> dict[str, Any]:
     if not body.startswith(MAGIC):
         raise ProtobufError("missing the k8s protobuf envelope prefix")
     api_version = kind = ""

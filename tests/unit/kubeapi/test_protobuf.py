@@ -172,6 +172,7 @@ def test_fields_newer_than_the_schema_are_ignored() -> None:
         (body("v1", "ConfigMap", b"\x0b"), ProtobufError, "unsupported wire type 3"),
         (body("v1", "ConfigMap", b"", encoding="gzip"), ProtobufError, "compressed"),
         (body("v1", "ConfigMap", msg((1, 5))), ProtobufError, "metadata: unexpected wire type"),
+        (body("v1", "ConfigMap", msg((1, msg((1, b"\xff"))))), ProtobufError, "codec can't decode"),
     ],
 )
 def test_broken_or_unknown_bodies(data: bytes, error: type[Exception], text: str) -> None:
