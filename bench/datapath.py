@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import re
@@ -38,99 +37,40 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bpf.garp import ARPOP_REQUEST, BROADCAST, arp_frame  # noqa: E402
-from bpf.maps import RESPONDER_MAP_NAME, ResponderMap  # noqa: E402
+from bpf.maps import RESPONDER_MAP_NAME, ResponderMap, pin_path  # noqa: E402
 
-NODE_IP = "198.51.100.1"
-CLIENT_IP = "198.51.100.2"
-VIP = "198.51.100.10"
+# The namespaces, the loader process and setns come from the privileged tests' lab, so the bench
+# measures the very setup the tests check (as bench/agent.py reuses the integration cluster).
+from tests.privileged.datapath.lab import (  # noqa: E402
+    CLIENT_IP,
+    NODE_IP,
+    VIP,
+    Loader,
+    build_lab,
+    in_netns,
+    sh,
+)
+
 TARGETS = {"ratio_arping_median": ("<=", 1.3), "ratio_afpacket_median": ("<=", 1.3)}
 _TIME = re.compile(r"time=([0-9.]+) (usec|msec|sec)")
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def sh(*args: str) -> str:
-    out = subprocess.run(args, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)}: {out.stderr.strip()}")
-    return out.stdout
-
-
-@contextlib.contextmanager
-def in_netns(name: str) -> Iterator[None]:
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        if _libc.setns(target, 0x40000000) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {name}")
-        yield
-    finally:
-        _libc.setns(own, 0x40000000)
-        os.close(own)
-        os.close(target)
 
 
 @contextlib.contextmanager
 def lab() -> Iterator[tuple[str, str, int, str]]:
-    """Node and client namespaces over a veth pair, a BPF root; all removed afterwards."""
+    """Node and client namespaces over a veth pair, a BPF root; all removed afterwards.
+
+    ``build_lab`` also adds the tests' second veth (d0/d1) to the node; nothing here uses it.
+    """
     tag = uuid.uuid4().hex[:8]
     node, client, root = f"l2b-{tag}-n", f"l2b-{tag}-c", f"/sys/fs/bpf/l2b-{tag}"
     try:
         for ns in (node, client):
             sh("ip", "netns", "add", ns)
-            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
-            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
-        sh(
-            "ip",
-            "-n",
-            node,
-            "link",
-            "add",
-            "n0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "c0",
-            "netns",
-            client,
-        )
-        sh("ip", "-n", node, "addr", "add", f"{NODE_IP}/24", "dev", "n0")
-        sh("ip", "-n", client, "addr", "add", f"{CLIENT_IP}/24", "dev", "c0")
-        for ns, dev in ((node, "n0"), (node, "lo"), (client, "c0"), (client, "lo")):
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-        idx = int(json.loads(sh("ip", "-n", node, "-j", "link", "show", "n0"))[0]["ifindex"])
-        yield node, client, idx, root
+        yield node, client, build_lab(node, client, node_ip=True).node_ifindex, root
     finally:
         for ns in (node, client):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def start_loader(node: str, root: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    proc = subprocess.Popen(
-        [
-            "nsenter",
-            f"--net=/run/netns/{node}",
-            sys.executable,
-            "-m",
-            "bpf.loader",
-            "--bpf-root",
-            root,
-            "--attach",
-            "n0",
-        ],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith("ready "):
-        proc.kill()
-        raise RuntimeError(f"loader failed: {line!r}")
-    return proc, json.loads(line[6:])
 
 
 def arping_times(client: str, ip: str, n: int) -> list[float]:
@@ -199,7 +139,7 @@ def summary(xs: list[float]) -> dict[str, float]:
 def bench_map(root: str, clear: list[tuple[str, int]]) -> dict[str, float]:
     ips = [f"{net}.{i}" for net in ("198.51.100", "203.0.113") for i in range(256)]
     keys = [(ip, idx) for idx in range(1001, 1009) for ip in ips]  # 512 x 8 = 4,096
-    with ResponderMap.open(f"{root}/{RESPONDER_MAP_NAME}") as m:
+    with ResponderMap.open(pin_path(root, RESPONDER_MAP_NAME)) as m:
         for ip, idx in clear:  # room for all 4,096
             m.delete(ip, idx)
         before = len(m.items())
@@ -229,12 +169,9 @@ def bench_map(root: str, clear: list[tuple[str, int]]) -> dict[str, float]:
 
 def run(probes: int) -> dict[str, Any]:
     with lab() as (node, client, idx, root):
-        loader, ready = start_loader(node, root)
+        loader = Loader(node, root, "--attach", "n0")
         try:
-            assert loader.stdin is not None and loader.stdout is not None
-            loader.stdin.write(f"add {VIP} {idx}\n")
-            loader.stdin.flush()
-            assert loader.stdout.readline().startswith("ok")
+            loader.cmd(f"add {VIP} {idx}")
             arping_times(client, VIP, 5)  # warm up both paths (neighbour entries, caches)
             arping_times(client, NODE_IP, 5)
             prog: list[float] = []
@@ -245,7 +182,7 @@ def run(probes: int) -> dict[str, Any]:
                 kern += arping_times(client, NODE_IP, probes // rounds)
             raw = afpacket_times(client, [VIP, NODE_IP], probes * 5)
             result: dict[str, Any] = {
-                "compile_and_load_s": round(ready["compile_seconds"], 3),
+                "compile_and_load_s": round(loader.ready["compile_seconds"], 3),
                 "arping_program": summary(prog),
                 "arping_kernel": summary(kern),
                 "afpacket_program": summary(raw[VIP]),
@@ -259,10 +196,7 @@ def run(probes: int) -> dict[str, Any]:
                 result["afpacket_program"]["median_us"] / result["afpacket_kernel"]["median_us"], 3
             )
         finally:
-            if loader.stdin is not None:
-                loader.stdin.write("disable\n")
-                loader.stdin.flush()
-            loader.wait(30)
+            loader.stop("disable")
     return result
 
 
