@@ -141,14 +141,6 @@ def detach(ifindex: int) -> bool:
         return True
 
 
-def is_attached(ifindex: int) -> bool:
-    with _iproute() as ip:
-        try:
-            return bool(_ours(ip, ifindex))
-        except Exception:
-            return False
-
-
 def attached_ifindexes() -> list[int]:
     """Interfaces of this namespace that carry our filter (ours or a previous agent's)."""
     out = []

@@ -77,44 +77,14 @@ def garp_frame(mac: bytes, vip: str) -> bytes:
     )
 
 
-def send_garp(vip: str, ifindex: int) -> bytes:
-    """Send one gratuitous ARP for ``vip`` out of ``ifindex``; returns the frame sent.
-
-    The socket is bound with protocol 0 so it never receives anything; its bound address tells
-    the interface's MAC, in the calling process's network namespace.
-    """
-    try:
-        ifname = socket.if_indextoname(ifindex)
-    except OSError as e:
-        raise GarpError(e.errno, f"gratuitous arp sender interface {ifindex} not found: {e}") from e
-    try:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-    except OSError as e:
-        raise GarpError(e.errno, f"failed to open ARP socket: {e}") from e
-    with sock:
-        try:
-            sock.bind((ifname, 0))
-            _, _, _, hatype, mac = sock.getsockname()
-        except OSError as e:
-            raise GarpError(e.errno, f"failed to open ARP socket: {e}") from e
-        if hatype != ARPHRD_ETHER or len(mac) != 6:
-            raise GarpError(0, f"failed to open ARP socket: {ifname} is not an Ethernet interface")
-        frame = garp_frame(bytes(mac), vip)
-        try:
-            sock.send(frame)
-        except OSError as e:
-            raise GarpError(e.errno, f"failed to send ARP packet: {e}") from e
-    return frame
-
-
 class GarpSockets:
     """Sends gratuitous ARPs over one bound AF_PACKET socket per interface, kept open.
 
-    Opening and closing a socket per packet (``send_garp``) is correct but slow: closing a packet
-    socket waits for an RCU grace period (``synchronize_net``), ~10 ms on a busy node, which made
-    a takeover of 4,096 keys take minutes. A socket whose send fails (the interface went away)
-    is dropped and opened again once; the interface's MAC is read from the socket on every send,
-    so a changed MAC is used at once. Thread-safe.
+    Opening and closing a socket per packet is correct but slow: closing a packet socket waits
+    for an RCU grace period (``synchronize_net``), ~10 ms on a busy node, which made a takeover
+    of 4,096 keys take minutes. A socket whose send fails (the interface went away) is dropped
+    and opened again once; the interface's MAC is read from the socket on every send, so a
+    changed MAC is used at once. Thread-safe.
     """
 
     def __init__(self) -> None:
