@@ -72,7 +72,11 @@ class ResponderEntry:
 
 
 class _PinnedMap:
-    """An open file descriptor on a pinned map whose key and value sizes were checked."""
+    """An open file descriptor on a pinned map whose key and value sizes were checked.
+
+    Subclasses pass ``_KEY_SIZE``/``_VALUE_SIZE`` to every syscall, so the sizes checked at open
+    are the only statement of the layout on this side.
+    """
 
     _KEY_SIZE = 0
     _VALUE_SIZE = 0
@@ -125,7 +129,7 @@ class ResponderMap(_PinnedMap):
 
     def get(self, ip: str, ifindex: int) -> int | None:
         """responses_sent for the key, or None when the datapath does not answer for it."""
-        raw = syscall.lookup(self._fd, encode_key(ip, ifindex), 8)
+        raw = syscall.lookup(self._fd, encode_key(ip, ifindex), self._VALUE_SIZE)
         return None if raw is None else int(_U64.unpack(raw)[0])
 
     def add_if_missing(self, ip: str, ifindex: int) -> bool:
@@ -153,11 +157,11 @@ class ResponderMap(_PinnedMap):
         return syscall.delete(self._fd, encode_key(ip, ifindex))
 
     def keys(self) -> list[tuple[str, int]]:
-        return [decode_key(k) for k in syscall.keys(self._fd, 8)]
+        return [decode_key(k) for k in syscall.keys(self._fd, self._KEY_SIZE)]
 
     def items(self) -> list[ResponderEntry]:
         """Every entry, sorted by (ifindex, address) so listings are deterministic."""
-        raw = syscall.items(self._fd, 8, 8, self.info.max_entries)
+        raw = syscall.items(self._fd, self._KEY_SIZE, self._VALUE_SIZE, self.info.max_entries)
         raw.sort(key=lambda kv: _KEY.unpack(kv[0])[::-1])  # (ifindex, address bytes)
         out = []
         for k, v in raw:
@@ -177,7 +181,7 @@ class LivenessMap(_PinnedMap):
     _TYPE = syscall.BPF_MAP_TYPE_ARRAY
 
     def _read(self, index: int) -> int:
-        raw = syscall.lookup(self._fd, _U32.pack(index), 8)
+        raw = syscall.lookup(self._fd, _U32.pack(index), self._VALUE_SIZE)
         return 0 if raw is None else int(_U64.unpack(raw)[0])
 
     def _write(self, index: int, value: int) -> None:
@@ -215,7 +219,7 @@ class IfaceMap(_PinnedMap):
         syscall.update(self._fd, _U32.pack(ifindex), _IFACE.pack(mac))
 
     def get(self, ifindex: int) -> bytes | None:
-        raw = syscall.lookup(self._fd, _U32.pack(ifindex), 8)
+        raw = syscall.lookup(self._fd, _U32.pack(ifindex), self._VALUE_SIZE)
         return None if raw is None else bytes(_IFACE.unpack(raw)[0])
 
     def delete(self, ifindex: int) -> bool:
@@ -224,5 +228,7 @@ class IfaceMap(_PinnedMap):
     def items(self) -> dict[int, bytes]:
         return {
             int(_U32.unpack(k)[0]): bytes(_IFACE.unpack(v)[0])
-            for k, v in syscall.items(self._fd, 4, 8, self.info.max_entries)
+            for k, v in syscall.items(
+                self._fd, self._KEY_SIZE, self._VALUE_SIZE, self.info.max_entries
+            )
         }

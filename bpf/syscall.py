@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import platform
 from dataclasses import dataclass
@@ -107,6 +108,7 @@ class _MapInfo(ctypes.Structure):
     ]
 
 
+@functools.cache  # looked up once, not per syscall (4,096 adds are 4,096 syscalls)
 def _nr_bpf() -> int:
     machine = platform.machine()
     try:
