@@ -22,11 +22,9 @@ pytest: bootstrap
 unit: bootstrap
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test: bootstrap
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
-	$(PY) -m pytest $(PYTEST_ARGS)
+# The steps above, in this order (make runs prerequisites left to right and stops at the first
+# failure); bootstrap runs once.
+test: lint typecheck pytest
 
 bench: bootstrap
 	$(PY) bench/statedb.py
