@@ -21,7 +21,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -83,12 +82,11 @@ class _Reader:
         """Rows whose secondary index ``index`` equals ``values``, in primary-key order."""
         self._check(table)
         try:
-            cols = table.indexes[index]
+            sql = table.sql_list[index]
         except KeyError:
             raise StateDBError(f'table "{table.name}" has no index "{index}"') from None
-        where = " AND ".join(f'"{c}" = ?' for c in cols)
         args = tuple(int(v) if isinstance(v, bool) else v for v in values)
-        cur = self._conn.execute(f"{table.sql_select} WHERE {where}{table.sql_order}", args)
+        cur = self._conn.execute(sql, args)
         return [table.decode(v) for v in cur]
 
     def revision(self, table: Table[Any]) -> int:
@@ -234,11 +232,9 @@ class WriteTxn(_Reader):
         self._init_changed = True
 
     def initialized(self, table: Table[Any]) -> bool:
+        """Whether every registered initializer is done, counting this transaction's marks."""
         self._check(table)
-        row = self._conn.execute(
-            "SELECT COUNT(*), SUM(done) FROM _statedb_initializers WHERE tbl = ?", (table.name,)
-        ).fetchone()
-        return bool(row[0]) and row[0] == row[1]
+        return self._initialized_by_name(table.name)
 
     # -- transaction control ------------------------------------------------------------------
 
@@ -451,17 +447,15 @@ class Database:
         it must be cheap and must not block. A background loop uses it to be told to stop, or to
         notice something other than a row change, while it waits.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
-            while (
-                self._table_revision[table.name] <= after
-                and not self._closed
-                and not (until is not None and until())
-            ):
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    break
-                self._changed.wait(remaining)
+            self._changed.wait_for(
+                lambda: (
+                    self._table_revision[table.name] > after
+                    or self._closed
+                    or (until is not None and until())
+                ),
+                timeout,
+            )
             return self._table_revision[table.name]
 
     def wait_for_any(
@@ -472,19 +466,18 @@ class Database:
     ) -> bool:
         """Block until any of the tables' revisions passes its given revision, ``until()`` holds,
         or timeout; True unless it timed out. For a loop that consumes several tables."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         names = [(t.name, rev) for t, rev in after.items()]
         with self._changed:
-            while not self._closed:
-                if any(self._table_revision[n] > rev for n, rev in names):
-                    return True
-                if until is not None and until():
-                    return True
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
-            return True
+            return bool(
+                self._changed.wait_for(
+                    lambda: (
+                        self._closed
+                        or any(self._table_revision[n] > rev for n, rev in names)
+                        or (until is not None and until())
+                    ),
+                    timeout,
+                )
+            )
 
     def notify_waiters(self) -> None:
         """Wake every thread blocked in a wait so it re-checks its condition (see ``until``)."""
@@ -502,14 +495,10 @@ class Database:
             return self._initialized_locked(table.name)
 
     def wait_initialized(self, table: Table[Any], timeout: float | None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
-            while not self._initialized_locked(table.name) and not self._closed:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
-            return self._initialized_locked(table.name)
+            return self._changed.wait_for(
+                lambda: self._initialized_locked(table.name) or self._closed, timeout
+            ) and self._initialized_locked(table.name)
 
     # -- change feeds -------------------------------------------------------------------------
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -388,38 +387,19 @@ class Reconciler(Generic[R]):
         """For tests: True once every row, at its current revision, is Done and no delete is
         waiting for a retry; with ``allow_errors``, rows in Error and failed deletes count as
         settled too. Real seconds; woken at the end of each round, not by polling."""
-        deadline = time.monotonic() + timeout
         with self._progress:
-            while True:
-                if self._settled(allow_errors):
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._progress.wait(remaining)
+            return self._progress.wait_for(lambda: self._settled(allow_errors), timeout)
 
     def wait_for_prunes(self, count: int, timeout: float) -> bool:
         """For tests: wait (real seconds) until ``count`` prunes have run, successful or not."""
-        deadline = time.monotonic() + timeout
         with self._progress:
-            while self._prunes < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._progress.wait(remaining)
-            return True
+            return self._progress.wait_for(lambda: self._prunes >= count, timeout)
 
     def wait_for_round(self, since: float, timeout: float) -> bool:
         """For tests with a FakeClock: wait (real seconds) until a round that began at
         ``clock.monotonic() >= since`` has finished, i.e. one that saw the clock's new time."""
-        deadline = time.monotonic() + timeout
         with self._progress:
-            while self._last_round < since:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._progress.wait(remaining)
-            return True
+            return self._progress.wait_for(lambda: self._last_round >= since, timeout)
 
     def _settled(self, allow_errors: bool) -> bool:
         # Called with _lock held; takes the database lock inside it (the loop never does the
