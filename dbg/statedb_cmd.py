@@ -44,7 +44,7 @@ class StatedbGroup(TyperGroup):
         args: list[str],
     ) -> tuple[str | None, Any, list[str]]:
         if args and not args[0].startswith("-") and self.get_command(ctx, args[0]) is None:
-            report(DbgError(f'unknown table "{args[0]}"; known tables: {", ".join(CATALOGUE)}'))
+            report(statedb_ops.unknown_table(args[0]))
             raise typer.Exit(1)
         return super().resolve_command(ctx, args)
 

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from dbg.errors import DbgError
 from dbg.output import DataOutput, Grid, Line, Output, wants_rich, write_data, write_grid
 from statedb import ReadOnlyDatabase, Snapshot, StateDBError, StateDBNotFound, Table
+from statedb.table import quote_name
 from statedb.tables import CATALOGUE
 
 DEFAULT_STATE_DIR = "/run/l2announcer"
@@ -53,11 +54,16 @@ def open_db(state_dir: Path) -> ReadOnlyDatabase:
         raise DbgError(str(e)) from None
 
 
+def unknown_table(name: str) -> DbgError:
+    """The one wording of an unknown table, for ``show_table`` and typer's command lookup."""
+    return DbgError(f'unknown table "{name}"; known tables: {", ".join(CATALOGUE)}')
+
+
 def lookup_table(name: str) -> Table[Any]:
     try:
         return CATALOGUE[name]
     except KeyError:
-        raise DbgError(f'unknown table "{name}"; known tables: {", ".join(CATALOGUE)}') from None
+        raise unknown_table(name) from None
 
 
 @contextmanager
@@ -146,7 +152,7 @@ def _raw_rows(conn: sqlite3.Connection, name: str) -> list[dict[str, Any]]:
     (sql_name,) = conn.execute(
         "SELECT sql_name FROM _statedb_tables WHERE name = ?", (name,)
     ).fetchone()
-    cur = conn.execute('SELECT * FROM "{}"'.format(sql_name.replace('"', '""')))
+    cur = conn.execute(f"SELECT * FROM {quote_name(sql_name)}")
     names = [d[0] for d in cur.description]
     return [{n: json_value(v) for n, v in zip(names, r, strict=True)} for r in cur.fetchall()]
 

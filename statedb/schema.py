@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
-from statedb.table import REVISION_COLUMN, Table
+from statedb.table import REVISION_COLUMN, Table, quote_name
 
 SCHEMA_VERSION = 1
 META_TABLES = ("_statedb_meta", "_statedb_tables", "_statedb_graveyard", "_statedb_initializers")
@@ -71,4 +71,4 @@ def create_table(sdb: sqlite_utils.Database, table: Table[Any]) -> None:
 
 
 def drop_table(conn: sqlite3.Connection, sql_name: str) -> None:
-    conn.execute(f'DROP TABLE IF EXISTS "{sql_name}"')
+    conn.execute(f"DROP TABLE IF EXISTS {quote_name(sql_name)}")

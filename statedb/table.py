@@ -71,7 +71,8 @@ STATUS_CODEC = FieldCodec(
 )
 
 
-def _quote(name: str) -> str:
+def quote_name(name: str) -> str:
+    """A table or column name as an SQL identifier (every statement built from names uses it)."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -185,21 +186,29 @@ class Table(Generic[R]):
     # -- generated SQL --------------------------------------------------------------------------
 
     def _build_sql(self) -> None:
-        t = _quote(self.sql_name)
+        t = quote_name(self.sql_name)
         cols = [*self.column_names, REVISION_COLUMN]
-        col_list = ", ".join(_quote(c) for c in cols)
-        pk = ", ".join(_quote(c) for c in self.primary_key)
-        where_pk = " AND ".join(f"{_quote(c)} = ?" for c in self.primary_key)
+        col_list = ", ".join(quote_name(c) for c in cols)
+        pk = ", ".join(quote_name(c) for c in self.primary_key)
+        where_pk = " AND ".join(f"{quote_name(c)} = ?" for c in self.primary_key)
         data = [c for c in self.column_names if c not in self.primary_key]
         self.sql_select = f"SELECT {col_list} FROM {t}"
         self.sql_order = f" ORDER BY {pk}"
         self.sql_get = f"{self.sql_select} WHERE {where_pk}"
+        # One SELECT per secondary index, built once: lookups by index run on hot paths (the
+        # announcer reads the selected devices every round).
+        self.sql_list = {
+            name: f"{self.sql_select} WHERE "
+            + " AND ".join(f"{quote_name(c)} = ?" for c in index_cols)
+            + self.sql_order
+            for name, index_cols in self.indexes.items()
+        }
         if data:
             sets = ", ".join(
-                f"{_quote(c)} = excluded.{_quote(c)}" for c in (*data, REVISION_COLUMN)
+                f"{quote_name(c)} = excluded.{quote_name(c)}" for c in (*data, REVISION_COLUMN)
             )
-            old = ", ".join(f"{t}.{_quote(c)}" for c in data)
-            new = ", ".join(f"excluded.{_quote(c)}" for c in data)
+            old = ", ".join(f"{t}.{quote_name(c)}" for c in data)
+            new = ", ".join(f"excluded.{quote_name(c)}" for c in data)
             conflict = f"DO UPDATE SET {sets} WHERE ({old}) IS NOT ({new})"
         else:
             conflict = "DO NOTHING"
@@ -212,8 +221,8 @@ class Table(Generic[R]):
         self.sql_delete = f"DELETE FROM {t} WHERE {where_pk} RETURNING {col_list}"
         self.sql_set_if_revision = (
             f"UPDATE {t} SET "
-            + ", ".join(f"{_quote(c)} = ?" for c in (*data, REVISION_COLUMN))
-            + f" WHERE {where_pk} AND {_quote(REVISION_COLUMN)} = ?"
+            + ", ".join(f"{quote_name(c)} = ?" for c in (*data, REVISION_COLUMN))
+            + f" WHERE {where_pk} AND {quote_name(REVISION_COLUMN)} = ?"
         )
         self.data_columns = tuple(data)
         self._data_positions = tuple(self.column_names.index(c) for c in data)
