@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from dbg.output import DELETED_PREFIX, Grid, Line
+from dbg.output import Grid, Line
 from dbg.render_plain import TabWriter, header_cells
 
 HEADER_STYLE = "bold cyan"
@@ -62,9 +62,8 @@ def print_aligned(
         if line is None:
             console.print(_aligned([Text(c, style=HEADER_STYLE) for c in header], widths))
             continue
-        cells = list(line.cells)
-        if line.deleted and cells:
-            cells[0] = DELETED_PREFIX + cells[0]
+        # The plain layout's cells (``- `` on a deleted row): the widths were measured on them.
+        cells = line.plain_cells()
         console.print(_aligned([_cell(line, i, c) for i, c in enumerate(cells)], widths))
 
 

@@ -26,6 +26,7 @@ from dbg.output import Line, Output, to_yaml_text, wants_rich
 from dbg.render_plain import TabWriter, header_cells
 from dbg.statedb_ops import db_path, open_db, require_table, snapshot, table_header, table_line
 from statedb import ReadOnlyDatabase, Table
+from statedb.readonly import wal_path
 
 HEADER_EVERY = 100
 
@@ -106,7 +107,7 @@ class Watcher:
             inode = os.stat(path).st_ino
         except FileNotFoundError:
             return None
-        return inode, int(path.with_name(path.name + "-wal").exists())
+        return inode, int(wal_path(path).exists())
 
     def _reopen_if_replaced(self) -> bool:
         """Reopen when the file was replaced, or when a writer started on a file that was
@@ -145,7 +146,7 @@ class Watcher:
             if dv == self._data_version and not reopened:
                 return []
             with snapshot(self.ro) as snap:
-                present = self.table.name in snap.table_names()
+                present = snap.has_table(self.table)
                 rev = snap.revision(self.table) if present else -1
                 if rev == self._table_revision and not reopened:
                     self._data_version = dv

@@ -3,8 +3,9 @@
 Opening never creates or modifies anything: a missing file is an error, and when no writer is
 running (no ``-wal`` file) the file is opened ``immutable`` so SQLite does not create its
 ``-wal``/``-shm`` companions; once a writer is live, the next snapshot reopens it normally (an
-immutable connection would never see a change). Each ``snapshot()`` is one read transaction, so every query in it
-sees the same committed state (WAL gives readers a stable snapshot while the writer goes on).
+immutable connection would never see a change). Each ``snapshot()`` is one read transaction, so
+every query in it sees the same committed state (WAL gives readers a stable snapshot while the
+writer goes on).
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ class Snapshot:
         return names, cur.fetchall()
 
 
+def wal_path(file: Path) -> Path:
+    """SQLite's write-ahead log of ``file``: present while a writer has it open."""
+    return file.with_name(file.name + "-wal")
+
+
 def _connect(file: Path, live: bool) -> sqlite3.Connection:
     uri = f"file:{file.resolve()}?mode=ro" + ("" if live else "&immutable=1")
     try:
@@ -102,12 +108,12 @@ class ReadOnlyDatabase:
         file = Path(path)
         if not file.is_file():
             raise StateDBNotFound(f"no state database at {file}")
-        live = file.with_name(file.name + "-wal").exists()
+        live = wal_path(file).exists()
         return cls(_connect(file, live), file, live)
 
     def _refresh(self) -> None:
         """An immutable open never sees changes: once a writer is live, reopen normally."""
-        if not self._live and self.path.with_name(self.path.name + "-wal").exists():
+        if not self._live and wal_path(self.path).exists():
             conn = _connect(self.path, live=True)
             self._conn.close()
             self._conn = conn

@@ -57,10 +57,14 @@ class RetryQueue(Generic[K, V]):
         delay = backoff(failures, self.retry_min, self.retry_max)
         item = RetryItem(key, value, delete, failures, error, delay, now + delay, True)
         self._items[key] = item
-        self._seq += 1
-        self._entry_seq[key] = self._seq
-        heapq.heappush(self._heap, (item.due, self._seq, key))
+        self._push(item)
         return item
+
+    def _push(self, item: RetryItem[K, V]) -> None:
+        """Queue ``item`` at its due time; any older heap entry of its key becomes stale."""
+        self._seq += 1
+        self._entry_seq[item.key] = self._seq
+        heapq.heappush(self._heap, (item.due, self._seq, item.key))
 
     def clear(self, key: K) -> RetryItem[K, V] | None:
         """Forget ``key`` and its failure count (it succeeded, or it changed)."""
@@ -103,9 +107,7 @@ class RetryQueue(Generic[K, V]):
             if not item.queued:
                 item.due = now + item.delay
                 item.queued = True
-                self._seq += 1
-                self._entry_seq[item.key] = self._seq
-                heapq.heappush(self._heap, (item.due, self._seq, item.key))
+                self._push(item)
 
     def items(self) -> list[RetryItem[K, V]]:
         """Every remembered failure (queued or being retried)."""
