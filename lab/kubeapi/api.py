@@ -35,6 +35,7 @@ from lab.kubeapi.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+from lab.kubeapi.status_bodies import qualified_resource
 from lab.kubeapi.store import Change, Compacted, Obj, Store
 
 JSON_PATCH = "application/json-patch+json"
@@ -126,6 +127,12 @@ def _decode(body: bytes, content_type: str = "", custom: bool = False) -> Any:
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {error}") from None
 
 
+def _restamped(obj: Obj) -> Obj:
+    """A copy to commit when only metadata changes (a delete's resourceVersion, deletion marks):
+    stored objects are never changed in place, so the rest can be shared, not deep-copied."""
+    return {**obj, "metadata": dict(obj["metadata"])}
+
+
 def _strip_rv(obj: Obj) -> Obj:
     meta = dict(obj.get("metadata", {}))
     meta.pop("resourceVersion", None)
@@ -179,16 +186,7 @@ class Api:
     def _single(self, req: Request, obj: Obj, status: int = 200) -> Result:
         shown = self.present(req.rt, req.version, obj)
         if tables.wants_table(req.accept):
-            return Result(
-                status,
-                tables.table(
-                    req.rt,
-                    req.version,
-                    [shown],
-                    req.query.get("includeObject", "Metadata"),
-                    {"resourceVersion": obj["metadata"].get("resourceVersion", "")},
-                ),
-            )
+            return Result(status, _table(req, [shown], _rv_meta(obj)))
         return Result(status, shown)
 
     # entry point -----------------------------------------------------------------
@@ -251,21 +249,6 @@ class Api:
 
         return matches
 
-    def _list_options_invalid(self, field_path: str, value: str, detail: str) -> ApiError:
-        return errors.invalid(
-            "ListOptions",
-            "meta.k8s.io",
-            "",
-            [
-                Cause(
-                    "FieldValueForbidden" if "Forbidden" in detail else "FieldValueInvalid",
-                    field_path,
-                    detail,
-                )
-            ],
-            label="ListOptions.meta.k8s.io",
-        )
-
     def _parse_rv(self, text: str) -> int:
         try:
             value = int(text)
@@ -296,33 +279,33 @@ class Api:
         token = query.get("continue", "")
         if match:
             if match not in ("Exact", "NotOlderThan"):
-                raise self._list_options_invalid(
+                raise _options_invalid(
+                    "ListOptions",
                     "resourceVersionMatch",
-                    match,
                     f'Unsupported value: "{match}": supported values: "Exact", "NotOlderThan"',
                 )
             if not rv_text:
-                raise self._list_options_invalid(
+                raise _options_invalid(
+                    "ListOptions",
                     "resourceVersionMatch",
-                    match,
                     "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
                 )
             if token:
-                raise self._list_options_invalid(
+                raise _options_invalid(
+                    "ListOptions",
                     "resourceVersionMatch",
-                    match,
                     "Forbidden: resourceVersionMatch is forbidden when continue is provided",
                 )
             if match == "Exact" and rv_text == "0":
-                raise self._list_options_invalid(
+                raise _options_invalid(
+                    "ListOptions",
                     "resourceVersionMatch",
-                    match,
                     'Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"',
                 )
         if "sendInitialEvents" in query:
-            raise self._list_options_invalid(
+            raise _options_invalid(
+                "ListOptions",
                 "sendInitialEvents",
-                query["sendInitialEvents"],
                 "Forbidden: sendInitialEvents is forbidden for list",
             )
         limit = int(query.get("limit", "0") or "0")
@@ -351,9 +334,7 @@ class Api:
             try:
                 objects = self.store.list_at(req.rt.key, req.namespace, snapshot_rv)
             except Compacted as error:
-                raise errors.expired(
-                    f"too old resource version: {error.requested} ({error.oldest})"
-                ) from None
+                raise errors.expired(str(error)) from None
         else:
             if rv_text and rv_text != "0":
                 self._wait_for_rv(self._parse_rv(rv_text))
@@ -370,12 +351,7 @@ class Api:
             )
         shown = [self.present(req.rt, req.version, o) for o in selected]
         if tables.wants_table(req.accept):
-            return Result(
-                200,
-                tables.table(
-                    req.rt, req.version, shown, req.query.get("includeObject", "Metadata"), meta
-                ),
-            )
+            return Result(200, _table(req, shown, meta))
         if not req.rt.custom:
             shown = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in shown]
         return Result(
@@ -554,13 +530,13 @@ class Api:
         if media not in accepted:
             raise errors.unsupported_media_type(accepted)
         if req.query.get("force") and media != APPLY_PATCH:
-            raise self._patch_options_invalid(
-                "force", "Forbidden: may not be specified for non-apply patch"
+            raise _options_invalid(
+                "PatchOptions", "force", "Forbidden: may not be specified for non-apply patch"
             )
         if media == APPLY_PATCH:
             if not req.query.get("fieldManager"):
-                raise self._patch_options_invalid(
-                    "fieldManager", "Required value: is required for apply patch"
+                raise _options_invalid(
+                    "PatchOptions", "fieldManager", "Required value: is required for apply patch"
                 )
             try:
                 document = yaml.safe_load(req.body.decode() or "null")
@@ -594,21 +570,6 @@ class Api:
             return self._check_type_meta(req, apply(old))
 
         return self._write(req, rebuild, create_allowed=media == APPLY_PATCH)
-
-    def _patch_options_invalid(self, field_path: str, detail: str) -> ApiError:
-        return errors.invalid(
-            "PatchOptions",
-            "meta.k8s.io",
-            "",
-            [
-                Cause(
-                    "FieldValueRequired" if "Required" in detail else "FieldValueForbidden",
-                    field_path,
-                    detail,
-                )
-            ],
-            label="PatchOptions.meta.k8s.io",
-        )
 
     def _write(self, req: Request, build: Any, create_allowed: bool = False) -> Result:
         rt = req.rt
@@ -644,13 +605,8 @@ class Api:
                 result.headers.update(headers)
                 return result
             old_meta = old["metadata"]
-            if meta.get("uid") and meta["uid"] != old_meta["uid"]:
-                raise errors.conflict(
-                    rt.plural,
-                    rt.group,
-                    req.name,
-                    f"Precondition failed: UID in precondition: {meta['uid']}, UID in object meta: {old_meta['uid']}",
-                )
+            # A uid in the body is a precondition, checked like DeleteOptions' one.
+            self._check_preconditions(rt, old, {"uid": meta.get("uid")})
             rv = meta.get("resourceVersion")
             if not rv:
                 if not rt.unconditional_update:
@@ -665,7 +621,7 @@ class Api:
                                 "Invalid value: 0x0: must be specified for an update",
                             )
                         ],
-                        label=errors.qualified(rt.plural, rt.group),
+                        label=qualified_resource(rt.group, rt.plural),
                     )
             elif rv != old_meta["resourceVersion"]:
                 raise errors.stale(rt.plural, rt.group, req.name)
@@ -775,7 +731,7 @@ class Api:
             if meta.get("finalizers") or self._graceful_pod(rt, old, options):
                 if meta.get("deletionTimestamp"):
                     return self._single(req, old)
-                marked = copy.deepcopy(old)
+                marked = _restamped(old)
                 grace = (
                     0 if meta.get("finalizers") else int(options.get("gracePeriodSeconds") or 30)
                 )
@@ -785,7 +741,7 @@ class Api:
                 if not meta.get("finalizers"):
                     self._schedule_kubelet(rt, change.obj)
                 return self._single(req, change.obj)
-            last = copy.deepcopy(old)
+            last = _restamped(old)
             change = self.store.commit(rt.key, "DELETED", last, old)
             self._after_delete(rt, change.obj)
         return self._delete_answer(req, change.obj)
@@ -806,7 +762,7 @@ class Api:
                     rt.key, pod["metadata"].get("namespace", ""), pod["metadata"]["name"]
                 )
                 if current is not None and current["metadata"].get("uid") == pod["metadata"]["uid"]:
-                    self.store.commit(rt.key, "DELETED", copy.deepcopy(current), current)
+                    self.store.commit(rt.key, "DELETED", _restamped(current), current)
 
         timer = threading.Timer(self.config.pod_termination_seconds, finish)
         timer.daemon = True
@@ -858,11 +814,11 @@ class Api:
                 if child is None or not child.namespaced:
                     continue
                 for item in self.store.objects(key, ns)[0]:
-                    self.store.commit(key, "DELETED", copy.deepcopy(item), item)
+                    self.store.commit(key, "DELETED", _restamped(item), item)
         elif rt.key == CRD_KEY:
             defined = from_crd(obj)
             for item in self.store.objects(defined.key)[0]:
-                self.store.commit(defined.key, "DELETED", copy.deepcopy(item), item)
+                self.store.commit(defined.key, "DELETED", _restamped(item), item)
             self.registry.remove(defined.key)
 
     def delete_collection(self, req: Request) -> Result:
@@ -871,7 +827,7 @@ class Api:
         with self.store.lock:
             for obj in self.store.objects(req.rt.key, req.namespace)[0]:
                 if matches(obj):
-                    change = self.store.commit(req.rt.key, "DELETED", copy.deepcopy(obj), obj)
+                    change = self.store.commit(req.rt.key, "DELETED", _restamped(obj), obj)
                     self._after_delete(req.rt, change.obj)
                     deleted.append(self.present(req.rt, req.version, change.obj))
             rv = self.store.rv
@@ -894,15 +850,15 @@ class Api:
         match = query.get("resourceVersionMatch", "")
         send_initial = query.get("sendInitialEvents", "") == "true"
         if "sendInitialEvents" in query and match != "NotOlderThan":
-            raise self._list_options_invalid(
+            raise _options_invalid(
+                "ListOptions",
                 "resourceVersionMatch",
-                match,
                 "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
             )
         if match and "sendInitialEvents" not in query:
-            raise self._list_options_invalid(
+            raise _options_invalid(
+                "ListOptions",
                 "resourceVersionMatch",
-                match,
                 "Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
             )
         bookmarks = query.get("allowWatchBookmarks", "") == "true"
@@ -991,22 +947,11 @@ class WatchStream:
     def _encode_uncached(self, event_type: str, obj: Obj) -> bytes:
         shown = self.api.present(self.req.rt, self.req.version, obj)
         if self.as_table and event_type not in ("ERROR", "BOOKMARK"):
-            shown = tables.table(
-                self.req.rt,
-                self.req.version,
-                [shown],
-                self.req.query.get("includeObject", "Metadata"),
-                {"resourceVersion": obj["metadata"].get("resourceVersion", "")},
-            )
-        return (
-            json.dumps({"type": event_type, "object": shown}, separators=(",", ":")).encode()
-            + b"\n"
-        )
+            shown = _table(self.req, [shown], _rv_meta(obj))
+        return _event_line(event_type, shown)
 
     def error_event(self, status: dict[str, Any]) -> bytes:
-        return (
-            json.dumps({"type": "ERROR", "object": status}, separators=(",", ":")).encode() + b"\n"
-        )
+        return _event_line("ERROR", status)
 
     def _bookmark(self, annotate: bool = False) -> bytes:
         meta: dict[str, Any] = {"resourceVersion": str(self.last_rv)}
@@ -1017,9 +962,7 @@ class WatchStream:
             "apiVersion": self.req.rt.api_version(self.req.version),
             "metadata": meta,
         }
-        return (
-            json.dumps({"type": "BOOKMARK", "object": obj}, separators=(",", ":")).encode() + b"\n"
-        )
+        return _event_line("BOOKMARK", obj)
 
     def _convert(self, change: Change) -> bytes | None:
         new_ok = change.type != "DELETED" and self.matches(change.obj)
@@ -1078,6 +1021,40 @@ class WatchStream:
             wait = min(config.watch_tick, max(0.0, self.deadline - now))
             if not store.wait_beyond(head, wait):
                 yield None
+
+
+def _table(req: Request, objects: list[Obj], list_meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The Table a get, list or watch answers when the client asks for one."""
+    return tables.table(
+        req.rt, req.version, objects, req.query.get("includeObject", "Metadata"), list_meta
+    )
+
+
+def _rv_meta(obj: Obj) -> dict[str, str]:
+    """A one-object Table's list metadata: the object's resourceVersion."""
+    return {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+
+
+def _event_line(event_type: str, obj: Any) -> bytes:
+    """One watch event as a line of compact JSON."""
+    return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+def _options_invalid(options_kind: str, field_path: str, detail: str) -> ApiError:
+    """422 for a bad ListOptions/PatchOptions parameter; the reason follows the detail's wording."""
+    if detail.startswith("Required"):
+        reason = "FieldValueRequired"
+    elif "Forbidden" in detail:
+        reason = "FieldValueForbidden"
+    else:
+        reason = "FieldValueInvalid"
+    return errors.invalid(
+        options_kind,
+        "meta.k8s.io",
+        "",
+        [Cause(reason, field_path, detail)],
+        label=f"{options_kind}.meta.k8s.io",
+    )
 
 
 def _key(obj: Obj) -> str:

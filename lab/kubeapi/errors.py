@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lab.kubeapi.status_bodies import qualified_resource, status_dict
+
 
 class ApiError(Exception):
     """A non-2xx answer carrying the complete Status object."""
@@ -29,24 +31,9 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def status(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-        }
-        if self.reason:
-            body["reason"] = self.reason
-        if self.details:
-            body["details"] = self.details
-        body["code"] = self.code
-        return body
-
-
-def qualified(resource: str, group: str) -> str:
-    """`leases.coordination.k8s.io` or `services` (core has no group suffix)."""
-    return f"{resource}.{group}" if group else resource
+        # One Status writer for handler errors and the answers around them (status_bodies);
+        # empty details are left out here, as they always were.
+        return status_dict(self.code, self.reason, self.message, self.details or None)
 
 
 def _details(name: str, group: str, kind: str, **extra: Any) -> dict[str, Any]:
@@ -64,7 +51,7 @@ def not_found(resource: str, group: str, name: str) -> ApiError:
     return ApiError(
         404,
         "NotFound",
-        f'{qualified(resource, group)} "{name}" not found',
+        f'{qualified_resource(group, resource)} "{name}" not found',
         _details(name, group, resource),
     )
 
@@ -73,7 +60,7 @@ def already_exists(resource: str, group: str, name: str) -> ApiError:
     return ApiError(
         409,
         "AlreadyExists",
-        f'{qualified(resource, group)} "{name}" already exists',
+        f'{qualified_resource(group, resource)} "{name}" already exists',
         _details(name, group, resource),
     )
 
@@ -82,7 +69,7 @@ def conflict(resource: str, group: str, name: str, why: str) -> ApiError:
     return ApiError(
         409,
         "Conflict",
-        f'Operation cannot be fulfilled on {qualified(resource, group)} "{name}": {why}',
+        f'Operation cannot be fulfilled on {qualified_resource(group, resource)} "{name}": {why}',
         _details(name, group, resource),
     )
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lab.kubeapi.errors import ApiError, bad_request
+from lab.kubeapi.errors import bad_request
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,11 +216,7 @@ def check_field_selector(
             continue
         if custom:
             known = ", ".join(f'"{p}"' for p in allowed)
-            raise ApiError(
-                400,
-                "BadRequest",
-                f'"{req.path}" is not a known field selector: only {known}',
-            )
+            raise bad_request(f'"{req.path}" is not a known field selector: only {known}')
         raise bad_request(f"field label not supported: {req.path}")
 
 

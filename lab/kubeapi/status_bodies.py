@@ -4,8 +4,8 @@ The real server encodes a ``metav1.Status`` with Go's JSON encoder: fields in st
 (kind, apiVersion, metadata, status, message, reason, details, code), empty fields omitted, and a
 trailing newline. Clients parse these bodies (the Python elector creates a Lease only when the
 body of a 404 is JSON with ``"code": 404``), so the injected errors must look exactly like the
-server's own. The store/CRUD side of the server has its own Status writer; this module only covers
-the answers produced around the handler (401, 403, injected 4xx/5xx).
+server's own. This is the one Status writer: handler errors (errors.ApiError) and the answers
+produced around the handler (401, 403, injected 4xx/5xx) all go through ``status_dict``.
 """
 
 from __future__ import annotations
@@ -60,8 +60,3 @@ def details_for(info: RequestInfo, **extra: Any) -> dict[str, Any]:
         details["kind"] = info.resource
     details.update({k: v for k, v in extra.items() if v})
     return details
-
-
-def unauthorized() -> dict[str, Any]:
-    """The 401 the apiserver sends for a missing or unknown bearer token."""
-    return status_dict(401, "Unauthorized", "Unauthorized")
