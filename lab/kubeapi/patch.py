@@ -74,36 +74,32 @@ def _parent(doc: JSON, tokens: list[str], op: str, path: str) -> JSON:
     return current
 
 
+def _existing(doc: JSON, tokens: list[str], op: str, path: str) -> tuple[Any, Any]:
+    """The container and key/index of the value `path` points at; 422 if there is none."""
+    parent = _parent(doc, tokens, op, path)
+    last = tokens[-1]
+    if isinstance(parent, dict):
+        if last not in parent:
+            raise _patch_failed(
+                f"jsonpatch {op} operation does not apply: doc is missing key: {path}"
+            )
+        return parent, last
+    if isinstance(parent, list):
+        return parent, _index(parent, last, False)
+    raise _patch_failed(f"jsonpatch {op} operation does not apply: doc is missing path: {path}")
+
+
 def _get(doc: JSON, path: str, op: str) -> JSON:
     tokens = _pointer(path)
     if not tokens:
         return doc
-    parent = _parent(doc, tokens, op, path)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise _patch_failed(
-                f"jsonpatch {op} operation does not apply: doc is missing key: {path}"
-            )
-        return parent[last]
-    if isinstance(parent, list):
-        return parent[_index(parent, last, False)]
-    raise _patch_failed(f"jsonpatch {op} operation does not apply: doc is missing path: {path}")
+    parent, key = _existing(doc, tokens, op, path)
+    return parent[key]
 
 
 def _remove(doc: JSON, path: str, op: str) -> JSON:
-    tokens = _pointer(path)
-    parent = _parent(doc, tokens, op, path)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise _patch_failed(
-                f"jsonpatch {op} operation does not apply: doc is missing key: {path}"
-            )
-        return parent.pop(last)
-    if isinstance(parent, list):
-        return parent.pop(_index(parent, last, False))
-    raise _patch_failed(f"jsonpatch {op} operation does not apply: doc is missing path: {path}")
+    parent, key = _existing(doc, _pointer(path), op, path)
+    return parent.pop(key)
 
 
 def _add(doc: JSON, path: str, value: JSON, op: str, replace: bool = False) -> JSON:
