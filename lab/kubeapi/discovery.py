@@ -138,11 +138,12 @@ def openapi_v3_document(registry: Registry, group: str, version: str) -> dict[st
                 "responses": {"200": {"description": "OK"}},
             }
         }
-        body: dict[str, Any]
-        if rt.custom and rt.schemas.get(version):
-            body = json.loads(json.dumps(rt.schemas[version]))
-        else:
-            body = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        # A top-level copy is enough: only the gvk key is added, and schemas are never changed.
+        body: dict[str, Any] = (
+            dict(rt.schemas[version])
+            if rt.custom and rt.schemas.get(version)
+            else {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        )
         body["x-kubernetes-group-version-kind"] = [gvk]
         schemas[definition] = body
     if not paths:

@@ -57,7 +57,7 @@ def name_causes(rt: ResourceType, name: str) -> list[Cause]:
                 "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
             )
     elif rt.name_rule == "path":
-        if name in (".", "..") or "/" in name or "%" in name:
+        if not is_path_segment(name):
             problem = 'may not contain "/" or "%"'
     elif len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
         problem = (
@@ -68,6 +68,11 @@ def name_causes(rt: ResourceType, name: str) -> list[Cause]:
     if problem:
         return [Cause("FieldValueInvalid", "metadata.name", f'Invalid value: "{name}": {problem}')]
     return []
+
+
+def is_path_segment(name: str) -> bool:
+    """path.IsValidPathSegmentName: a name that can stand as one URL path segment."""
+    return name not in (".", "..") and "/" not in name and "%" not in name
 
 
 def _key_causes(key: str, field: str) -> list[Cause]:
@@ -482,7 +487,3 @@ def custom_causes(rt: ResourceType, version: str, obj: Obj) -> list[Cause]:
 def raise_if(causes: list[Cause], rt: ResourceType, name: str) -> None:
     if causes:
         raise invalid(rt.kind, rt.group, name, causes)
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -89,20 +89,9 @@ _METADATA_FIELDS: dict[str, FieldGetter] = {
 }
 
 
-def _metadata_selectors(namespaced: bool = True, **extra: str) -> dict[str, FieldGetter]:
-    selectors: dict[str, FieldGetter] = {
-        "metadata.name": field_getter("metadata.name"),
-        "metadata.namespace": field_getter("metadata.namespace"),
-    }
-    selectors.update({path: field_getter(path) for path in extra.values()})
-    return selectors
-
-
 def _paths(*paths: str) -> dict[str, FieldGetter]:
-    selectors = _metadata_selectors()
-    for path in paths:
-        selectors[path] = field_getter(path)
-    return selectors
+    """A kind's extra field selectors (selectable_fields adds the metadata ones)."""
+    return {path: field_getter(path) for path in paths}
 
 
 _NAME = PrinterColumn(
@@ -585,7 +574,6 @@ def from_crd(crd: Mapping[str, Any]) -> ResourceType:
         has_status=has_status,
         custom=True,
         unconditional_update=False,
-        field_selectors=_metadata_selectors(),
         columns=columns,
         schemas=schemas,
     )

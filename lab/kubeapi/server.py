@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote
 
-from lab.kubeapi import discovery, errors
+from lab.kubeapi import discovery, errors, kinds
 from lab.kubeapi.api import Api, ApiConfig, Request, Result, WatchStream
 from lab.kubeapi.errors import ApiError
 from lab.kubeapi.pipeline import FaultAction, Pipeline, RequestInfo, RequestRecord, UserInfo
@@ -139,10 +139,7 @@ def _exact_name(field_selector: str) -> str:
         return ""
     for requirement in selector:
         if requirement.path == "metadata.name" and requirement.equal:
-            name = requirement.value
-            if name in (".", "..") or "/" in name or "%" in name:
-                return ""
-            return name
+            return requirement.value if kinds.is_path_segment(requirement.value) else ""
     return ""
 
 
