@@ -20,12 +20,13 @@ objects it returns are only read, never modified.
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from lab.kubeapi import status_bodies
-from lab.kubeapi.auth import MASTERS
+from lab.kubeapi.auth import MASTERS, service_account_username
 from lab.kubeapi.pipeline import Decision, RequestInfo, UserInfo
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -218,22 +219,27 @@ def subject_applies(user: UserInfo, subject: Obj, binding_namespace: str) -> boo
         namespace = str(subject.get("namespace") or binding_namespace)
         if not namespace:
             return False
-        return user.name == f"system:serviceaccount:{namespace}:{name}"
+        return user.name == service_account_username(namespace, name)
     return False
 
 
 # -- bootstrap policy ----------------------------------------------------------------------------
 
 
+def _bootstrap_metadata(name: str) -> dict[str, Any]:
+    """What the apiserver stamps on the default policy objects it creates (and reconciles)."""
+    return {
+        "name": name,
+        "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+        "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+    }
+
+
 def _cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "apiVersion": f"{RBAC_GROUP}/v1",
         "kind": "ClusterRole",
-        "metadata": {
-            "name": name,
-            "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
-            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
-        },
+        "metadata": _bootstrap_metadata(name),
         "rules": rules,
     }
 
@@ -242,11 +248,7 @@ def _cluster_role_binding(name: str, role: str, groups: list[str]) -> dict[str, 
     return {
         "apiVersion": f"{RBAC_GROUP}/v1",
         "kind": "ClusterRoleBinding",
-        "metadata": {
-            "name": name,
-            "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
-            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
-        },
+        "metadata": _bootstrap_metadata(name),
         "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
         "subjects": [{"apiGroup": RBAC_GROUP, "kind": "Group", "name": g} for g in groups],
     }
@@ -350,26 +352,33 @@ class RBACAuthorizer:
                     out.append(obj)
         return out
 
-    def _role_rules(self, role_ref: Obj, binding_namespace: str) -> tuple[list[Obj], str]:
-        """The rules a roleRef points at, or an error message as the listers word it."""
+    def _roles_by_name(self, resource: str, namespace: str) -> dict[str, Obj]:
+        """Roles of `namespace` (ClusterRoles: "") by name; the first listed wins, as in _list."""
+        by_name: dict[str, Obj] = {}
+        for role in self._list(resource, namespace or None):
+            by_name.setdefault(_name(role), role)
+        return by_name
+
+    def _role_rules(
+        self, role_ref: Obj, binding_namespace: str, roles: Callable[[str, str], dict[str, Obj]]
+    ) -> tuple[list[Obj], str]:
+        """The rules a roleRef points at, or an error message as the listers word it.
+
+        `roles` is :meth:`_roles_by_name`, cached for the request."""
         kind = role_ref.get("kind")
         name = str(role_ref.get("name", ""))
         if kind == "ClusterRole":
-            found = [r for r in self._list(CLUSTER_ROLES, None) if _name(r) == name]
-            if not found:
+            found = roles(CLUSTER_ROLES, "").get(name)
+            if found is None:
                 return [], f'clusterrole.{RBAC_GROUP} "{name}" not found'
         elif kind == "Role":
             # A ClusterRoleBinding cannot hold a Role; the lister then finds none, as for real.
-            found = (
-                [r for r in self._list(ROLES, binding_namespace) if _name(r) == name]
-                if binding_namespace
-                else []
-            )
-            if not found:
+            found = roles(ROLES, binding_namespace).get(name) if binding_namespace else None
+            if found is None:
                 return [], f'role.{RBAC_GROUP} "{name}" not found'
         else:
             return [], f'unsupported role reference kind: "{kind}"'
-        return list(found[0].get("rules") or []), ""
+        return list(found.get("rules") or []), ""
 
     def _bindings(self, namespace: str) -> Iterable[tuple[Obj, str]]:
         for binding in self._list(CLUSTER_ROLE_BINDINGS, None):
@@ -382,11 +391,16 @@ class RBACAuthorizer:
         if self._privileged.intersection(user.groups):
             return Decision(allowed=True)
         errors: list[str] = []
+        # Bindings mostly name roles of one list (every ClusterRoleBinding a ClusterRole): read
+        # each list once per request, not once per binding. Still once per request, so an edited
+        # role counts from the next call.
+        roles = functools.cache(self._roles_by_name)
         for binding, binding_namespace in self._bindings(info.namespace):
             subjects = binding.get("subjects") or []
             if not any(subject_applies(user, s, binding_namespace) for s in subjects):
                 continue
-            rules, error = self._role_rules(binding.get("roleRef") or {}, binding_namespace)
+            role_ref = binding.get("roleRef") or {}
+            rules, error = self._role_rules(role_ref, binding_namespace, roles)
             if error:
                 errors.append(error)
                 continue

@@ -18,6 +18,7 @@ from lab.kubeapi.rbac import (
     forbidden_status,
     rule_allows,
 )
+from tests.unit.kubeapi.infos import lease_info
 
 CILIUM = service_account_user("kube-system", "cilium")
 SEED_RULE = {
@@ -30,16 +31,7 @@ SEED_RULE = {
 def lease(
     verb: str, name: str = "cilium-l2announce-default-service-red", ns: str = "kube-system"
 ) -> RequestInfo:
-    return RequestInfo(
-        method="GET",
-        path=f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}",
-        verb=verb,
-        api_group="coordination.k8s.io",
-        api_version="v1",
-        resource="leases",
-        namespace=ns,
-        name=name,
-    )
+    return lease_info(verb, name, ns)
 
 
 def core(verb: str, resource: str, name: str = "", ns: str = "", sub: str = "") -> RequestInfo:
@@ -269,6 +261,34 @@ def test_rbac_edits_take_effect_on_the_next_request() -> None:
     assert authorizer.authorize(CILIUM, lease("get")).allowed
     objects.delete("ClusterRoleBinding", "cilium")
     assert not authorizer.authorize(CILIUM, lease("get")).allowed
+
+
+class CountingObjects(InMemoryRBACObjects):
+    """Counts how often each RBAC list is read."""
+
+    def __init__(self, objects: list[dict[str, Any]]) -> None:
+        super().__init__(objects)
+        self.reads: dict[str, int] = {}
+
+    def list_objects(self, resource: str, namespace: str | None = None) -> Any:
+        self.reads[resource] = self.reads.get(resource, 0) + 1
+        return super().list_objects(resource, namespace)
+
+
+def test_cluster_roles_are_listed_once_per_request_not_once_per_binding() -> None:
+    objects = CountingObjects(
+        [
+            cluster_role("a", {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}),
+            cluster_binding("a1", "a", sa("cilium")),
+            cluster_binding("a2", "a", sa("cilium")),
+            cluster_binding("gone", "gone", sa("cilium")),
+        ]
+    )
+    decision = RBACAuthorizer(objects, builtin=()).authorize(CILIUM, lease("get"))
+    assert decision.reason.endswith(
+        ': RBAC: clusterrole.rbac.authorization.k8s.io "gone" not found'
+    )
+    assert objects.reads == {"clusterrolebindings": 1, "rolebindings": 1, "clusterroles": 1}
 
 
 def test_system_masters_is_always_allowed() -> None:
