@@ -70,13 +70,7 @@ from typing import Any
 
 from lab.kubeapi import status_bodies
 from lab.kubeapi.auth import MASTERS, TokenAuthenticator
-from lab.kubeapi.faults import (
-    PARTITION_MODES,
-    PRESETS,
-    FaultInjector,
-    Match,
-    effect_from_json,
-)
+from lab.kubeapi.faults import PRESETS, FaultInjector, Match, effect_from_json
 from lab.kubeapi.pipeline import RequestInfo, UserInfo
 from lab.kubeapi.rbac import forbidden_message
 from lab.kubeapi.requestlog import MemoryRequestLog, Query, record_to_json
@@ -300,13 +294,12 @@ class LabControl:
     ) -> ControlResponse:
         user = self._user_name(body, required=True)
         assert user is not None
-        mode = body.get("mode", "stall")
-        on_heal = body.get("on_heal", "reset")
-        if mode not in PARTITION_MODES:
-            raise _bad(f"unknown partition mode {mode!r}; known: {', '.join(PARTITION_MODES)}")
-        if on_heal not in ("reset", "continue"):
-            raise _bad("on_heal must be 'reset' or 'continue'")
-        rules = self.faults.partition(user, mode, on_heal)
+        try:  # the injector checks mode and on_heal (and words the errors)
+            rules = self.faults.partition(
+                user, body.get("mode", "stall"), body.get("on_heal", "reset")
+            )
+        except ValueError as err:
+            raise _bad(str(err)) from err
         return ControlResponse(200, {"user": user, "rules": rules})
 
     def heal(self, _: list[str], __: Mapping[str, Sequence[str]], body: JSON) -> ControlResponse:

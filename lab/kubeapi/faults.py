@@ -142,8 +142,11 @@ PARTITION_MODES: tuple[str, ...] = ("stall", "refuse", "reset", "watch-stall", "
 _PARTITION_PRIORITY = 1000
 
 
+_PARTITION_LABEL = "partition:"
+
+
 def partition_label(user: str) -> str:
-    return f"partition:{user}"
+    return f"{_PARTITION_LABEL}{user}"
 
 
 class FaultInjector:
@@ -204,30 +207,24 @@ class FaultInjector:
             timer.start()
         return rule.id
 
+    def _remove_where(self, doomed: Callable[[_Rule], bool]) -> int:
+        """Remove the rules `doomed` picks and release what they stall; returns how many."""
+        with self._lock:
+            removed = [r for r in self._rules if doomed(r)]
+            self._rules = [r for r in self._rules if not doomed(r)]
+        for rule in removed:
+            rule.release.set()
+        return len(removed)
+
     def remove(self, rule_id: str) -> bool:
         """Remove a rule and release whatever it is stalling."""
-        with self._lock:
-            for rule in self._rules:
-                if rule.id == rule_id:
-                    self._rules.remove(rule)
-                    rule.release.set()
-                    return True
-        return False
+        return self._remove_where(lambda r: r.id == rule_id) > 0
 
     def remove_label(self, label: str) -> int:
-        with self._lock:
-            doomed = [r for r in self._rules if r.label == label]
-            for rule in doomed:
-                self._rules.remove(rule)
-                rule.release.set()
-        return len(doomed)
+        return self._remove_where(lambda r: r.label == label)
 
     def clear(self) -> int:
-        with self._lock:
-            doomed, self._rules = self._rules, []
-        for rule in doomed:
-            rule.release.set()
-        return len(doomed)
+        return self._remove_where(lambda r: True)
 
     def rules(self) -> list[RuleView]:
         with self._lock:
@@ -296,6 +293,10 @@ class FaultInjector:
             raise ValueError(
                 f"unknown partition mode {mode!r}; known: {', '.join(PARTITION_MODES)}"
             )
+        # Checked here, not only by the control surface, so no caller can build a stall rule
+        # whose release nobody understands.
+        if on_heal not in ("reset", "continue"):
+            raise ValueError("on_heal must be 'reset' or 'continue'")
         self.heal(user)
         return [
             self.add(effect, match, priority=_PARTITION_PRIORITY, label=label) for effect in effects
@@ -305,14 +306,14 @@ class FaultInjector:
         """End the partition of `user` (of everyone when None); returns the rules removed."""
         if user is not None:
             return self.remove_label(partition_label(user))
-        with self._lock:
-            labels = {r.label for r in self._rules if r.label.startswith("partition:")}
-        return sum(self.remove_label(label) for label in labels)
+        return self._remove_where(lambda r: r.label.startswith(_PARTITION_LABEL))
 
     def partitioned(self) -> list[str]:
         with self._lock:
             users = {
-                r.label.split(":", 1)[1] for r in self._rules if r.label.startswith("partition:")
+                r.label.removeprefix(_PARTITION_LABEL)
+                for r in self._rules
+                if r.label.startswith(_PARTITION_LABEL)
             }
         return sorted(users)
 

@@ -10,8 +10,9 @@ import pytest
 from lab.kubeapi.auth import TokenAuthenticator, admin_user, service_account_user
 from lab.kubeapi.control import LabControl
 from lab.kubeapi.faults import FaultInjector
-from lab.kubeapi.pipeline import RequestInfo, RequestRecord
+from lab.kubeapi.pipeline import RequestRecord
 from lab.kubeapi.requestlog import MemoryRequestLog
+from tests.unit.kubeapi.infos import lease_info
 
 ADMIN = admin_user()
 NODE2 = service_account_user("kube-system", "node2")
@@ -33,18 +34,6 @@ def call(
     response = control.handle(ADMIN, method, path, query or {}, raw)
     json.dumps(response.body)  # always JSON-able
     return response.status, response.body
-
-
-def lease_info(verb: str) -> RequestInfo:
-    return RequestInfo(
-        method="PUT",
-        path="/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/x",
-        verb=verb,
-        api_group="coordination.k8s.io",
-        resource="leases",
-        namespace="kube-system",
-        name="x",
-    )
 
 
 def test_handles_only_its_prefix() -> None:
@@ -120,6 +109,8 @@ def test_partition_by_user_or_token_and_heal(control: LabControl) -> None:
     assert call(control, "POST", "/_lab/heal", {"user": NODE2.name}) == (200, {"removed": 2})
     assert action.release is not None and action.release.is_set()
     assert call(control, "POST", "/_lab/partition", {"user": "x", "mode": "sideways"})[0] == 400
+    bad_heal = call(control, "POST", "/_lab/partition", {"user": "x", "on_heal": "later"})
+    assert bad_heal[0] == 400 and "on_heal must be" in bad_heal[1]["message"]
     assert call(control, "POST", "/_lab/partition", {"token": "unknown"})[0] == 400
 
 

@@ -24,6 +24,7 @@ from lab.kubeapi.faults import (
     render_answer,
 )
 from lab.kubeapi.pipeline import FaultAction, RequestInfo
+from tests.unit.kubeapi.infos import lease_info
 
 NODE1 = service_account_user("kube-system", "node1")
 NODE2 = service_account_user("kube-system", "node2")
@@ -31,16 +32,7 @@ LEASE = "cilium-l2announce-default-red"
 
 
 def lease(verb: str, name: str = LEASE, ns: str = "kube-system") -> RequestInfo:
-    return RequestInfo(
-        method={"get": "GET", "update": "PUT", "create": "POST"}.get(verb, "GET"),
-        path=f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}",
-        verb=verb,
-        api_group="coordination.k8s.io",
-        api_version="v1",
-        resource="leases",
-        namespace=ns,
-        name=name,
-    )
+    return lease_info(verb, name, ns)
 
 
 def service_status(verb: str = "update") -> RequestInfo:
@@ -366,6 +358,14 @@ def test_partition_modes() -> None:
     assert stream is not None and stream.kind == "stall"
     with pytest.raises(ValueError):
         faults.partition(NODE2.name, mode="sideways")  # type: ignore[arg-type]
+
+
+def test_partition_rejects_an_unknown_on_heal_and_keeps_the_old_partition() -> None:
+    faults = FaultInjector()
+    faults.partition(NODE2.name, mode="refuse")
+    with pytest.raises(ValueError, match="on_heal must be 'reset' or 'continue'"):
+        faults.partition(NODE2.name, on_heal="later")  # type: ignore[arg-type]
+    assert len(faults.rules()) == 2 and faults.partitioned() == [NODE2.name]
 
 
 def test_heal_everyone_leaves_other_rules() -> None:
