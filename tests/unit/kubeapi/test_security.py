@@ -7,19 +7,12 @@ from pathlib import Path
 import pytest
 
 from lab.kubeapi.auth import service_account_user
-from lab.kubeapi.pipeline import AllowAll, RequestInfo
+from lab.kubeapi.pipeline import AllowAll
 from lab.kubeapi.rbac import RBACAuthorizer
 from lab.kubeapi.security import Security
+from tests.unit.kubeapi.infos import lease_info
 
-LEASE_GET = RequestInfo(
-    method="GET",
-    path="/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/x",
-    verb="get",
-    api_group="coordination.k8s.io",
-    resource="leases",
-    namespace="kube-system",
-    name="x",
-)
+LEASE_GET = lease_info("get")
 
 
 class EmptyStore:
