@@ -23,6 +23,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from lab.state import CLIENT_IP
+
 ETH_P_ARP = 0x0806
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.arpwatch")
     parser.add_argument("ip")
     parser.add_argument("--interface", default="eth0")
-    parser.add_argument("--source", default="198.51.100.2", help="sender IP of the requests")
+    parser.add_argument("--source", default=CLIENT_IP, help="sender IP of the requests")
     parser.add_argument("--interval", type=float, default=0.02)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--summary-only", action="store_true")

@@ -41,6 +41,7 @@ import yaml
 from agent.durations import parse_duration
 from agent.leases import record
 from lab import netns
+from lab.kubeapi.auth import service_account_username
 from lab.kubeapi.fault_spec import node_bound_name
 from lab.netns import LabError
 from lab.state import (
@@ -133,11 +134,12 @@ def validate_timers(lease: str, renew: str, retry: str) -> tuple[str, str, str]:
 # -- up -----------------------------------------------------------------------------------------
 
 
-def existing_namespaces(name: str) -> list[str]:
+def existing_namespaces(name: str, present: list[str] | None = None) -> list[str]:
+    """The lab's namespaces among `present` (default: the host's, listed now)."""
     members = ("lan", "client")
     return [
         ns
-        for ns in netns.list_netns()
+        for ns in (netns.list_netns() if present is None else present)
         if ns.startswith(f"{name}-")
         and (ns[len(name) + 1 :] in members or ns[len(name) + 1 :].removeprefix("node").isdigit())
     ]
@@ -517,10 +519,17 @@ def node_view(state: LabState, node: str) -> NodeView:
     return NodeView(announced, pending, health)
 
 
-def unannounced(state: LabState) -> list[str]:
+def _view_of(state: LabState, node: str, views: dict[str, NodeView]) -> NodeView:
+    """`node`'s view, read at most once into `views` (one SQLite snapshot per node per round)."""
+    if node not in views:
+        views[node] = node_view(state, node)
+    return views[node]
+
+
+def unannounced(state: LabState, views: dict[str, NodeView] | None = None) -> list[str]:
     """Services not (yet) announced: no lease holder, or the holder's table lacks the VIP."""
     held = leases(state)
-    views: dict[str, NodeView] = {}
+    views = {} if views is None else views
     waiting = []
     for service, address in state.vips().items():
         holder = held.get(lease_name(service), "")
@@ -531,9 +540,7 @@ def unannounced(state: LabState) -> list[str]:
         if ns.agent is None or not ns.agent.alive():
             waiting.append(f"{service}: holder {holder}'s agent is not running")
             continue
-        if holder not in views:
-            views[holder] = node_view(state, holder)
-        if address not in views[holder].announced:
+        if address not in _view_of(state, holder, views).announced:
             waiting.append(f"{service}: {address} not yet in {holder}'s l2-announce table")
     return waiting
 
@@ -548,11 +555,12 @@ def wait_announced(state: LabState, timeout: float) -> None:
                     f"the agent of {node} exited during start-up; its log ends:\n"
                     + tail(state.agent_log(node), 15)
                 )
-        waiting = unannounced(state)
+        views: dict[str, NodeView] = {}  # shared: a holder's database is read once, not twice
+        waiting = unannounced(state, views)
         waiting += [
             f"{node}: its agent has not started yet"
             for node in state.node_states
-            if not node_view(state, node).health
+            if not _view_of(state, node, views).health
         ]
         if not waiting:
             return
@@ -577,8 +585,7 @@ def admin_token(state: LabState) -> str:
 
 
 def api_fault_user(node: str) -> str:
-    namespace, name = SERVICE_ACCOUNT
-    return node_bound_name(f"system:serviceaccount:{namespace}:{name}", node)
+    return node_bound_name(service_account_username(*SERVICE_ACCOUNT), node)
 
 
 def partition(state: LabState, node: str, mode: str) -> list[str]:
@@ -634,9 +641,10 @@ def down(name: str, say: Callable[[str], None] = print) -> list[str]:
         if proc.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
-    namespaces = set(existing_namespaces(name))
+    present = netns.list_netns()  # one `ip netns list`, not one per recorded namespace
+    namespaces = set(existing_namespaces(name, present))
     if state is not None:
-        namespaces |= {n for n in state.namespaces if n in netns.list_netns()}
+        namespaces |= {n for n in state.namespaces if n in present}
     # Processes first (all of them: also ones a crashed l2lab never recorded), then namespaces;
     # the bpffs instances and bind mounts live in the sandboxes' mount namespaces and go with
     # their last process.

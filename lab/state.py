@@ -147,16 +147,17 @@ class LabState:
 
     # -- names and addresses --------------------------------------------------------------------
 
+    def netns_of(self, member: str) -> str:
+        """The namespace of a lab member: ``lan``, ``client`` or ``node<i>``."""
+        return f"{self.name}-{member}"
+
     @property
     def lan_netns(self) -> str:
-        return f"{self.name}-lan"
+        return self.netns_of("lan")
 
     @property
     def client_netns(self) -> str:
-        return f"{self.name}-client"
-
-    def netns_of(self, member: str) -> str:
-        return f"{self.name}-{member}"
+        return self.netns_of("client")
 
     @property
     def host_link(self) -> str:
