@@ -309,11 +309,12 @@ class Api:
                 "Forbidden: sendInitialEvents is forbidden for list",
             )
         limit = int(query.get("limit", "0") or "0")
-        start_after = ""
+        start_after: tuple[str, ...] = ()
         if token:
             try:
                 decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(token.encode()))
-                snapshot_rv, start_after = int(decoded["rv"]), str(decoded["start"])
+                snapshot_rv = int(decoded["rv"])
+                start_after = tuple(str(decoded["start"]).split("/", 1))
             except (ValueError, KeyError, TypeError):
                 raise errors.bad_request(
                     "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
@@ -344,7 +345,7 @@ class Api:
         if limit > 0 and len(selected) > limit:
             selected = selected[:limit]
             meta["continue"] = base64.urlsafe_b64encode(
-                json.dumps({"rv": snapshot_rv, "start": _key(selected[-1])}).encode()
+                json.dumps({"rv": snapshot_rv, "start": "/".join(_key(selected[-1]))}).encode()
             ).decode()
             meta["remainingItemCount"] = len(
                 [o for o in objects if matches(o) and _key(o) > _key(selected[-1])]
@@ -1057,9 +1058,11 @@ def _options_invalid(options_kind: str, field_path: str, detail: str) -> ApiErro
     )
 
 
-def _key(obj: Obj) -> str:
+def _key(obj: Obj) -> tuple[str, str]:
+    """(namespace, name): the order the store lists objects in. A tuple, not "ns/name": as a
+    string "a-x/..." sorts before "a/...", and a paginated list across namespaces skipped objects."""
     meta = obj.get("metadata", {})
-    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+    return (meta.get("namespace", ""), meta.get("name", ""))
 
 
 def _uuid() -> str:

@@ -59,6 +59,23 @@ def test_pagination_walks_one_snapshot(core: client.CoreV1Api) -> None:
     assert names == ["n0", "n1", "n2", "n3", "n4"]
 
 
+def test_paginated_list_across_namespace_prefixes(core: client.CoreV1Api) -> None:
+    # "a-x" sorts before "a/" as a string but after "a" as a namespace: every page must continue
+    # after the last object in (namespace, name) order, and count what is left the same way.
+    for ns in ("a", "a-x", "b"):
+        core.create_namespace({"metadata": {"name": ns}})
+        core.create_namespaced_config_map(ns, {"metadata": {"name": "c"}})
+    first = core.list_config_map_for_all_namespaces(limit=1)
+    assert first.metadata.remaining_item_count == 2
+    seen = [(c.metadata.namespace, c.metadata.name) for c in first.items]
+    token = first.metadata._continue
+    while token:
+        page = core.list_config_map_for_all_namespaces(limit=1, _continue=token)
+        seen += [(c.metadata.namespace, c.metadata.name) for c in page.items]
+        token = page.metadata._continue
+    assert seen == [("a", "c"), ("a-x", "c"), ("b", "c")]
+
+
 def test_field_selectors(core: client.CoreV1Api) -> None:
     core.create_namespaced_pod("default", _pod("a", "n1"))
     core.create_namespaced_pod("default", _pod("b", "n2"))
