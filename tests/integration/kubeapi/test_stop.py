@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab.kubeapi.server import KubeApiServer, ServerOptions
-from tests.integration.kubeapi.test_tls_and_persistence import _self_signed
+from lab.kubeapi.tls import client_ssl_context, generate_tls_files, server_ssl_context
 
 WATCH = "/api/v1/namespaces/default/configmaps?watch=true"
 
@@ -23,11 +23,9 @@ def _start(tls: bool, tmp_path: Path) -> tuple[KubeApiServer, Connect]:
     if not tls:
         plain = KubeApiServer().start()
         return plain, lambda: http.client.HTTPConnection("127.0.0.1", plain.port, timeout=30)
-    cert, key = _self_signed(tmp_path)
-    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_context.load_cert_chain(cert, key)
-    secure = KubeApiServer(options=ServerOptions(ssl_context=server_context)).start()
-    client_context = ssl.create_default_context(cafile=str(cert))
+    files = generate_tls_files(tmp_path)
+    secure = KubeApiServer(options=ServerOptions(ssl_context=server_ssl_context(files))).start()
+    client_context = client_ssl_context(files.ca)
     return secure, lambda: http.client.HTTPSConnection(
         "127.0.0.1", secure.port, timeout=30, context=client_context
     )

@@ -2,62 +2,28 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import ssl
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from lab.kubeapi.server import KubeApiServer, ServerOptions
-
-
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "tls.crt", directory / "tls.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
+from lab.kubeapi.tls import generate_tls_files
 
 
 def test_https_with_the_real_client(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    # The lab's certificates (a CA and a server certificate for 127.0.0.1), in a context built
+    # here: the server takes whatever SSLContext its caller gives it.
+    files = generate_tls_files(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+    context.load_cert_chain(files.cert, files.key)
     with KubeApiServer(options=ServerOptions(ssl_context=context)) as server:
         assert server.url.startswith("https://127.0.0.1:")
         configuration = client.Configuration()
         configuration.host = server.url
-        configuration.ssl_ca_cert = str(cert)
+        configuration.ssl_ca_cert = str(files.ca)
         api = client.ApiClient(configuration)
         core = client.CoreV1Api(api)
         core.create_node({"metadata": {"name": "n1"}})
