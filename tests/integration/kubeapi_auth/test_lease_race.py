@@ -69,9 +69,13 @@ def race(
             start.wait(timeout=60)
             done.wait(timeout=60)
             check(name, [r.results[i] for r in racers])
-    finally:
+    except BaseException:
+        # Only a failed round breaks the barriers: after the last round the racers are leaving
+        # done.wait() on their own, and aborting then raised BrokenBarrierError in their threads.
         start.abort()
         done.abort()
+        raise
+    finally:
         for t in threads:
             t.join(timeout=60)
     for racer in racers:
