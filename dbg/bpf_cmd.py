@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from bpf.maps import DEFAULT_BPF_ROOT, RESPONDER_MAP_NAME, ResponderMap
+from bpf.maps import DEFAULT_BPF_ROOT, RESPONDER_MAP_NAME, ResponderMap, pin_path
 from bpf.syscall import BpfError
 from dbg.errors import DbgError, report
 from dbg.output import Grid, Line, Output, write_data, write_grid
@@ -37,7 +37,7 @@ def _ifname(ifindex: int) -> str:
 
 
 def rows(bpf_root: Path) -> list[tuple[str, str, int, int]]:
-    path = bpf_root / RESPONDER_MAP_NAME
+    path = Path(pin_path(str(bpf_root), RESPONDER_MAP_NAME))  # where the datapath pins it
     if not path.exists():
         raise DbgError(
             f"no responder map at {path} (is l2agent running with l2 announcements enabled? "
