@@ -60,9 +60,9 @@ def _tls_context(
         return None
     if cert is None or key is None:
         raise typer.BadParameter("--tls-cert and --tls-key go together")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    return context
+    from lab.kubeapi.tls import server_context  # deferred: cryptography is slow to import
+
+    return server_context(cert, key)  # the same TLS settings as the lab's server
 
 
 @app.command()

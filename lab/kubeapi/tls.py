@@ -216,10 +216,15 @@ def generate_tls_files(directory: Path, extra_sans: Iterable[str] = ()) -> TLSFi
 
 
 def server_ssl_context(files: TLSFiles) -> ssl.SSLContext:
+    """The server side for a TLS directory (the lab's)."""
+    return server_context(files.cert, files.key)
+
+
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     """The server side: TLS 1.2+, HTTP/1.1 over ALPN (kubectl offers h2 first; we decline it)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(certfile=str(files.cert), keyfile=str(files.key))
+    context.load_cert_chain(certfile=str(cert), keyfile=str(key))
     context.set_alpn_protocols(["http/1.1"])
     return context
 
