@@ -34,7 +34,7 @@ class ConfigError(Exception):
 @dataclass(frozen=True, slots=True)
 class Key:
     name: str  # the flag / ConfigMap key
-    kind: str  # bool | duration | string | float | int | strings | kpr
+    kind: str  # a key of _PARSERS: bool | duration | string | float | int | kpr | addr | devices
     default: str  # as it would be written in the ConfigMap
     go_name: str  # how `l2dbg config --all` names it (the reference's DaemonConfig field)
     help: str  # what it does, its unit, and why the default
@@ -188,10 +188,6 @@ def _string(v: str) -> str:
     return v.strip()
 
 
-def _strings(v: str) -> tuple[str, ...]:
-    return tuple(p for p in v.replace(",", " ").split() if p)
-
-
 def _kpr(v: str) -> bool:
     if v in ("true", "false"):
         return v == "true"
@@ -222,7 +218,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "float": _float,
     "int": _int,
     "string": _string,
-    "strings": _strings,
     "kpr": _kpr,
 }
 

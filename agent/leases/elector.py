@@ -203,20 +203,14 @@ class Elector:
             with self._cond:
                 if self._dirty:
                     continue
-                timeout = None
-                if self._heap:
-                    timeout = self._clock.real_timeout(self._heap[0][0] - self._clock.monotonic())
+                # Wake for the next deadline and, when stopping, the release deadline; a None
+                # (a fake clock) means "until woken", so it never wins over a real timeout.
+                deadlines = [self._heap[0][0]] if self._heap else []
                 if self._stopping:
-                    left = self._release_deadline - self._clock.monotonic()
-                    t = self._clock.real_timeout(left)
-                    timeout = (
-                        t if timeout is None else min(timeout, t) if t is not None else timeout
-                    )
-                self._cond.wait(timeout)
-
-    def _forget_if_idle(self, name: str, e: LeaseElection) -> None:
-        if not self._stopping:
-            del self._elections[name]
+                    deadlines.append(self._release_deadline)
+                at = self._clock.monotonic()
+                waits = [self._clock.real_timeout(d - at) for d in deadlines]
+                self._cond.wait(min((w for w in waits if w is not None), default=None))
 
     def _report(self, changes: list[tuple[str, bool, str]]) -> None:
         for name, leading, reason in changes:
