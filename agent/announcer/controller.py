@@ -146,22 +146,16 @@ class Announcer:
         for ch in self._consumers[LEASES.name].changes():
             self.elector.observe(ch.row.name, None if ch.deleted else record_from_row(ch.row))
 
-    def _ready(self) -> tuple[dict[str, str], list[str]] | None:
+    def _recompute(self) -> None:
+        # One read for everything a pass needs: one transaction, and one consistent view.
         with self.db.read_txn() as r:
             if not all(r.initialized(t) for t in WAIT_TABLES):
-                return None
+                return
             node = r.get(NODES, self.node_name)
             if node is None:
-                return None
+                return
+            labels = dict(node.labels)
             devices = [d.name for d in r.list(DEVICES, "selected", True)]
-            return dict(node.labels), devices
-
-    def _recompute(self) -> None:
-        ready = self._ready()
-        if ready is None:
-            return
-        labels, devices = ready
-        with self.db.read_txn() as r:
             policies = r.all(POLICIES)
             services = r.all(SERVICES)
         views = [evaluate_policy(p, labels, devices) for p in policies]
