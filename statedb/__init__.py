@@ -25,6 +25,7 @@ _EXPORTS = {
     "Change": "statedb.changes",
     "Consumer": "statedb.changes",
     "Database": "statedb.db",
+    "ReadTxn": "statedb.db",
     "WriteTxn": "statedb.db",
     "StateDBError": "statedb.errors",
     "StateDBNotFound": "statedb.errors",
@@ -42,7 +43,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from statedb.changes import Change, Consumer
-    from statedb.db import Database, WriteTxn
+    from statedb.db import Database, ReadTxn, WriteTxn
     from statedb.errors import (
         StateDBError,
         StateDBNotFound,
@@ -69,6 +70,7 @@ __all__ = [
     "Consumer",
     "Database",
     "ReadOnlyDatabase",
+    "ReadTxn",
     "Snapshot",
     "StateDBError",
     "StateDBNotFound",

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from bpf.garp import GarpError
-from statedb import Database
+from statedb import Database, ReadTxn
 from statedb.reconciler import PermanentError
 from statedb.tables.devices import DEVICES
 from statedb.tables.l2_announce import L2AnnounceEntry
@@ -64,31 +64,38 @@ class ResponderOps:
         self._garp_due: set[tuple[str, int]] = set()  # keys whose GARP failed: send on retry
         self._ifindex_of: dict[tuple[str, str], int] = {}  # (ip, interface) -> ifindex used
 
-    def _device(self, name: str) -> tuple[int, bytes | None]:
-        with self.db.read_txn() as r:
-            found = r.list(DEVICES, "name", name)
+    def _device(self, name: str, r: ReadTxn | None = None) -> tuple[int, bytes | None]:
+        """The ifindex and MAC of ``name``, read in ``r`` if given (else in a read of its own)."""
+        if r is None:
+            with self.db.read_txn() as own:
+                return self._device(name, own)
+        found = r.list(DEVICES, "name", name)
         if not found:
             raise LookupError(f"link index: no device named {name!r}")
         d = found[0]
         mac = bytes.fromhex(d.hw_addr.replace(":", "")) if d.hw_addr else None
         return d.ifindex, mac
 
-    def _ensure_attached(self, ifindex: int, mac: bytes | None) -> None:
+    def _adopted_filters(self) -> set[int]:
+        # Read once, when first needed: what a previous agent left attached at our start.
         if self._adopted is None:
             self._adopted = set(self.attacher.attached())
+        return self._adopted
+
+    def _ensure_attached(self, ifindex: int, mac: bytes | None) -> None:
+        adopted = self._adopted_filters()
         if ifindex not in self._attached:
             self.attacher.attach(ifindex, mac)
             self._attached.add(ifindex)
-            self._adopted.discard(ifindex)
+            adopted.discard(ifindex)
 
     def _detach_idle(self) -> None:
-        if self._adopted is None:
-            self._adopted = set(self.attacher.attached())
+        adopted = self._adopted_filters()
         used = {idx for _ip, idx in self.map.keys()}  # noqa: SIM118 (a BPF map, not a dict)
-        for ifindex in sorted((self._attached | self._adopted) - used):
+        for ifindex in sorted((self._attached | adopted) - used):
             self.attacher.detach(ifindex)
             self._attached.discard(ifindex)
-            self._adopted.discard(ifindex)
+            adopted.discard(ifindex)
 
     def forget_interfaces(self, names: set[str]) -> None:
         """An interface changed (new ifindex or MAC): forget what we cached about it, so the next
@@ -142,13 +149,14 @@ class ResponderOps:
     def prune(self, rows: Iterable[L2AnnounceEntry]) -> None:
         with self._lock:
             wanted: set[tuple[str, int]] = set()
-            for row in rows:
-                if ipaddress.ip_address(row.ip).version == 6:
-                    continue
-                try:
-                    wanted.add((row.ip, self._device(row.network_interface)[0]))
-                except LookupError:
-                    continue
+            with self.db.read_txn() as r:  # one read for every row, not one per row
+                for row in rows:
+                    if ipaddress.ip_address(row.ip).version == 6:
+                        continue
+                    try:
+                        wanted.add((row.ip, self._device(row.network_interface, r)[0]))
+                    except LookupError:
+                        continue
             removed = []
             for ip, ifindex in self.map.keys():  # noqa: SIM118 (a BPF map, not a dict)
                 if (ip, ifindex) not in wanted:
