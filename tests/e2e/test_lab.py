@@ -28,6 +28,7 @@ from lab.state import RUN_DIR, LabState, lab_dir, node_mac
 
 L2LAB = str(Path(sys.executable).parent / "l2lab")
 FAST = ("3s", "1s", "200ms")
+REFERENCE = ("15s", "5s", "2s")  # the reference's default timers
 LEASE, RETRY = 3.0, 0.2
 E2E_NAME = re.compile(r"^e2e[0-9a-f]{4}$")
 
@@ -89,9 +90,12 @@ def name() -> Iterator[str]:
         _owner_file(lab_name).unlink(missing_ok=True)
 
 
-def up(name: str, nodes: int = 3, services: int = 1) -> LabState:
-    timers = ["--lease-duration", FAST[0], "--renew-deadline", FAST[1], "--retry-period", FAST[2]]
-    l2lab(name, "up", "--nodes", str(nodes), "--services", str(services), *timers)
+def up(
+    name: str, nodes: int = 3, services: int = 1, timers: tuple[str, str, str] = FAST
+) -> LabState:
+    lease, renew, retry = timers
+    flags = ["--lease-duration", lease, "--renew-deadline", renew, "--retry-period", retry]
+    l2lab(name, "up", "--nodes", str(nodes), "--services", str(services), *flags)
     state = LabState.load(name)
     assert state is not None and state.phase == "up"
     return state
@@ -328,10 +332,7 @@ def test_client_sees_one_answer_per_request_and_a_bounded_outage(
 def test_holder_restarted_within_the_renew_deadline_keeps_the_vip(name: str) -> None:
     # The reference renew deadline (5s) leaves the restarted agent time to start (compile the
     # datapath, list and watch) and renew its own lease before the datapath goes silent.
-    l2lab(name, "up", "--nodes", "2", "--lease-duration", "15s", "--renew-deadline", "5s",
-          "--retry-period", "2s")  # fmt: skip
-    state = LabState.load(name)
-    assert state is not None
+    state = up(name, nodes=2, timers=REFERENCE)
     vip = state.vips()["service-1"]
     old = holder_of(state, "service-1")
     watcher = arpwatch(state, vip, duration=8.0)
@@ -435,10 +436,7 @@ def test_agent_restart_loses_no_request_keeps_counters_and_sends_no_garp(name: s
     map while the old liveness stamp is valid, and the new agent swaps its own program in
     atomically), the counter keeps counting, and no gratuitous ARP goes out again for a key
     that never left the map."""
-    l2lab(name, "up", "--nodes", "2", "--lease-duration", "15s", "--renew-deadline", "5s",
-          "--retry-period", "2s")  # fmt: skip
-    state = LabState.load(name)
-    assert state is not None
+    state = up(name, nodes=2, timers=REFERENCE)
     vip = state.vips()["service-1"]
     holder = holder_of(state, "service-1")
     time.sleep(1.5)  # the take-over burst of gratuitous ARPs (0, 0.5, 1 s) is over
