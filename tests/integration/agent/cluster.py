@@ -439,6 +439,24 @@ def holdings(writes: list[LeaseWrite]) -> list[Holding]:
     return out
 
 
+def takeover(writes: list[LeaseWrite], old: str) -> tuple[LeaseWrite | None, LeaseWrite]:
+    """How a lease left ``old``: the old holder's release just before another node took it (None
+    if it did not release, e.g. it crashed), and the write by which the other node took it."""
+    held = False
+    for i, w in enumerate(writes):
+        if w.holder == old:
+            held = True
+        elif held and w.holder:
+            prev = writes[i - 1]
+            return (prev if prev.writer == old and not prev.holder else None), w
+    raise AssertionError(f"the lease never left {old}: {writes}")
+
+
+def last_renew(writes: list[LeaseWrite], node: str, before: float) -> LeaseWrite:
+    """``node``'s last write as holder that arrived before ``before``."""
+    return [w for w in writes if w.holder == node and w.time < before][-1]
+
+
 def check_leases(history: dict[str, list[LeaseWrite]]) -> list[str]:
     """Safety from the server's view: every write is by its holder (or a release by the previous
     holder), and a lease changes hands only once the previous holder released it or its last

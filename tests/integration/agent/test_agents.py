@@ -5,7 +5,16 @@ from __future__ import annotations
 import signal
 import time
 
-from tests.integration.agent.cluster import DEFAULT, FAST, Cluster, until
+from tests.integration.agent.cluster import (
+    DEFAULT,
+    FAST,
+    Cluster,
+    check_leases,
+    last_renew,
+    lease_history,
+    takeover,
+    until,
+)
 
 LEASE = "cilium-l2announce-default-service-{}"
 SEED_MSG = (
@@ -36,8 +45,11 @@ def test_each_service_is_announced_by_exactly_the_lease_holder(cluster: Cluster)
     assert cluster.overlaps == []
 
 
-def test_sigterm_hands_over_within_half_a_second_with_default_timers(cluster: Cluster) -> None:
+def test_sigterm_hands_over_on_release_without_waiting_for_expiry(cluster: Cluster) -> None:
+    """With the default timers (15 s lease) a planned stop releases the lease and a follower,
+    watching, takes it on the release. How fast is bench/leases.py's (target 0.5 s)."""
     (ip,) = _services(cluster, 1)
+    lease = LEASE.format(1)
     for node in ("node1", "node2", "node3"):
         cluster.start_agent(node, DEFAULT)
     cluster.watch_for_overlaps([ip])
@@ -45,16 +57,27 @@ def test_sigterm_hands_over_within_half_a_second_with_default_timers(cluster: Cl
     (holder,) = cluster.announcers(ip)
     time.sleep(1.0)  # followers are watching, not polling
     cluster.signal(holder, signal.SIGTERM)
-    took = until(lambda: bool(set(cluster.announcers(ip)) - {holder}), 10, "taken over")
-    assert cluster.holder(LEASE.format(1)) not in ("", holder)
-    assert took < 0.5, f"handover took {took:.3f}s"
+    took = until(lambda: bool(set(cluster.announcers(ip)) - {holder}), 30, "taken over")
+    print(f"handover took {took:.3f}s")
+    assert cluster.holder(lease) not in ("", holder)
     cluster.agents[holder].wait(timeout=5)
     assert cluster.agents[holder].returncode == 0
     assert cluster.overlaps == []
 
+    writes = lease_history(cluster, [lease])[lease]
+    released, taken = takeover(writes, holder)
+    assert released is not None, f"{holder} did not release on SIGTERM: {writes}"
+    renewed = last_renew(writes, holder, released.time)
+    assert taken.time < renewed.time + renewed.duration, "taken after expiry, not on the release"
+    assert check_leases({lease: writes}) == []
 
-def test_sigkill_fails_over_within_lease_duration_plus_two_retry_periods(cluster: Cluster) -> None:
+
+def test_sigkill_fails_over_once_the_lease_expires(cluster: Cluster) -> None:
+    """A crashed holder releases nothing: another node takes the lease only once it expired
+    (check_leases), and then does. How fast is bench/leases.py's (target lease duration + 2 x
+    retry period)."""
     (ip,) = _services(cluster, 1)
+    lease = LEASE.format(1)
     for node in ("node1", "node2", "node3"):
         cluster.start_agent(node, FAST)
     cluster.watch_for_overlaps([ip])
@@ -63,9 +86,14 @@ def test_sigkill_fails_over_within_lease_duration_plus_two_retry_periods(cluster
     time.sleep(1.0)
     cluster.signal(holder, signal.SIGKILL)
     cluster.agents[holder].wait(timeout=5)
-    took = until(lambda: len(cluster.announcers(ip)) == 1, 15, "failed over")
-    assert took <= 3.0 + 2 * 0.2 + 0.5, f"failover took {took:.2f}s"
+    took = until(lambda: len(cluster.announcers(ip)) == 1, 30, "failed over")
+    print(f"failover took {took:.2f}s")
     assert cluster.overlaps == []
+    writes = lease_history(cluster, [lease])[lease]
+    released, taken = takeover(writes, holder)
+    assert released is None, f"a killed agent released its lease: {writes}"
+    assert taken.holder == cluster.announcers(ip)[0]
+    assert check_leases({lease: writes}) == []
 
 
 def test_the_seeds_invalid_policy_shows_the_seeds_condition_until_fixed(cluster: Cluster) -> None:

@@ -15,14 +15,20 @@ from tests.integration.agent.cluster import (
     check_announcements,
     check_leases,
     holdings,
+    last_renew,
     lease_history,
+    takeover,
     until,
     user_of,
 )
 
 NODES = ("node1", "node2", "node3")
 LEASE = "cilium-l2announce-default-service-{}"
-LEASE_DURATION = 3.0  # FAST's
+# The stall test's timers: the holder must stop announcing between its renew deadline (1 s
+# without a successful renew) and its lease's expiry (6 s after its last renew arrived); the gap
+# is wide so that a busy machine cannot blur the order (the fast timers leave 2 s).
+STALL = ("6s", "1s", "200ms")
+STALL_LEASE_DURATION = 6.0
 # The seed's sizing rule is QPS = services / renew deadline (50/s here); every agent campaigns for
 # every lease at once on start-up, so give it room (the throttled case is test_throttling.py).
 RATE = ("--k8s-client-qps=200", "--k8s-client-burst=400")
@@ -74,9 +80,8 @@ def test_three_agents_fifty_services_never_share_a_lease(cluster: Cluster) -> No
     cluster.signal(second, signal.SIGKILL)
     cluster.agents[second].wait(timeout=10)
     failover = until(lambda: moved_from(second), 30, "failed over")
-    # The acceptance's bounds (the default-timer SIGTERM case is in test_agents.py).
-    assert handover < 0.5, f"SIGTERM handover of {held[first]} leases took {handover:.3f}s"
-    assert failover <= LEASE_DURATION + 2 * 0.2 + 0.5, f"SIGKILL failover took {failover:.2f}s"
+    # How fast is bench/leases.py's; here, how: on the release, and on expiry.
+    print(f"SIGTERM handover of {held[first]} leases: {handover:.3f}s; SIGKILL: {failover:.2f}s")
     time.sleep(0.5)
     cluster.sampler.stop()
 
@@ -91,6 +96,14 @@ def test_three_agents_fifty_services_never_share_a_lease(cluster: Cluster) -> No
     assert len(changed) >= held[first], changed
     for name, writes in history.items():
         assert holdings(writes)[-1].node == survivor, name
+        nodes = [h.node for h in holdings(writes)]
+        if first in nodes:  # released on SIGTERM, taken before it could have expired
+            released, taken = takeover(writes, first)
+            assert released is not None, f"{name}: {first} did not release it"
+            renewed = last_renew(writes, first, released.time)
+            assert taken.time < renewed.time + renewed.duration, f"{name}: taken after expiry"
+        if second in nodes and nodes[-1] != second:  # killed: nothing released
+            assert takeover(writes, second)[0] is None, f"{name}: released by a killed agent"
     _no_forbidden(cluster)
 
 
@@ -99,7 +112,7 @@ def test_a_stalled_holder_withdraws_before_its_lease_can_expire(cluster: Cluster
     lease, ip = LEASE.format(1), ip_of[LEASE.format(1)]
     ips = list(ip_of.values())
     for node in NODES:
-        cluster.start_agent(node, FAST, RATE)
+        cluster.start_agent(node, STALL, RATE)
     cluster.watch_for_overlaps(ips)
     until(lambda: cluster.each_announced_once(ips), 30, "every service announced once")
     time.sleep(1.0)
@@ -111,18 +124,18 @@ def test_a_stalled_holder_withdraws_before_its_lease_can_expire(cluster: Cluster
     until(lambda: not cluster.announced(holder), 10, f"{holder} withdrew")
     withdrawn = time.monotonic()
     renews = cluster.log.query(user=user_of(holder), resource="leases", name=lease, status=200)
-    last_renew = max(r.time for r in renews if r.info.verb == "update")
-    expiry = last_renew + LEASE_DURATION
+    renewed_at = max(r.time for r in renews if r.info.verb == "update")
+    expiry = renewed_at + STALL_LEASE_DURATION
     assert withdrawn < expiry, f"withdrawn {withdrawn - expiry:.3f}s after the lease expired"
     # Then the others take over everything the holder had, one node each.
-    until(lambda: all(len(cluster.announcers(i)) == 1 for i in mine), 15, "taken over")
+    until(lambda: all(len(cluster.announcers(i)) == 1 for i in mine), 30, "taken over")
     assert holder not in {n for i in mine for n in cluster.announcers(i)}
     assert cluster.holder(lease) not in ("", holder)
     assert cluster.log.count(user=user_of(holder), fault="stall", after=cut) > 0
 
     # Healed, the old holder follows: nothing is announced twice.
     cluster.faults.heal(user_of(holder))
-    time.sleep(2 * LEASE_DURATION)
+    time.sleep(2 * STALL_LEASE_DURATION)
     assert cluster.each_announced_once(ips)
     cluster.sampler.stop()
     history = lease_history(cluster, ip_of)

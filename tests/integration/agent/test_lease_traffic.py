@@ -1,7 +1,12 @@
 """Lease traffic at steady state does not grow with nodes (issue 5, decision 7): followers watch
 leases instead of polling them, so three agents and six agents make the same lease requests per
 second (leaders renewing), at most services / retry period. Measured from the server's request
-log over a window after the agents have settled."""
+log over a window after the agents have settled.
+
+What is judged here is why the traffic cannot grow: in both windows every lease request comes
+from a lease's holder, none from a follower. The rates are printed; their difference (< 10 %) is
+judged by bench/leases.py, where a busy machine slowing one window's renewals is not mistaken for
+a failure."""
 
 from __future__ import annotations
 
@@ -43,7 +48,20 @@ def _measure(c: Cluster) -> tuple[float, Counter[str]]:
     start = c.log.mark()
     time.sleep(WINDOW)
     by_verb = _lease_requests(c, start, start + WINDOW)
+    _only_holders_asked(c, start, start + WINDOW)
     return sum(by_verb.values()) / WINDOW, by_verb
+
+
+def _only_holders_asked(c: Cluster, start: float, end: float) -> None:
+    """Followers make no lease requests at steady state: every one comes from a holder."""
+    users = {
+        r.user
+        for r in c.log.query(resource="leases", after=start, until=end)
+        if r.info.verb != "watch"
+    }
+    leases = [f"cilium-l2announce-default-service-{i}" for i in range(1, SERVICES + 1)]
+    holders = {user_of(c.holder(lease)) for lease in leases}
+    assert users <= holders, f"lease requests from followers: {sorted(users - holders)}"
 
 
 def test_lease_requests_per_second_do_not_grow_with_followers(cluster: Cluster) -> None:
@@ -69,15 +87,8 @@ def test_lease_requests_per_second_do_not_grow_with_followers(cluster: Cluster) 
     six, six_verbs = _measure(cluster)
 
     report = f"3 agents: {three:.2f}/s {dict(three_verbs)}; 6 agents: {six:.2f}/s {dict(six_verbs)}"
+    print(report)
     assert three > 0 and six > 0, report
-    assert abs(six - three) / three < 0.10, report
     limit = SERVICES / RETRY_PERIOD
     assert three <= limit and six <= limit, report
-    # Followers make no lease requests at all at steady state: every one comes from a holder.
-    window_users = {
-        r.user for r in cluster.log.query(resource="leases", since=WINDOW) if r.info.verb != "watch"
-    }
-    leases = [f"cilium-l2announce-default-service-{i}" for i in range(1, SERVICES + 1)]
-    holders = {user_of(cluster.holder(lease)) for lease in leases}
-    assert window_users <= holders, report
     assert cluster.each_announced_once(ips)

@@ -62,7 +62,8 @@ def test_gc_deletes_only_released_leases_of_ours(api: Any) -> None:
 def test_two_electors_fail_over_on_release_through_the_real_api(
     api: Any, make_api: Callable[[], Any]
 ) -> None:
-    timings = Timings(2.0, 1.0, 0.2)
+    # A lease far longer than the wait for node2 below: it can only lead that soon on the release.
+    timings = Timings(60.0, 1.0, 0.2)
     events: list[tuple[str, bool, float]] = []
     cond = threading.Condition()
     electors: dict[str, Elector] = {}

@@ -15,6 +15,11 @@ from tests.unit.leases.fake_api import FakeLeaseAPI
 
 T = Timings(lease_duration=2.0, renew_deadline=0.8, retry_period=0.2)
 NAME = "cilium-l2announce-default-svc"
+# A lease far longer than any wait below: a takeover that soon can only be on the release.
+LONG_LEASE = Timings(lease_duration=60.0, renew_deadline=0.8, retry_period=0.2)
+# Between the stalled leader's renew deadline and its lease's expiry, a gap that a busy machine's
+# scheduling cannot close (with T it is 1.2 s).
+WIDE_GAP = Timings(lease_duration=4.0, renew_deadline=0.8, retry_period=0.2)
 
 
 class Recorder:
@@ -32,18 +37,21 @@ class Recorder:
             assert self.cond.wait_for(pred, timeout), self.events
 
 
+Make = Callable[..., tuple[Elector, "Recorder"]]
+
+
 @pytest.fixture
 def api() -> FakeLeaseAPI:
     return FakeLeaseAPI()
 
 
 @pytest.fixture
-def make(api: FakeLeaseAPI) -> Iterator[Callable[[str], tuple[Elector, Recorder]]]:
+def make(api: FakeLeaseAPI) -> Iterator[Make]:
     made: list[Elector] = []
 
-    def make(identity: str) -> tuple[Elector, Recorder]:
+    def make(identity: str, timings: Timings = T) -> tuple[Elector, Recorder]:
         rec = Recorder()
-        e = Elector(api.client(identity), identity, T, rec)
+        e = Elector(api.client(identity), identity, timings, rec)
         api.observers.append(e.observe)  # the fake watch
         e.start()
         made.append(e)
@@ -55,10 +63,10 @@ def make(api: FakeLeaseAPI) -> Iterator[Callable[[str], tuple[Elector, Recorder]
 
 
 def test_one_of_two_leads_and_the_other_takes_over_at_once_on_release(
-    make: Callable[[str], tuple[Elector, Recorder]], api: FakeLeaseAPI
+    make: Make, api: FakeLeaseAPI
 ) -> None:
-    a, ra = make("node1")
-    b, rb = make("node2")
+    a, ra = make("node1", LONG_LEASE)
+    b, rb = make("node2", LONG_LEASE)
     a.want(NAME, True)
     ra.wait_for(lambda: any(ev[2] for ev in ra.events))
     b.want(NAME, True)
@@ -71,27 +79,25 @@ def test_one_of_two_leads_and_the_other_takes_over_at_once_on_release(
     rb.wait_for(lambda: any(ev[2] for ev in rb.events))
     assert api.leases[NAME].holder == "node2"
     assert api.leases[NAME].transitions == 1
-    assert rb.events[0][0] - released_at < T.lease_duration, "took over on release, not expiry"
+    assert rb.events[0][0] - released_at < LONG_LEASE.lease_duration, "took over on release"
 
 
-def test_a_stalled_leader_stops_before_the_lease_can_expire(
-    make: Callable[[str], tuple[Elector, Recorder]], api: FakeLeaseAPI
-) -> None:
-    a, ra = make("node1")
-    b, rb = make("node2")
+def test_a_stalled_leader_stops_before_the_lease_can_expire(make: Make, api: FakeLeaseAPI) -> None:
+    a, ra = make("node1", WIDE_GAP)
+    b, rb = make("node2", WIDE_GAP)
     a.want(NAME, True)
     ra.wait_for(lambda: any(ev[2] for ev in ra.events))
     b.want(NAME, True)
     api.hang_for.add("node1")
-    ra.wait_for(lambda: ra.events[-1][2] is False, timeout=T.renew_deadline + 2)
+    ra.wait_for(lambda: ra.events[-1][2] is False, timeout=WIDE_GAP.renew_deadline + 2)
     stopped_at = ra.events[-1][0]
     assert ra.events[-1][3] == "renew deadline passed"
-    rb.wait_for(lambda: any(ev[2] for ev in rb.events), timeout=T.lease_duration + 3)
+    rb.wait_for(lambda: any(ev[2] for ev in rb.events), timeout=WIDE_GAP.lease_duration + 3)
     assert stopped_at < rb.events[0][0]
 
 
 def test_transport_errors_and_403_never_kill_the_elector(
-    make: Callable[[str], tuple[Elector, Recorder]],
+    make: Make,
     api: FakeLeaseAPI,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -110,9 +116,7 @@ def test_transport_errors_and_403_never_kill_the_elector(
     assert a.is_leading(NAME)
 
 
-def test_unwanted_lease_is_released_and_forgotten(
-    make: Callable[[str], tuple[Elector, Recorder]], api: FakeLeaseAPI
-) -> None:
+def test_unwanted_lease_is_released_and_forgotten(make: Make, api: FakeLeaseAPI) -> None:
     a, ra = make("node1")
     a.want(NAME, True)
     ra.wait_for(lambda: any(ev[2] for ev in ra.events))
