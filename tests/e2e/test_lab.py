@@ -29,7 +29,6 @@ from lab.state import RUN_DIR, LabState, lab_dir, node_mac
 L2LAB = str(Path(sys.executable).parent / "l2lab")
 FAST = ("3s", "1s", "200ms")
 REFERENCE = ("15s", "5s", "2s")  # the reference's default timers
-LEASE, RETRY = 3.0, 0.2
 E2E_NAME = re.compile(r"^e2e[0-9a-f]{4}$")
 
 pytestmark = pytest.mark.timeout(120)
@@ -99,6 +98,15 @@ def up(
     state = LabState.load(name)
     assert state is not None and state.phase == "up"
     return state
+
+
+def _until(pred: Any, what: str, timeout: float = 20.0) -> float:
+    """Seconds until ``pred`` held; a failure only if it never did (speed is for bench/)."""
+    start = time.monotonic()
+    while not pred():
+        assert time.monotonic() - start <= timeout, f"{what}: not within {timeout}s"
+        time.sleep(0.02)
+    return time.monotonic() - start
 
 
 def holder_of(state: LabState, service: str) -> str:
@@ -180,7 +188,9 @@ def test_up_announces_every_service_from_its_holder_only(name: str) -> None:
     assert re.search(r"^node1\s+198\.51\.100\.11\s+pid \d+", status, re.M), status
 
 
-def test_killed_holder_client_moves_to_new_holder_within_bound(name: str) -> None:
+def test_killed_holder_client_moves_to_the_new_holder(name: str) -> None:
+    """The client's neighbour entry follows the lease to the new holder (its gratuitous ARP).
+    How fast is bench/lab.py's (target lease duration + 2 x retry period)."""
     state = up(name, nodes=3, services=1)
     vip = state.vips()["service-1"]
     old = holder_of(state, "service-1")
@@ -189,20 +199,17 @@ def test_killed_holder_client_moves_to_new_holder_within_bound(name: str) -> Non
 
     l2lab(name, "agent", "kill", old)
     killed = time.monotonic()
-    bound = LEASE + 2 * RETRY
     seen = neighbour(state, vip)
     while seen == node_mac(state.node_states[old].index) or not seen:
         elapsed = time.monotonic() - killed
-        assert elapsed < bound + 2, f"client still on {old} after {elapsed:.2f}s"
+        assert elapsed < 30, f"client still on {old} after {elapsed:.2f}s"
         time.sleep(0.02)
         seen = neighbour(state, vip)
-    moved = time.monotonic() - killed
-    print(f"client moved from {old} after {moved:.2f}s")
+    print(f"client moved from {old} after {time.monotonic() - killed:.2f}s")
 
     new = holder_of(state, "service-1")
     assert new in state.node_states and new != old
     assert seen == node_mac(state.node_states[new].index)
-    assert moved <= bound, f"failover took {moved:.2f}s, bound {bound:.2f}s"
     assert curl(state, vip) == f"{new}: hello from {vip}"
     assert arping(state, vip, count=2) == [seen] * 2
 
@@ -294,33 +301,32 @@ def summary(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return result
 
 
-SEED_LONGEST = 3.0 + 1.0  # lease duration + renew deadline: the seed's longest failover
-
-
 @pytest.mark.parametrize(
-    ("disruption", "bound"),
+    "disruption",
     [
-        ("agent kill", SEED_LONGEST),  # unplanned: SIGKILL
-        ("agent stop", 0.5),  # planned: SIGTERM releases the lease
-        ("api partition --mode stall", SEED_LONGEST),
-        ("api partition --mode refuse", SEED_LONGEST),
+        "agent kill",  # unplanned: SIGKILL
+        "agent stop",  # planned: SIGTERM releases the lease
+        "api partition --mode stall",
+        "api partition --mode refuse",
     ],
     ids=["sigkill", "sigterm", "api-stall", "api-refuse"],
 )
-def test_client_sees_one_answer_per_request_and_a_bounded_outage(
-    name: str, disruption: str, bound: float
-) -> None:
+def test_client_sees_one_answer_per_request_then_the_new_holder(name: str, disruption: str) -> None:
+    """Through each disruption of the holder, no request is answered twice and the answers
+    move from the old holder to the new one. The outage's length is bench/lab.py's (targets
+    0.5 s for SIGTERM, lease duration + renew deadline for the others)."""
     state = up(name, nodes=3, services=1)
     vip = state.vips()["service-1"]
     old = holder_of(state, "service-1")
-    watcher = arpwatch(state, vip, duration=6.0)
+    # Long enough to see the new holder answer with room to spare (the fast timers' failover
+    # is 3-4 s); the time it took is printed, not judged.
+    watcher = arpwatch(state, vip, duration=12.0)
     time.sleep(1.0)
     action, *rest = disruption.split()
     l2lab(name, action, rest[0], old, *rest[1:])
     seen = summary(watcher)
     print(f"{disruption}: {seen}")
     assert seen["double"] == 0, seen
-    assert seen["outage"] <= bound, seen
     old_mac = node_mac(state.node_states[old].index)
     new = holder_of(state, "service-1")
     assert new not in ("", old)
@@ -343,7 +349,7 @@ def test_holder_restarted_within_the_renew_deadline_keeps_the_vip(name: str) -> 
     print(f"restart: {seen}")
     assert seen["double"] == 0, seen
     assert seen["macs"] == [node_mac(state.node_states[old].index)], seen
-    assert seen["outage"] <= 0.5, seen
+    assert seen["answered"] == seen["requests"], seen
     assert holder_of(state, "service-1") == old
 
 
@@ -387,19 +393,24 @@ spec:
 """
 
 
-def test_bad_policy_shows_its_condition_and_relabel_withdraws_within_1s(
-    name: str, tmp_path: Path
-) -> None:
+def test_bad_policy_shows_its_condition_and_relabel_withdraws(name: str, tmp_path: Path) -> None:
     state = up(name, nodes=2, services=2)
     vip = state.vips()["service-1"]
     holder = holder_of(state, "service-1")
 
-    # A Service relabelled out of the policy is withdrawn from the table and the map in < 1 s.
+    # A Service relabelled out of the policy is withdrawn from the table and the map (how fast
+    # is bench/lab.py's, target 1 s).
     l2lab(name, "kubectl", "--", "label", "service", "service-1", "color=red", "--overwrite")
-    relabelled = time.monotonic()
-    while vip in lab.node_view(state, holder).announced or responses_entries(state, holder, vip):
-        assert time.monotonic() - relabelled < 1.0, "service-1 still announced after 1 s"
-        time.sleep(0.02)
+    took = _until(
+        lambda: (
+            not (
+                vip in lab.node_view(state, holder).announced
+                or responses_entries(state, holder, vip)
+            )
+        ),
+        "service-1 withdrawn",
+    )
+    print(f"service-1 withdrawn {took:.3f}s after the relabel")
     assert arping(state, vip, count=2) == []
     assert (
         state.vips()["service-2"] in lab.node_view(state, holder_of(state, "service-2")).announced
@@ -540,16 +551,9 @@ def _responder_keys(state: LabState, node: str) -> set[tuple[str, str, int]]:
     return {(e["IP"], e["Interface"], e["Ifindex"]) for e in json.loads(out)}
 
 
-def _within(seconds: float, pred: Any) -> float:
-    start = time.monotonic()
-    while not pred():
-        assert time.monotonic() - start <= seconds, f"not within {seconds}s"
-        time.sleep(0.02)
-    return time.monotonic() - start
-
-
-def test_an_interface_added_deleted_and_readded_reaches_the_map_within_1s(name: str) -> None:
-    """Issue 4: interface changes update the devices table and the BPF map within 1 s."""
+def test_an_interface_added_deleted_and_readded_reaches_the_map(name: str) -> None:
+    """Issue 4: interface changes update the devices table and the BPF map (how fast is
+    bench/lab.py's, target 1 s)."""
     state = up(name, nodes=2)
     vip = state.vips()["service-1"]
     holder = holder_of(state, "service-1")
@@ -567,19 +571,21 @@ def test_an_interface_added_deleted_and_readded_reaches_the_map_within_1s(name: 
         return int(json.loads(netns.ip("-j", "link", "show", "eth1", netns=node_ns))[0]["ifindex"])
 
     first = add_eth1()
-    took = _within(1.0, lambda: (vip, "eth1", first) in _responder_keys(state, holder))
+    took = _until(lambda: (vip, "eth1", first) in _responder_keys(state, holder), "eth1 added")
     print(f"eth1 added: key in the map after {took:.3f}s")
     devices = lab.run_in(state, holder, ["l2dbg", "statedb", "devices"])
     assert any(line.split()[:3] == ["eth1", str(first), "true"] for line in devices.splitlines())
 
     netns.ip("link", "del", "x" + holder, netns=lan)  # takes eth1 with it
-    took = _within(1.0, lambda: all(k[2] != first for k in _responder_keys(state, holder)))
+    took = _until(
+        lambda: all(k[2] != first for k in _responder_keys(state, holder)), "eth1 deleted"
+    )
     print(f"eth1 deleted: key gone after {took:.3f}s")
     assert any(k[:2] == (vip, "eth0") for k in _responder_keys(state, holder)), "eth0 keeps it"
 
     second = add_eth1()
     assert second != first
-    took = _within(1.0, lambda: (vip, "eth1", second) in _responder_keys(state, holder))
+    took = _until(lambda: (vip, "eth1", second) in _responder_keys(state, holder), "eth1 re-added")
     print(f"eth1 re-added as ifindex {second}: key in the map after {took:.3f}s")
 
 
