@@ -25,6 +25,7 @@ import pytest
 
 from lab import lab, netns
 from lab.state import RUN_DIR, LabState, lab_dir, node_mac
+from tests.e2e.lab_extras import add_eth1, delete_eth1, responder_keys
 
 L2LAB = str(Path(sys.executable).parent / "l2lab")
 FAST = ("3s", "1s", "200ms")
@@ -190,7 +191,7 @@ def test_up_announces_every_service_from_its_holder_only(name: str) -> None:
 
 def test_killed_holder_client_moves_to_the_new_holder(name: str) -> None:
     """The client's neighbour entry follows the lease to the new holder (its gratuitous ARP).
-    How fast is bench/lab.py's (target lease duration + 2 x retry period)."""
+    How fast is bench/client_view.py's (target lease duration + 2 x retry period)."""
     state = up(name, nodes=3, services=1)
     vip = state.vips()["service-1"]
     old = holder_of(state, "service-1")
@@ -313,8 +314,8 @@ def summary(proc: subprocess.Popen[str]) -> dict[str, Any]:
 )
 def test_client_sees_one_answer_per_request_then_the_new_holder(name: str, disruption: str) -> None:
     """Through each disruption of the holder, no request is answered twice and the answers
-    move from the old holder to the new one. The outage's length is bench/lab.py's (targets
-    0.5 s for SIGTERM, lease duration + renew deadline for the others)."""
+    move from the old holder to the new one. The outage's length is bench/client_view.py's
+    (targets 0.5 s for SIGTERM, lease duration + renew deadline for the others)."""
     state = up(name, nodes=3, services=1)
     vip = state.vips()["service-1"]
     old = holder_of(state, "service-1")
@@ -399,7 +400,7 @@ def test_bad_policy_shows_its_condition_and_relabel_withdraws(name: str, tmp_pat
     holder = holder_of(state, "service-1")
 
     # A Service relabelled out of the policy is withdrawn from the table and the map (how fast
-    # is bench/lab.py's, target 1 s).
+    # is bench/client_view.py's, target 1 s).
     l2lab(name, "kubectl", "--", "label", "service", "service-1", "color=red", "--overwrite")
     took = _until(
         lambda: (
@@ -546,46 +547,26 @@ def test_metrics_move_with_arping_and_failover_and_the_service_names_its_holder(
     assert f"announcing from node {other}" in described
 
 
-def _responder_keys(state: LabState, node: str) -> set[tuple[str, str, int]]:
-    out = lab.run_in(state, node, ["l2dbg", "bpf", "l2-responder", "list", "-o", "json"])
-    return {(e["IP"], e["Interface"], e["Ifindex"]) for e in json.loads(out)}
-
-
 def test_an_interface_added_deleted_and_readded_reaches_the_map(name: str) -> None:
     """Issue 4: interface changes update the devices table and the BPF map (how fast is
-    bench/lab.py's, target 1 s)."""
+    bench/client_view.py's, target 1 s)."""
     state = up(name, nodes=2)
     vip = state.vips()["service-1"]
     holder = holder_of(state, "service-1")
-    lan, node_ns = state.lan_netns, state.netns_of(holder)
-
-    def add_eth1() -> int:
-        netns.ip("link", "add", "x" + holder, "type", "veth", "peer", "name", "eth1",
-                 "netns", node_ns, netns=lan)  # fmt: skip
-        netns.ip("link", "set", "x" + holder, "master", "br0", "up", netns=lan)
-        netns.ip("addr", "add", "198.51.100.199/24", "dev", "eth1", netns=node_ns)
-        netns.ip("link", "set", "eth1", "up", netns=node_ns)
-        # A veth is selected only with a default route (reference rule 9).
-        netns.ip("route", "add", "default", "via", "198.51.100.1", "dev", "eth1",
-                 "metric", "200", netns=node_ns)  # fmt: skip
-        return int(json.loads(netns.ip("-j", "link", "show", "eth1", netns=node_ns))[0]["ifindex"])
-
-    first = add_eth1()
-    took = _until(lambda: (vip, "eth1", first) in _responder_keys(state, holder), "eth1 added")
+    first = add_eth1(state, holder)
+    took = _until(lambda: (vip, "eth1", first) in responder_keys(state, holder), "eth1 added")
     print(f"eth1 added: key in the map after {took:.3f}s")
     devices = lab.run_in(state, holder, ["l2dbg", "statedb", "devices"])
     assert any(line.split()[:3] == ["eth1", str(first), "true"] for line in devices.splitlines())
 
-    netns.ip("link", "del", "x" + holder, netns=lan)  # takes eth1 with it
-    took = _until(
-        lambda: all(k[2] != first for k in _responder_keys(state, holder)), "eth1 deleted"
-    )
+    delete_eth1(state, holder)
+    took = _until(lambda: all(k[2] != first for k in responder_keys(state, holder)), "eth1 deleted")
     print(f"eth1 deleted: key gone after {took:.3f}s")
-    assert any(k[:2] == (vip, "eth0") for k in _responder_keys(state, holder)), "eth0 keeps it"
+    assert any(k[:2] == (vip, "eth0") for k in responder_keys(state, holder)), "eth0 keeps it"
 
-    second = add_eth1()
+    second = add_eth1(state, holder)
     assert second != first
-    took = _until(lambda: (vip, "eth1", second) in _responder_keys(state, holder), "eth1 re-added")
+    took = _until(lambda: (vip, "eth1", second) in responder_keys(state, holder), "eth1 re-added")
     print(f"eth1 re-added as ifindex {second}: key in the map after {took:.3f}s")
 
 

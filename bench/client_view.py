@@ -22,7 +22,7 @@ client namespace); the outage is the longest time between two answered requests.
 
 The end-to-end tests check what happens in each case; how long it takes is measured here.
 
-Run: ``.venv/bin/python bench/lab.py`` (root; ``--json`` for machine-readable output,
+Run: ``.venv/bin/python bench/client_view.py`` (root; ``--json`` for machine-readable output,
 ``--runs N`` to repeat every case). Exit code 1 if a target is missed. Figures go in
 docs/benchmarks.md.
 """
@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from lab import lab, netns  # noqa: E402
 from lab.state import LabState, node_mac  # noqa: E402
+from tests.e2e.lab_extras import add_eth1, delete_eth1, responder_keys  # noqa: E402
 
 L2LAB = str(Path(sys.executable).parent / "l2lab")
 FAST = ("3s", "1s", "200ms")
@@ -151,11 +152,6 @@ def neighbour_move() -> float:
         return time.monotonic() - t0
 
 
-def _keys(state: LabState, node: str) -> set[tuple[str, str, int]]:
-    out = lab.run_in(state, node, ["l2dbg", "bpf", "l2-responder", "list", "-o", "json"])
-    return {(e["IP"], e["Interface"], e["Ifindex"]) for e in json.loads(out)}
-
-
 def withdraw() -> float:
     """A Service relabelled out of the policy to its VIP gone from the table and the map."""
     with a_lab(2, 1, FAST) as state:
@@ -166,7 +162,7 @@ def withdraw() -> float:
         seconds_until(
             lambda: (
                 vip not in lab.node_view(state, holder).announced
-                and not any(k[0] == vip for k in _keys(state, holder))
+                and not any(k[0] == vip for k in responder_keys(state, holder))
             )
         )
         return time.monotonic() - t0
@@ -176,25 +172,12 @@ def interface_changes() -> dict[str, float]:
     """eth1 added (with a default route: a veth needs one to be selected), deleted, re-added."""
     with a_lab(2, 1, FAST) as state:
         vip, holder = state.vips()["service-1"], holder_of(state)
-        lan, node_ns = state.lan_netns, state.netns_of(holder)
-
-        def add_eth1() -> int:
-            netns.ip("link", "add", "x" + holder, "type", "veth", "peer", "name", "eth1",
-                     "netns", node_ns, netns=lan)  # fmt: skip
-            netns.ip("link", "set", "x" + holder, "master", "br0", "up", netns=lan)
-            netns.ip("addr", "add", "198.51.100.199/24", "dev", "eth1", netns=node_ns)
-            netns.ip("link", "set", "eth1", "up", netns=node_ns)
-            netns.ip("route", "add", "default", "via", "198.51.100.1", "dev", "eth1",
-                     "metric", "200", netns=node_ns)  # fmt: skip
-            link = json.loads(netns.ip("-j", "link", "show", "eth1", netns=node_ns))
-            return int(link[0]["ifindex"])
-
-        first = add_eth1()
-        added = seconds_until(lambda: (vip, "eth1", first) in _keys(state, holder))
-        netns.ip("link", "del", "x" + holder, netns=lan)
-        deleted = seconds_until(lambda: all(k[2] != first for k in _keys(state, holder)))
-        second = add_eth1()
-        readded = seconds_until(lambda: (vip, "eth1", second) in _keys(state, holder))
+        first = add_eth1(state, holder)
+        added = seconds_until(lambda: (vip, "eth1", first) in responder_keys(state, holder))
+        delete_eth1(state, holder)
+        deleted = seconds_until(lambda: all(k[2] != first for k in responder_keys(state, holder)))
+        second = add_eth1(state, holder)
+        readded = seconds_until(lambda: (vip, "eth1", second) in responder_keys(state, holder))
         return {"added_s": added, "deleted_s": deleted, "readded_s": readded}
 
 
@@ -208,7 +191,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1, help="runs of each case")
     args = parser.parse_args()
     if os.geteuid() != 0:
-        print("bench/lab.py: needs root (network namespaces, BPF)", file=sys.stderr)
+        print("bench/client_view.py: needs root (network namespaces, BPF)", file=sys.stderr)
         return 2
     cases = {
         "agent kill": SEED_LONGEST,
