@@ -36,7 +36,7 @@ from lab.kubeapi.selectors import (
     parse_label_selector,
 )
 from lab.kubeapi.status_bodies import qualified_resource
-from lab.kubeapi.store import Change, Compacted, Obj, Store
+from lab.kubeapi.store import Change, Compacted, Obj, ObjKey, Store, key_of
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -309,12 +309,13 @@ class Api:
                 "Forbidden: sendInitialEvents is forbidden for list",
             )
         limit = int(query.get("limit", "0") or "0")
-        start_after: tuple[str, ...] = ()
+        start_after: ObjKey | None = None
         if token:
             try:
                 decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(token.encode()))
                 snapshot_rv = int(decoded["rv"])
-                start_after = tuple(str(decoded["start"]).split("/", 1))
+                namespace, _, name = str(decoded["start"]).partition("/")
+                start_after = (namespace, name)
             except (ValueError, KeyError, TypeError):
                 raise errors.bad_request(
                     "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
@@ -340,16 +341,19 @@ class Api:
             if rv_text and rv_text != "0":
                 self._wait_for_rv(self._parse_rv(rv_text))
             objects, snapshot_rv = self.store.objects(req.rt.key, req.namespace)
-        selected = [o for o in objects if matches(o) and (not start_after or _key(o) > start_after)]
+        # `objects` come in key order with unique keys, so `selected` is every match after the
+        # continue key, in key order: what follows this page is exactly `selected[limit:]`.
+        selected = [
+            o for o in objects if matches(o) and (start_after is None or key_of(o) > start_after)
+        ]
         meta: dict[str, Any] = {"resourceVersion": str(snapshot_rv)}
         if limit > 0 and len(selected) > limit:
+            remaining = len(selected) - limit
             selected = selected[:limit]
             meta["continue"] = base64.urlsafe_b64encode(
-                json.dumps({"rv": snapshot_rv, "start": "/".join(_key(selected[-1]))}).encode()
+                json.dumps({"rv": snapshot_rv, "start": "/".join(key_of(selected[-1]))}).encode()
             ).decode()
-            meta["remainingItemCount"] = len(
-                [o for o in objects if matches(o) and _key(o) > _key(selected[-1])]
-            )
+            meta["remainingItemCount"] = remaining
         shown = [self.present(req.rt, req.version, o) for o in selected]
         if tables.wants_table(req.accept):
             return Result(200, _table(req, shown, meta))
@@ -476,7 +480,7 @@ class Api:
 
     def _kind_defaults(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
         if rt.key == "/services":
-            others = [o for o in self.store.objects(rt.key)[0] if _key(o) != _key(obj)]
+            others = [o for o in self.store.objects(rt.key)[0] if key_of(o) != key_of(obj)]
             kinds.default_service(obj, old, self.allocator, others)
         elif rt.key == "/pods":
             status = obj.setdefault("status", {})
@@ -1056,13 +1060,6 @@ def _options_invalid(options_kind: str, field_path: str, detail: str) -> ApiErro
         [Cause(reason, field_path, detail)],
         label=f"{options_kind}.meta.k8s.io",
     )
-
-
-def _key(obj: Obj) -> tuple[str, str]:
-    """(namespace, name): the order the store lists objects in. A tuple, not "ns/name": as a
-    string "a-x/..." sorts before "a/...", and a paginated list across namespaces skipped objects."""
-    meta = obj.get("metadata", {})
-    return (meta.get("namespace", ""), meta.get("name", ""))
 
 
 def _uuid() -> str:

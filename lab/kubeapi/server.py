@@ -439,12 +439,10 @@ class _Handler(BaseHTTPRequestHandler):
         )
         try:
             result = server.api.handle(request)
-        except ApiError:
+        finally:
+            # Late either way: an error answer too (it raises on to be sent as a Status).
             if answer_after > 0:
                 time.sleep(answer_after)
-            raise
-        if answer_after > 0:
-            time.sleep(answer_after)
         if discard:
             if isinstance(result, WatchStream):
                 return 200
@@ -586,21 +584,24 @@ class _HTTPServer(ThreadingHTTPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Runs in the connection's thread: TLS handshakes never block the accept loop."""
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.context is not None:
+            # Wrapping detaches the plain socket; the handshake waits until the TLS socket is
+            # tracked, so stopping drops a hanging handshake like any connection.
+            try:
+                request = self.context.wrap_socket(
+                    request, server_side=True, do_handshake_on_connect=False
+                )
+            except (ssl.SSLError, OSError):
+                return
         if not self._track(request):
             return
         try:
-            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.context is not None:
-                # The handshake is dropped like any connection; wrapping detaches the plain
-                # socket, so the TLS one (same descriptor) is tracked from then on.
-                plain = request
                 try:
-                    request = self.context.wrap_socket(plain, server_side=True)
+                    request.do_handshake()
                 except (ssl.SSLError, OSError):
-                    return
-                finally:
-                    self._untrack(plain)
-                if not self._track(request):
+                    request.close()  # as wrap_socket does when its own handshake fails
                     return
             super().finish_request(request, client_address)
         finally:

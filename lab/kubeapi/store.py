@@ -84,7 +84,7 @@ class Store:
                 raise ValueError("revision in the future")
             state = dict(self._buckets.get(resource, {}))
             for change in reversed(self.changes_after(rv, resource)):
-                key = _key_of(change.obj)
+                key = key_of(change.obj)
                 if change.type == "ADDED":
                     state.pop(key, None)
                 elif change.prev is not None:
@@ -114,7 +114,7 @@ class Store:
         with self.lock:
             self.rv += 1
             obj.setdefault("metadata", {})["resourceVersion"] = str(self.rv)
-            key = _key_of(obj)
+            key = key_of(obj)
             bucket = self._buckets.setdefault(resource, {})
             if change_type == "DELETED":
                 bucket.pop(key, None)
@@ -177,13 +177,15 @@ class Store:
         data = json.loads(path.read_text())
         with self.lock:
             self._buckets = {
-                resource: {_key_of(o): o for o in objs}
-                for resource, objs in data["buckets"].items()
+                resource: {key_of(o): o for o in objs} for resource, objs in data["buckets"].items()
             }
             self.rv = max(self.rv, int(data["resourceVersion"]) + skip_ahead)
             self.compact()
 
 
-def _key_of(obj: Obj) -> ObjKey:
+def key_of(obj: Obj) -> ObjKey:
+    """(namespace, name): the order the store lists objects in. A tuple, not "ns/name": as a
+    string "a-x/..." sorts before "a/...", and a paginated list across namespaces skipped objects.
+    The API's list pagination compares these keys, so it must use this very function."""
     meta = obj.get("metadata", {})
     return (meta.get("namespace", ""), meta.get("name", ""))
