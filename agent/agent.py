@@ -15,7 +15,6 @@ within 2 s: withdraw every entry, let the responder remove the keys, then releas
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -33,13 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("l2announcer.agent")
 
 DB_FILE = "statedb.sqlite"
-
-
-def _ifname(ifindex: int) -> str:
-    try:
-        return socket.if_indextoname(ifindex)
-    except OSError:
-        return str(ifindex)
 
 
 def _attribute(obj: Any, name: str) -> Callable[[], str]:
@@ -212,7 +204,7 @@ class Agent:
         from agent.responder.device_sync import DeviceSync
         from agent.responder.ops import ResponderOps
         from bpf.datapath import Datapath
-        from bpf.garp import GarpSender, GarpSockets
+        from bpf.garp import GarpSender
         from statedb.reconciler import Config as ReconcilerConfig
         from statedb.reconciler import Reconciler
         from statedb.tables.l2_announce import L2_ANNOUNCE
@@ -224,16 +216,16 @@ class Agent:
             stamp_interval_s=c.agent_liveness_update_interval,
         )
         self.datapath.start()
-        self.garp_sockets = GarpSockets()
+        metrics = self.metrics
 
-        def send_garp(vip: str, ifindex: int) -> bytes:
-            frame = self.garp_sockets.send(vip, ifindex)
-            if self.metrics is not None:
-                self.metrics.on_garp(vip, _ifname(ifindex))
-            return frame
+        def garp_sent(vip: str, _ifindex: int, ifname: str) -> None:
+            if metrics is not None:
+                metrics.on_garp(vip, ifname)
 
         self.garp = GarpSender(
-            c.l2_announcements_garp_count, c.l2_announcements_garp_interval, send=send_garp
+            c.l2_announcements_garp_count,
+            c.l2_announcements_garp_interval,
+            on_sent=garp_sent if metrics is not None else None,
         )
         self.garp.start()
         ops = ResponderOps(self.db, self.datapath.responder, self.datapath, self.garp)
@@ -316,8 +308,7 @@ class Agent:
         if self.use_datapath:
             self.device_sync.stop()
             self.responder.stop(timeout=1.0)
-            self.garp.stop()
-            self.garp_sockets.close()
+            self.garp.stop()  # closes its sockets too
             self.datapath.shutdown(detach=False)  # the next agent adopts the program and pins
 
     def stop(self) -> None:

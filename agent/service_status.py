@@ -5,13 +5,16 @@ annotation ``l2announcer.io/announcing-node: <node>`` on the Service and records
 (reason ``Announcing``), so ``kubectl describe svc`` answers the question; a failover moves the
 annotation and adds an event from the new holder. Writes happen on a thread of their own (a slow
 API must not delay announcing) and failures are logged once each, never retried in a loop.
+
+The writes share the agent's rate-limited client with lease renewals, so, as the policy
+StatusWriter, only the latest write per Service is kept pending and stop() drops what is pending
+rather than draining it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -34,25 +37,38 @@ class ServiceStatusWriter:
         self.node = node
         self._annotate = annotate
         self._record_event = record_event
-        self._queue: queue.Queue[tuple[str, str, str] | None] = queue.Queue()
+        self._cond = threading.Condition()
+        self._pending: dict[tuple[str, str], str] = {}  # (namespace, name) -> detail
+        self._stop = False
         self._thread: threading.Thread | None = None
         self.written = 0
 
     def announced(self, namespace: str, name: str, detail: str = "") -> None:
-        self._queue.put((namespace, name, detail))
+        with self._cond:
+            self._pending[(namespace, name)] = detail
+            self._cond.notify()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="service-status", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self._queue.put(None)
+        with self._cond:
+            self._stop = True
+            self._pending.clear()
+            self._cond.notify()
         if self._thread is not None:
             self._thread.join(timeout=2)
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            namespace, name, detail = item
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop or bool(self._pending))
+                if self._stop:
+                    return
+                key = next(iter(self._pending))  # oldest first
+                detail = self._pending.pop(key)
+            namespace, name = key
             try:
                 uid = self._annotate(namespace, name, self.node)
                 message = f"announcing from node {self.node}" + (f" ({detail})" if detail else "")

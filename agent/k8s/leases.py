@@ -103,8 +103,11 @@ class KubernetesLeaseAPI:
     def __init__(self, api_client: Any, namespace: str) -> None:
         import kubernetes
 
+        from agent.k8s.client import request_sent_at
+
         self._api = kubernetes.client.CoordinationV1Api(api_client)
         self._exc = kubernetes.client.ApiException
+        self._request_sent_at = request_sent_at  # bound once: sent_at runs after every request
         self.namespace = namespace
 
     def _call(self, fn: Any, *args: Any, timeout: float, **kwargs: Any) -> Obj:
@@ -118,9 +121,7 @@ class KubernetesLeaseAPI:
 
     def sent_at(self) -> float | None:
         """When this thread's latest request left the client-side rate limiter (monotonic)."""
-        from agent.k8s.client import request_sent_at
-
-        return request_sent_at()
+        return self._request_sent_at()
 
     def get(self, name: str, timeout: float) -> LeaseRecord | None:
         try:
