@@ -23,16 +23,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from bpf.garp import ARPOP_REQUEST, BROADCAST, ETH_P_ARP, arp_frame
 from lab.state import CLIENT_IP
 
-ETH_P_ARP = 0x0806
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
-
-
-def _mac_bytes(mac: str) -> bytes:
-    return bytes(int(b, 16) for b in mac.split(":"))
 
 
 def _mac_text(raw: bytes) -> str:
@@ -45,10 +41,15 @@ def probe_mac(seq: int) -> bytes:
 
 def request_frame(seq: int, sender_ip: str, target_ip: str) -> bytes:
     sha = probe_mac(seq)
-    eth = b"\xff" * 6 + sha + struct.pack("!H", ETH_P_ARP)
-    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
-    arp += sha + socket.inet_aton(sender_ip) + b"\x00" * 6 + socket.inet_aton(target_ip)
-    return (eth + arp).ljust(60, b"\x00")
+    return arp_frame(
+        eth_dst=BROADCAST,
+        eth_src=sha,
+        op=ARPOP_REQUEST,
+        sha=sha,
+        spa=sender_ip,
+        tha=b"\x00" * 6,
+        tpa=target_ip,
+    )
 
 
 @dataclass

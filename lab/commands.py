@@ -18,7 +18,7 @@ import typer
 from agent.leases import record
 from lab import lab
 from lab.netns import LabError
-from lab.state import CLIENT_IP, LabState, node_ip
+from lab.state import CLIENT_IP, REFERENCE_TIMERS, LabState, node_ip
 
 _EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -125,13 +125,13 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
         services: Annotated[int, typer.Option(help="Number of LoadBalancer Services.")] = 1,
         lease_duration: Annotated[
             str, typer.Option(help="l2-announcements-lease-duration of every agent.")
-        ] = "15s",
+        ] = REFERENCE_TIMERS[0],
         renew_deadline: Annotated[
             str, typer.Option(help="l2-announcements-renew-deadline of every agent.")
-        ] = "5s",
+        ] = REFERENCE_TIMERS[1],
         retry_period: Annotated[
             str, typer.Option(help="l2-announcements-retry-period of every agent.")
-        ] = "2s",
+        ] = REFERENCE_TIMERS[2],
         timeout: Annotated[
             float | None,
             typer.Option(help="Seconds to wait for every Service to be announced."),
@@ -140,22 +140,15 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
         """Bring up a lab: LAN, nodes with agents, client, API server; wait until announced."""
         with _errors():
             start = time.monotonic()
-            try:
-                state = lab.up(
-                    selected["name"],
-                    nodes=nodes,
-                    services=services,
-                    timers=(lease_duration, renew_deadline, retry_period),
-                    timeout=timeout,
-                    say=_say,
-                )
-            except LabError as e:
-                if LabState.load(selected["name"]) is not None and "already up" not in str(e):
-                    raise LabError(
-                        f"{e}\nThe half-built lab stays for inspection (l2lab status, l2lab logs "
-                        "<node>); l2lab down removes it."
-                    ) from None
-                raise
+            # A failed build's message already says the half-built lab stays (lab.up adds it).
+            state = lab.up(
+                selected["name"],
+                nodes=nodes,
+                services=services,
+                timers=(lease_duration, renew_deadline, retry_period),
+                timeout=timeout,
+                say=_say,
+            )
             _say(f"lab {state.name} is up ({time.monotonic() - start:.1f}s)")
             typer.echo("")
             typer.echo(status_text(state))

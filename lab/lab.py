@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from agent.config import Config, ConfigError, clamp_lease_timings, parse_value
 from agent.durations import parse_duration
 from agent.leases import record
 from lab import netns
@@ -52,6 +53,7 @@ from lab.state import (
     HOST_LINK_PREFIX,
     MAX_NODES,
     MAX_SERVICES,
+    REFERENCE_TIMERS,
     SERVICE_ACCOUNT,
     SWITCH_MAC,
     LabState,
@@ -69,7 +71,6 @@ DEPLOY = REPO / "deploy"
 VENV_BIN = Path(sys.executable).parent
 RUN_L2ANNOUNCER = Path("/run/l2announcer")
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-REFERENCE_TIMERS = ("15s", "5s", "2s")
 TOOLS = ("ip", "nsenter", "unshare", "mount", "sysctl", "kubectl", "bpftool", "arping", "curl")
 
 
@@ -118,16 +119,20 @@ def missing_requirements() -> list[str]:
     return missing
 
 
+TIMER_FLAGS = (
+    ("--lease-duration", "l2-announcements-lease-duration"),
+    ("--renew-deadline", "l2-announcements-renew-deadline"),
+    ("--retry-period", "l2-announcements-retry-period"),
+)
+
+
 def validate_timers(lease: str, renew: str, retry: str) -> tuple[str, str, str]:
-    for flag, value in (("--lease-duration", lease), ("--renew-deadline", renew)):
+    """Refuse exactly the timer values the agent would refuse (it clamps wrong relations itself)."""
+    for (flag, key), value in zip(TIMER_FLAGS, (lease, renew, retry), strict=True):
         try:
-            parse_duration(value)
-        except ValueError:
-            raise LabError(f"{flag} {value!r}: expected a duration such as 15s or 500ms") from None
-    try:
-        parse_duration(retry)
-    except ValueError:
-        raise LabError(f"--retry-period {retry!r}: expected a duration such as 2s") from None
+            parse_value(key, value)
+        except ConfigError as e:
+            raise LabError(f"{flag}: {e}") from None
     return lease, renew, retry
 
 
@@ -193,6 +198,13 @@ def up(
         wait_announced(state, timeout)
         state.phase = "up"
         state.save()
+    except LabError as e:
+        state.phase = "failed"
+        state.save()
+        raise LabError(
+            f"{e}\nThe half-built lab stays for inspection (l2lab status, l2lab logs <node>); "
+            "l2lab down removes it."
+        ) from e
     except BaseException:
         state.phase = "failed"
         state.save()
@@ -414,8 +426,16 @@ METRICS_PORT = 9962  # the reference agent's Prometheus port
 
 def agent_args(state: LabState, node: str) -> list[str]:
     lease, renew, retry = state.timers
-    # The seed's sizing: services / renew deadline requests per second, with room to spare.
-    qps = max(5, math.ceil(1.5 * state.services / parse_duration(renew)))
+    # The seed's sizing: services / renew deadline requests per second, with room to spare; the
+    # renew deadline the agent will use (it clamps wrong values, e.g. 0, as the reference).
+    effective, _ = clamp_lease_timings(
+        Config(
+            l2_announcements_lease_duration=parse_duration(lease),
+            l2_announcements_renew_deadline=parse_duration(renew),
+            l2_announcements_retry_period=parse_duration(retry),
+        )
+    )
+    qps = max(5, math.ceil(1.5 * state.services / effective.l2_announcements_renew_deadline))
     return [
         str(VENV_BIN / "l2agent"),
         "--enable-l2-announcements",
@@ -653,7 +673,7 @@ def down(name: str, say: Callable[[str], None] = print) -> list[str]:
     for proc in procs:
         _wait_gone(proc)
     for ns_name in sorted(namespaces):
-        netns.delete_netns(ns_name)
+        netns.delete_netns(ns_name)  # its processes were killed above
         removed.append(f"namespace {ns_name}")
     links = {f"{name}-api"} | set(state.host_links if state else [])
     for link in sorted(links):

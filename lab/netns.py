@@ -22,6 +22,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from lab.state import start_time_of
+
 NETNS_DIR = Path("/run/netns")
 
 
@@ -65,7 +67,7 @@ def add_netns(name: str) -> None:
 
 
 def delete_netns(name: str) -> None:
-    kill_netns_processes(name)
+    """Delete the namespace's name; kill its processes first (kill_netns_processes)."""
     ip("netns", "delete", name, check=False)
 
 
@@ -82,7 +84,7 @@ def kill_netns_processes(name: str, grace: float = 2.0) -> None:
     deadline = time.monotonic() + grace
     while pids and time.monotonic() < deadline:
         time.sleep(0.05)
-        pids = [p for p in pids if _exists(p)]
+        pids = [p for p in pids if start_time_of(p) is not None]
     for pid in netns_pids(name):
         _signal(pid, signal.SIGKILL)
 
@@ -90,14 +92,6 @@ def kill_netns_processes(name: str, grace: float = 2.0) -> None:
 def _signal(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-
-
-def _exists(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def link_exists(name: str, netns: str | None = None) -> bool:
@@ -122,26 +116,22 @@ exec sleep infinity
 
 def start_sandbox(netns: str, state_dir: Path, log: Path) -> int:
     """Start a node's sandbox; returns its pid once its mounts are in place."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [
-                "nsenter",
-                f"--net={NETNS_DIR / netns}",
-                "unshare",
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                SANDBOX_SETUP,
-                "sandbox",
-                str(state_dir),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
+    proc = spawn(
+        [
+            "nsenter",
+            f"--net={NETNS_DIR / netns}",
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            SANDBOX_SETUP,
+            "sandbox",
+            str(state_dir),
+        ],
+        log,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -41,6 +41,8 @@ MAX_SERVICES = 150
 HOST_LINK_PREFIX = "203.0.113"
 API_PORT = 6443
 SERVICE_ACCOUNT = ("kube-system", "l2announcer")
+# The reference's lease duration, renew deadline and retry period: what `l2lab up` uses.
+REFERENCE_TIMERS = ("15s", "5s", "2s")
 
 
 def node_ip(index: int) -> str:
@@ -110,7 +112,7 @@ class LabState:
     name: str
     nodes: int = 3
     services: int = 1
-    timers: tuple[str, str, str] = ("15s", "5s", "2s")
+    timers: tuple[str, str, str] = REFERENCE_TIMERS
     host_link_net: int = -1  # k: this lab's host link is 203.0.113.4k/30
     created_run_l2announcer: bool = False
     phase: str = "creating"  # creating | up | failed
@@ -229,7 +231,7 @@ class LabState:
 def _timers(raw: Any) -> tuple[str, str, str]:
     if isinstance(raw, list) and len(raw) == 3:
         return str(raw[0]), str(raw[1]), str(raw[2])
-    return ("15s", "5s", "2s")
+    return REFERENCE_TIMERS
 
 
 def _proc(raw: dict[str, int] | None) -> Proc | None:
