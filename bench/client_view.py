@@ -32,13 +32,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,69 +44,40 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lab import lab, netns  # noqa: E402
+from lab import lab  # noqa: E402
 from lab.state import LabState, node_mac  # noqa: E402
-from tests.e2e.lab_extras import add_eth1, delete_eth1, responder_keys  # noqa: E402
+from tests.e2e.lab_extras import (  # noqa: E402
+    add_eth1,
+    arpwatch,
+    delete_eth1,
+    holder_of,
+    l2lab,
+    neighbour,
+    responder_keys,
+    summary,
+    until,
+)
 
-L2LAB = str(Path(sys.executable).parent / "l2lab")
+POLL = 0.005  # the times measured here are read to a few milliseconds
 FAST = ("3s", "1s", "200ms")
 REFERENCE = ("15s", "5s", "2s")
 SEED_LONGEST = 3.0 + 1.0  # lease duration + renew deadline
 NEIGHBOUR_BOUND = 3.0 + 2 * 0.2  # lease duration + 2 x retry period
 
 
-def l2lab(name: str, *args: str) -> str:
-    done = subprocess.run(
-        [L2LAB, "--name", name, *args], capture_output=True, text=True, timeout=300
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"l2lab {' '.join(args)}: exit {done.returncode}\n{done.stderr}")
-    return done.stdout + done.stderr
-
-
 @contextmanager
 def a_lab(nodes: int, services: int, timers: tuple[str, str, str]) -> Iterator[LabState]:
     name = f"bench{secrets.token_hex(1)}"
-    flags = ["--lease-duration", timers[0], "--renew-deadline", timers[1]]
-    flags += ["--retry-period", timers[2]]
-    try:
-        l2lab(name, "up", "--nodes", str(nodes), "--services", str(services), *flags)
-        state = LabState.load(name)
-        assert state is not None
+    with lab.running(name, nodes=nodes, services=services, timers=timers, say=lambda _: None) as s:
         time.sleep(1.5)  # the new holder's burst of gratuitous ARPs is over
-        yield state
-    finally:
-        subprocess.run([L2LAB, "--name", name, "down"], capture_output=True, timeout=120)
-
-
-def holder_of(state: LabState, service: str = "service-1") -> str:
-    return lab.leases(state).get(lab.lease_name(service), "")
-
-
-def seconds_until(pred: Callable[[], bool], timeout: float = 30.0) -> float:
-    start = time.monotonic()
-    while not pred():
-        if time.monotonic() - start > timeout:
-            raise RuntimeError(f"not reached within {timeout} s")
-        time.sleep(0.005)
-    return time.monotonic() - start
-
-
-def arpwatch(state: LabState, vip: str, duration: float, interval: float) -> subprocess.Popen[str]:
-    args, env = lab.exec_args(
-        state,
-        "client",
-        [sys.executable, "-m", "lab.arpwatch", vip, "--duration", str(duration),
-         "--interval", str(interval), "--summary-only"],
-    )  # fmt: skip
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+        yield s
 
 
 def outage(disruption: str) -> dict[str, Any]:
     """The client's longest gap between answers while ``disruption`` hits the holder."""
     restart = disruption == "agent restart"
     with a_lab(2 if restart else 3, 1, REFERENCE if restart else FAST) as state:
-        vip, old = state.vips()["service-1"], holder_of(state)
+        vip, old = state.vips()["service-1"], holder_of(state, "service-1")
         watcher = arpwatch(state, vip, duration=8.0 if restart else 10.0,
                            interval=0.01 if restart else 0.02)  # fmt: skip
         time.sleep(1.0)
@@ -118,8 +87,7 @@ def outage(disruption: str) -> dict[str, Any]:
         else:
             action, what, *rest = disruption.split()
             l2lab(state.name, action, what, old, *rest)
-        out, _ = watcher.communicate(timeout=60)
-        seen: dict[str, Any] = json.loads(out.strip().splitlines()[-1])["summary"]
+        seen = summary(watcher)
         return {
             "outage_s": seen["outage"],
             "unanswered": seen["requests"] - seen["answered"],
@@ -129,16 +97,10 @@ def outage(disruption: str) -> dict[str, Any]:
         }
 
 
-def neighbour(state: LabState, ip: str) -> str:
-    out = netns.ip("neigh", "show", ip, netns=state.client_netns, check=False)
-    m = re.search(r"lladdr ([0-9a-f:]{17})", out)
-    return m.group(1) if m else ""
-
-
 def neighbour_move() -> float:
     """SIGKILL of the holder to the client's neighbour entry holding the new holder's MAC."""
     with a_lab(3, 1, FAST) as state:
-        vip, old = state.vips()["service-1"], holder_of(state)
+        vip, old = state.vips()["service-1"], holder_of(state, "service-1")
         # The client talks to the VIP (its kernel resolves it: a neighbour entry to follow).
         lab.run_in(state, "client", ["curl", "-s", "-m", "2", f"http://{vip}/"])
         old_mac = node_mac(state.node_states[old].index)
@@ -148,22 +110,25 @@ def neighbour_move() -> float:
         # of an `l2lab agent kill` process.
         t0 = time.monotonic()
         lab.signal_agent(state, old, signal.SIGKILL)
-        seconds_until(lambda: neighbour(state, vip) not in ("", old_mac))
+        until(lambda: neighbour(state, vip) not in ("", old_mac), "moved", 30, POLL)
         return time.monotonic() - t0
 
 
 def withdraw() -> float:
     """A Service relabelled out of the policy to its VIP gone from the table and the map."""
     with a_lab(2, 1, FAST) as state:
-        vip, holder = state.vips()["service-1"], holder_of(state)
+        vip, holder = state.vips()["service-1"], holder_of(state, "service-1")
         l2lab(state.name, "kubectl", "--", "label", "service", "service-1", "color=red",
               "--overwrite")  # fmt: skip
         t0 = time.monotonic()  # kubectl has returned: the API server has the change
-        seconds_until(
+        until(
             lambda: (
                 vip not in lab.node_view(state, holder).announced
                 and not any(k[0] == vip for k in responder_keys(state, holder))
-            )
+            ),
+            "withdrawn",
+            30,
+            POLL,
         )
         return time.monotonic() - t0
 
@@ -171,13 +136,19 @@ def withdraw() -> float:
 def interface_changes() -> dict[str, float]:
     """eth1 added (with a default route: a veth needs one to be selected), deleted, re-added."""
     with a_lab(2, 1, FAST) as state:
-        vip, holder = state.vips()["service-1"], holder_of(state)
+        vip, holder = state.vips()["service-1"], holder_of(state, "service-1")
         first = add_eth1(state, holder)
-        added = seconds_until(lambda: (vip, "eth1", first) in responder_keys(state, holder))
+        added = until(
+            lambda: (vip, "eth1", first) in responder_keys(state, holder), "added", 30, POLL
+        )
         delete_eth1(state, holder)
-        deleted = seconds_until(lambda: all(k[2] != first for k in responder_keys(state, holder)))
+        deleted = until(
+            lambda: all(k[2] != first for k in responder_keys(state, holder)), "deleted", 30, POLL
+        )
         second = add_eth1(state, holder)
-        readded = seconds_until(lambda: (vip, "eth1", second) in responder_keys(state, holder))
+        readded = until(
+            lambda: (vip, "eth1", second) in responder_keys(state, holder), "re-added", 30, POLL
+        )
         return {"added_s": added, "deleted_s": deleted, "readded_s": readded}
 
 

@@ -37,50 +37,30 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agent.durations import parse_duration  # noqa: E402
 from statedb.tables.leases import LEASES  # noqa: E402
-from tests.integration.agent.cluster import DEFAULT, FAST, Cluster, until  # noqa: E402
+from tests.integration.agent.cluster import (  # noqa: E402
+    DEFAULT,
+    FAST,
+    Cluster,
+    running_cluster,
+    until,
+)
 
 RATE = ("--k8s-client-qps=200", "--k8s-client-burst=400")
-LEASE = "cilium-l2announce-default-service-{}"
 FAST_FAILOVER_BOUND = 3.0 + 2 * 0.2  # FAST's lease duration + 2 x retry period
 HANDOVER_BOUND = 0.5
 
 
-def _seconds(text: str) -> float:
-    return float(text[:-2]) / 1000 if text.endswith("ms") else float(text[:-1])
-
-
-def _cluster(workdir: Path, nodes: int, services: int) -> tuple[Cluster, list[str]]:
-    c = Cluster(workdir)
-    for i in range(1, nodes + 1):
-        c.node(f"node{i}", **{"kubernetes.io/hostname": f"node{i}"})
-    c.policy("bench", {"loadBalancerIPs": True, "interfaces": ["^lo$"]})
-    ips = [f"198.18.0.{i}" for i in range(1, services + 1)]  # the benchmarking range
-    for i, ip in enumerate(ips, start=1):
-        c.service(f"service-{i}", ip)
-    return c, ips
-
-
-def _moved_from(c: Cluster, node: str, ips: list[str]) -> Callable[[], bool]:
-    def check() -> bool:
-        tables = c.tables()  # one read of each: the predicate must not mix two moments
-        once = all(sum(ip in t for t in tables.values()) == 1 for ip in ips)
-        return once and not tables[node]
-
-    return check
-
-
-def _busiest(c: Cluster) -> tuple[str, int]:
-    held = Counter(n for n, t in c.tables().items() for _ in t)
-    return held.most_common(1)[0]
+def _ips(c: Cluster, services: int) -> list[str]:
+    return list(c.services(services, lambda i: f"198.18.0.{i}").values())  # benchmarking range
 
 
 def _free_port() -> int:
@@ -99,22 +79,22 @@ def moves(
 ) -> dict[str, Any]:
     """Signal the busiest node ``runs`` times (restarting it in between); time each move. With
     ``metrics`` each agent serves its metrics endpoint, as deployed with prometheus enabled."""
-    c, ips = _cluster(workdir, 3, services)
     args = {
         node: [*RATE, *([f"--prometheus-serve-addr=127.0.0.1:{_free_port()}"] if metrics else [])]
         for node in ("node1", "node2", "node3")
     }
     took: list[float] = []
     moved: list[int] = []
-    try:
+    with running_cluster(workdir, 3) as c:
+        ips = _ips(c, services)
         for node in args:
             c.start_agent(node, timers, args[node])
         for _ in range(runs):
             until(lambda: c.each_announced_once(ips), 120, "every service announced once")
-            time.sleep(_seconds(timers[2]) * 2)  # a couple of renew rounds: steady
-            node, held = _busiest(c)
+            time.sleep(parse_duration(timers[2]) * 2)  # a couple of renew rounds: steady
+            node, held = c.busiest()
             c.signal(node, sig)
-            took.append(until(_moved_from(c, node, ips), 60, f"moved from {node}"))
+            took.append(until(partial(c.moved_from, node, ips), 60, f"moved from {node}"))
             moved.append(held)
             c.agents[node].wait(timeout=10)
             c.start_agent(node, timers, args[node])  # back, as a follower
@@ -128,15 +108,13 @@ def moves(
             "median_s": round(statistics.median(took), 3),
             "max_s": round(max(took), 3),
         }
-    finally:
-        c.close()
 
 
 def lease_traffic(workdir: Path, services: int, window: float) -> dict[str, Any]:
     """Lease requests per second at steady state with 3 agents, then with 6."""
-    c, ips = _cluster(workdir, 6, services)
     rates: dict[int, float] = {}
-    try:
+    with running_cluster(workdir, 6) as c:
+        ips = _ips(c, services)
         for agents in (3, 6):
             for i in range(1, agents + 1):
                 if f"node{i}" not in c.agents:
@@ -148,7 +126,7 @@ def lease_traffic(workdir: Path, services: int, window: float) -> dict[str, Any]
                 60,
                 "every agent knows every lease",
             )
-            time.sleep(2 * _seconds(DEFAULT[2]))
+            time.sleep(2 * parse_duration(DEFAULT[2]))
             start = c.log.mark()
             time.sleep(window)
             records = c.log.query(resource="leases", after=start, until=start + window)
@@ -159,10 +137,8 @@ def lease_traffic(workdir: Path, services: int, window: float) -> dict[str, Any]
             "three_per_s": round(rates[3], 2),
             "six_per_s": round(rates[6], 2),
             "difference": round(abs(rates[6] - rates[3]) / rates[3], 3),
-            "limit_per_s": services / _seconds(DEFAULT[2]),
+            "limit_per_s": services / parse_duration(DEFAULT[2]),
         }
-    finally:
-        c.close()
 
 
 def main() -> int:

@@ -1,13 +1,70 @@
-"""Changes to a running lab that `l2lab` has no command for, shared by the end-to-end tests and
-bench/client_view.py: a second interface on a node, and the node's BPF map keys as l2dbg lists
-them."""
+"""What the end-to-end tests and bench/client_view.py both do to a running lab: run `l2lab`,
+read who holds a Service and what the client resolved, watch the client's ARP answers, wait for a
+condition, and what `l2lab` has no command for (a second interface on a node, the node's BPF map
+keys as l2dbg lists them)."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from lab import lab, netns
 from lab.state import LabState
+
+L2LAB = str(Path(sys.executable).parent / "l2lab")
+
+
+def l2lab(name: str, *args: str, check: bool = True, timeout: float = 90) -> str:
+    """``l2lab --name <name> <args>`` as a user types it; its stdout and stderr."""
+    done = subprocess.run(
+        [L2LAB, "--name", name, *args], capture_output=True, text=True, timeout=timeout
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"l2lab {' '.join(args)}: exit {done.returncode}\n{done.stderr}")
+    return done.stdout + done.stderr
+
+
+def until(pred: Callable[[], bool], what: str, timeout: float = 20.0, poll: float = 0.02) -> float:
+    """Seconds until ``pred`` held; a failure only if it never did within ``timeout``."""
+    start = time.monotonic()
+    while not pred():
+        assert time.monotonic() - start <= timeout, f"{what}: not within {timeout}s"
+        time.sleep(poll)
+    return time.monotonic() - start
+
+
+def holder_of(state: LabState, service: str) -> str:
+    return lab.leases(state).get(lab.lease_name(service), "")
+
+
+def neighbour(state: LabState, ip: str) -> str:
+    """The MAC in the client's neighbour entry for ``ip`` ("" if it has none)."""
+    out = netns.ip("neigh", "show", ip, netns=state.client_netns, check=False)
+    m = re.search(r"lladdr ([0-9a-f:]{17})", out)
+    return m.group(1) if m else ""
+
+
+def arpwatch(
+    state: LabState, vip: str, duration: float, interval: float = 0.02, summary_only: bool = True
+) -> subprocess.Popen[str]:
+    """``python -m lab.arpwatch`` in the client: an ARP request for ``vip`` every ``interval``."""
+    command = [sys.executable, "-m", "lab.arpwatch", vip, "--duration", str(duration),
+               "--interval", str(interval), *(["--summary-only"] if summary_only else [])]  # fmt: skip
+    args, env = lab.exec_args(state, "client", command)
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def summary(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """The summary line of a finished arpwatch."""
+    out, _ = proc.communicate(timeout=30)
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])["summary"]
+    return result
 
 
 def add_eth1(state: LabState, node: str) -> int:

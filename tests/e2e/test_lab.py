@@ -25,23 +25,24 @@ import pytest
 
 from lab import lab, netns
 from lab.state import RUN_DIR, LabState, lab_dir, node_mac
-from tests.e2e.lab_extras import add_eth1, delete_eth1, responder_keys
+from tests.e2e.lab_extras import (
+    L2LAB,
+    add_eth1,
+    arpwatch,
+    delete_eth1,
+    holder_of,
+    l2lab,
+    neighbour,
+    responder_keys,
+    summary,
+    until,
+)
 
-L2LAB = str(Path(sys.executable).parent / "l2lab")
 FAST = ("3s", "1s", "200ms")
 REFERENCE = ("15s", "5s", "2s")  # the reference's default timers
 E2E_NAME = re.compile(r"^e2e[0-9a-f]{4}$")
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def l2lab(name: str, *args: str, check: bool = True, timeout: float = 90) -> str:
-    done = subprocess.run(
-        [L2LAB, "--name", name, *args], capture_output=True, text=True, timeout=timeout
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"l2lab {' '.join(args)}: exit {done.returncode}\n{done.stderr}")
-    return done.stdout + done.stderr
 
 
 def _owner_file(name: str) -> Path:
@@ -101,29 +102,10 @@ def up(
     return state
 
 
-def _until(pred: Any, what: str, timeout: float = 20.0) -> float:
-    """Seconds until ``pred`` held; a failure only if it never did (speed is for bench/)."""
-    start = time.monotonic()
-    while not pred():
-        assert time.monotonic() - start <= timeout, f"{what}: not within {timeout}s"
-        time.sleep(0.02)
-    return time.monotonic() - start
-
-
-def holder_of(state: LabState, service: str) -> str:
-    return lab.leases(state).get(lab.lease_name(service), "")
-
-
 def arping(state: LabState, ip: str, count: int = 3) -> list[str]:
     """The MACs that answered, one per answer, for `count` requests from the client."""
     out = lab.run_in(state, "client", ["arping", "-c", str(count), "-W", "0.2", "-i", "eth0", ip])
     return re.findall(r"bytes from ([0-9a-f:]{17}) ", out)
-
-
-def neighbour(state: LabState, ip: str) -> str:
-    out = netns.ip("neigh", "show", ip, netns=state.client_netns, check=False)
-    m = re.search(r"lladdr ([0-9a-f:]{17})", out)
-    return m.group(1) if m else ""
 
 
 def curl(state: LabState, ip: str) -> str:
@@ -287,21 +269,6 @@ def test_down_cleans_up_after_a_crashed_up(name: str) -> None:
 # -- the client's view over time: arping every 20 ms during a disruption -------------------------
 
 
-def arpwatch(state: LabState, vip: str, duration: float) -> subprocess.Popen[str]:
-    args, env = lab.exec_args(
-        state,
-        "client",
-        [sys.executable, "-m", "lab.arpwatch", vip, "--duration", str(duration), "--summary-only"],
-    )
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
-
-
-def summary(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    out, _ = proc.communicate(timeout=30)
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])["summary"]
-    return result
-
-
 @pytest.mark.parametrize(
     "disruption",
     [
@@ -367,7 +334,7 @@ def test_a_service_created_with_kubectl_is_announced_once_selected_and_addressed
     while not (holder := holder_of(state, "web")):
         assert time.monotonic() < deadline, lab.leases(state)
         time.sleep(0.1)
-    answers = []
+    answers: list[str] = []
     while len(answers) < 2:
         assert time.monotonic() < deadline, "the new VIP is not answered"
         answers = arping(state, vip, count=2)
@@ -402,7 +369,7 @@ def test_bad_policy_shows_its_condition_and_relabel_withdraws(name: str, tmp_pat
     # A Service relabelled out of the policy is withdrawn from the table and the map (how fast
     # is bench/client_view.py's, target 1 s).
     l2lab(name, "kubectl", "--", "label", "service", "service-1", "color=red", "--overwrite")
-    took = _until(
+    took = until(
         lambda: (
             not (
                 vip in lab.node_view(state, holder).announced
@@ -463,11 +430,7 @@ def test_agent_restart_loses_no_request_keeps_counters_and_sends_no_garp(name: s
     garps = subprocess.Popen(
         args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
-    args, env = lab.exec_args(
-        state, "client",
-        [sys.executable, "-m", "lab.arpwatch", vip, "--interval", "0.01", "--duration", "8"],
-    )  # fmt: skip
-    watcher = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+    watcher = arpwatch(state, vip, duration=8, interval=0.01, summary_only=False)
     time.sleep(1.0)
     l2lab(name, "agent", "kill", holder)
     l2lab(name, "agent", "start", holder)
@@ -554,19 +517,19 @@ def test_an_interface_added_deleted_and_readded_reaches_the_map(name: str) -> No
     vip = state.vips()["service-1"]
     holder = holder_of(state, "service-1")
     first = add_eth1(state, holder)
-    took = _until(lambda: (vip, "eth1", first) in responder_keys(state, holder), "eth1 added")
+    took = until(lambda: (vip, "eth1", first) in responder_keys(state, holder), "eth1 added")
     print(f"eth1 added: key in the map after {took:.3f}s")
     devices = lab.run_in(state, holder, ["l2dbg", "statedb", "devices"])
     assert any(line.split()[:3] == ["eth1", str(first), "true"] for line in devices.splitlines())
 
     delete_eth1(state, holder)
-    took = _until(lambda: all(k[2] != first for k in responder_keys(state, holder)), "eth1 deleted")
+    took = until(lambda: all(k[2] != first for k in responder_keys(state, holder)), "eth1 deleted")
     print(f"eth1 deleted: key gone after {took:.3f}s")
     assert any(k[:2] == (vip, "eth0") for k in responder_keys(state, holder)), "eth0 keeps it"
 
     second = add_eth1(state, holder)
     assert second != first
-    took = _until(lambda: (vip, "eth1", second) in responder_keys(state, holder), "eth1 re-added")
+    took = until(lambda: (vip, "eth1", second) in responder_keys(state, holder), "eth1 re-added")
     print(f"eth1 re-added as ifindex {second}: key in the map after {took:.3f}s")
 
 

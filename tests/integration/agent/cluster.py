@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ FAST = ("3s", "1s", "200ms")  # the seed's fast-failover example
 DEFAULT = ("15s", "5s", "2s")
 NAMESPACE = "kube-system"
 LEASE_PREFIX = "cilium-l2announce-"
+LEASE = LEASE_PREFIX + "default-service-{}"  # the lease of Service default/service-<i>
 LEASES_KEY = "coordination.k8s.io/leases"  # the store's key of the leases resource
 
 # What an agent may do: the RBAC it is deployed with (the seed's lease verbs plus watch, in its
@@ -193,6 +195,18 @@ class Cluster:
             name, namespace, {"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}
         )
 
+    def services(
+        self, n: int, ip: Callable[[int], str] = lambda i: f"198.51.100.{10 + i}", **labels: str
+    ) -> dict[str, str]:
+        """Policy policy1 (every load balancer IP, on lo) and Services service-1..n with the
+        addresses ``ip(i)``; returns lease name -> IP."""
+        self.policy("policy1", {"loadBalancerIPs": True, "interfaces": ["^lo$"]})
+        ip_of = {}
+        for i in range(1, n + 1):
+            self.service(f"service-{i}", ip(i), **labels)
+            ip_of[LEASE.format(i)] = ip(i)
+        return ip_of
+
     def holder(self, lease: str) -> str:
         try:
             got = self.coordination.read_namespaced_lease(lease, NAMESPACE)
@@ -232,17 +246,13 @@ class Cluster:
     def announced(self, node: str) -> set[str]:
         """The IPs ``node``'s agent has in l2-announce (empty if it is not running)."""
         proc = self.agents.get(node)
-        path = self.tmp / node / "statedb.sqlite"
-        if proc is None or proc.poll() is not None or not path.exists():
+        if proc is None or proc.poll() is not None:
             return set()
-        try:
-            with ReadOnlyDatabase.open(path) as ro, ro.snapshot() as snap:
-                return {e.ip for e in snap.rows(L2_ANNOUNCE)}
-        except Exception:  # not created yet, or mid-write: nothing to report
-            return set()
+        return {e.ip for e in self.rows(node, L2_ANNOUNCE)}
 
     def rows(self, node: str, table: Table[Any]) -> list[Any]:
-        """Rows of ``table`` in ``node``'s state database (empty if it cannot be read yet)."""
+        """Rows of ``table`` in ``node``'s state database (empty if it cannot be read yet: not
+        created, or mid-write)."""
         try:
             path = self.tmp / node / "statedb.sqlite"
             with ReadOnlyDatabase.open(path) as ro, ro.snapshot() as snap:
@@ -257,9 +267,21 @@ class Cluster:
         """Every agent's l2-announce IPs, read once each."""
         return {n: self.announced(n) for n in list(self.agents)}
 
-    def each_announced_once(self, ips: Iterable[str]) -> bool:
-        tables = self.tables()
+    def each_announced_once(
+        self, ips: Iterable[str], tables: dict[str, set[str]] | None = None
+    ) -> bool:
+        tables = self.tables() if tables is None else tables
         return all(sum(ip in t for t in tables.values()) == 1 for ip in ips)
+
+    def moved_from(self, node: str, ips: Iterable[str]) -> bool:
+        """Every IP announced once, none by ``node`` (from one read of each table: the check
+        must not mix two moments)."""
+        tables = self.tables()
+        return self.each_announced_once(ips, tables) and not tables[node]
+
+    def busiest(self) -> tuple[str, int]:
+        """The node announcing the most IPs, and how many."""
+        return Counter(n for n, t in self.tables().items() for _ in t).most_common(1)[0]
 
     def watch_for_overlaps(self, ips: list[str]) -> None:
         """Sample every agent's table until stopped; record any IP announced by two nodes."""

@@ -8,6 +8,7 @@ import time
 from tests.integration.agent.cluster import (
     DEFAULT,
     FAST,
+    LEASE,
     Cluster,
     check_leases,
     last_renew,
@@ -16,20 +17,13 @@ from tests.integration.agent.cluster import (
     until,
 )
 
-LEASE = "cilium-l2announce-default-service-{}"
 SEED_MSG = (
     "values: Invalid value: []string(nil): for 'in', 'notin' operators, values set can't be empty"
 )
 
 
 def _services(c: Cluster, n: int) -> list[str]:
-    c.policy("policy1", {"loadBalancerIPs": True, "interfaces": ["^lo$"]})
-    ips = []
-    for i in range(1, n + 1):
-        ip = f"198.51.100.{10 + i}"
-        c.service(f"service-{i}", ip, app="demo")
-        ips.append(ip)
-    return ips
+    return list(c.services(n, app="demo").values())
 
 
 def test_each_service_is_announced_by_exactly_the_lease_holder(cluster: Cluster) -> None:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import signal
 import time
-from collections import Counter
 
 from tests.integration.agent.cluster import (
     FAST,
+    LEASE,
     Cluster,
     check_announcements,
     check_leases,
@@ -23,7 +23,6 @@ from tests.integration.agent.cluster import (
 )
 
 NODES = ("node1", "node2", "node3")
-LEASE = "cilium-l2announce-default-service-{}"
 # The stall test's timers: the holder must stop announcing between its renew deadline (1 s
 # without a successful renew) and its lease's expiry (6 s after its last renew arrived); the gap
 # is wide so that a busy machine cannot blur the order (the fast timers leave 2 s).
@@ -32,17 +31,6 @@ STALL_LEASE_DURATION = 6.0
 # The seed's sizing rule is QPS = services / renew deadline (50/s here); every agent campaigns for
 # every lease at once on start-up, so give it room (the throttled case is test_throttling.py).
 RATE = ("--k8s-client-qps=200", "--k8s-client-burst=400")
-
-
-def _services(c: Cluster, n: int) -> dict[str, str]:
-    """n Services selected by one policy; returns lease name -> IP."""
-    c.policy("policy1", {"loadBalancerIPs": True, "interfaces": ["^lo$"]})
-    ip_of = {}
-    for i in range(1, n + 1):
-        ip = f"198.51.100.{10 + i}"
-        c.service(f"service-{i}", ip, app="demo")
-        ip_of[LEASE.format(i)] = ip
-    return ip_of
 
 
 def _no_forbidden(c: Cluster) -> None:
@@ -55,7 +43,7 @@ def _no_forbidden(c: Cluster) -> None:
 
 
 def test_three_agents_fifty_services_never_share_a_lease(cluster: Cluster) -> None:
-    ip_of = _services(cluster, 50)
+    ip_of = cluster.services(50, app="demo")
     ips = list(ip_of.values())
     for node in NODES:
         cluster.start_agent(node, FAST, RATE)
@@ -64,24 +52,17 @@ def test_three_agents_fifty_services_never_share_a_lease(cluster: Cluster) -> No
     time.sleep(1.0)
 
     # A planned handover, then a crash: leases change hands both ways.
-    held = Counter(n for n, t in cluster.tables().items() for _ in t)
-    first = held.most_common(1)[0][0]
-
-    def moved_from(node: str) -> bool:
-        tables = cluster.tables()  # one read of each: the predicate must not mix two moments
-        once = all(sum(ip in t for t in tables.values()) == 1 for ip in ips)
-        return once and not tables[node]
-
+    first, first_held = cluster.busiest()
     cluster.signal(first, signal.SIGTERM)
-    handover = until(lambda: moved_from(first), 30, "handed over")
+    handover = until(lambda: cluster.moved_from(first, ips), 30, "handed over")
     cluster.agents[first].wait(timeout=10)
-    second = Counter(n for n, t in cluster.tables().items() for _ in t).most_common(1)[0][0]
+    second, _ = cluster.busiest()
     time.sleep(0.5)
     cluster.signal(second, signal.SIGKILL)
     cluster.agents[second].wait(timeout=10)
-    failover = until(lambda: moved_from(second), 30, "failed over")
+    failover = until(lambda: cluster.moved_from(second, ips), 30, "failed over")
     # How fast is bench/leases.py's; here, how: on the release, and on expiry.
-    print(f"SIGTERM handover of {held[first]} leases: {handover:.3f}s; SIGKILL: {failover:.2f}s")
+    print(f"SIGTERM handover of {first_held} leases: {handover:.3f}s; SIGKILL: {failover:.2f}s")
     time.sleep(0.5)
     cluster.sampler.stop()
 
@@ -93,7 +74,7 @@ def test_three_agents_fifty_services_never_share_a_lease(cluster: Cluster) -> No
     # each changed hands at least once unless the survivor held it from the start.
     (survivor,) = set(NODES) - {first, second}
     changed = [name for name, writes in history.items() if len(holdings(writes)) > 1]
-    assert len(changed) >= held[first], changed
+    assert len(changed) >= first_held, changed
     for name, writes in history.items():
         assert holdings(writes)[-1].node == survivor, name
         nodes = [h.node for h in holdings(writes)]
@@ -108,7 +89,7 @@ def test_three_agents_fifty_services_never_share_a_lease(cluster: Cluster) -> No
 
 
 def test_a_stalled_holder_withdraws_before_its_lease_can_expire(cluster: Cluster) -> None:
-    ip_of = _services(cluster, 3)
+    ip_of = cluster.services(3, app="demo")
     lease, ip = LEASE.format(1), ip_of[LEASE.format(1)]
     ips = list(ip_of.values())
     for node in NODES:
@@ -128,8 +109,8 @@ def test_a_stalled_holder_withdraws_before_its_lease_can_expire(cluster: Cluster
     expiry = renewed_at + STALL_LEASE_DURATION
     assert withdrawn < expiry, f"withdrawn {withdrawn - expiry:.3f}s after the lease expired"
     # Then the others take over everything the holder had, one node each.
-    until(lambda: all(len(cluster.announcers(i)) == 1 for i in mine), 30, "taken over")
-    assert holder not in {n for i in mine for n in cluster.announcers(i)}
+    until(lambda: cluster.each_announced_once(mine), 30, "taken over")
+    assert not mine & cluster.announced(holder)
     assert cluster.holder(lease) not in ("", holder)
     assert cluster.log.count(user=user_of(holder), fault="stall", after=cut) > 0
 

@@ -19,23 +19,18 @@ def probe(state: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_probes_follow_the_agents_health(tmp_path: Path) -> None:
+def test_probes_follow_the_agents_health(cluster: Cluster, tmp_path: Path) -> None:
     assert probe(tmp_path / "none").returncode == 2
-    c = Cluster(tmp_path)
-    try:
-        c.node("node1")
-        c.policy("policy1", {"loadBalancerIPs": True})
-        c.start_agent("node1")
-        state = tmp_path / "node1"
-        until(lambda: probe(state).returncode == 0, 30, "ready")
-        assert probe(state, "--liveness").returncode == 0
-        c.signal("node1", signal.SIGKILL)
-        c.agents["node1"].wait(timeout=5)
-        killed = time.monotonic()
-        # The database outlives the process; its heartbeat ages out after 10 s.
-        until(lambda: probe(state, "--liveness").returncode == 1, 20, "liveness failing")
-        assert time.monotonic() - killed >= 9
-        dead = probe(state, "--liveness")
-        assert dead.stderr.startswith("l2agent: no heartbeat from the agent for 10s (last ")
-    finally:
-        c.close()
+    cluster.policy("policy1", {"loadBalancerIPs": True})
+    cluster.start_agent("node1")
+    state = cluster.tmp / "node1"
+    until(lambda: probe(state).returncode == 0, 30, "ready")
+    assert probe(state, "--liveness").returncode == 0
+    cluster.signal("node1", signal.SIGKILL)
+    cluster.agents["node1"].wait(timeout=5)
+    killed = time.monotonic()
+    # The database outlives the process; its heartbeat ages out after 10 s.
+    until(lambda: probe(state, "--liveness").returncode == 1, 20, "liveness failing")
+    assert time.monotonic() - killed >= 9
+    dead = probe(state, "--liveness")
+    assert dead.stderr.startswith("l2agent: no heartbeat from the agent for 10s (last ")

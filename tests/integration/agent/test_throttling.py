@@ -25,10 +25,10 @@ THROTTLED = re.compile(
 
 
 def test_a_throttled_client_logs_the_wait_and_nothing_fails(cluster: Cluster) -> None:
-    cluster.policy("policy1", {"loadBalancerIPs": True, "interfaces": ["^lo$"]})
-    ips = [f"198.51.{100 + i // 200}.{i % 200 + 10}" for i in range(1, SERVICES + 1)]
-    for i, ip in enumerate(ips, start=1):
-        cluster.service(f"service-{i}", ip, app="demo")
+    ip_of = cluster.services(
+        SERVICES, lambda i: f"198.51.{100 + i // 200}.{i % 200 + 10}", app="demo"
+    )
+    ips = list(ip_of.values())
     cluster.watch_for_overlaps(ips)
     for node in NODES:
         cluster.start_agent(node, TIMERS, RATE)
