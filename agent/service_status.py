@@ -6,19 +6,19 @@ annotation ``l2announcer.io/announcing-node: <node>`` on the Service and records
 annotation and adds an event from the new holder. Writes happen on a thread of their own (a slow
 API must not delay announcing) and failures are logged once each, never retried in a loop.
 
-The writes share the agent's rate-limited client with lease renewals, so, as the policy
-StatusWriter, only the latest write per Service is kept pending and stop() drops what is pending
-rather than draining it.
+The writes share the agent's rate-limited client with lease renewals: only the latest write per
+Service is kept pending, and stopping drops what is pending (agent/latest_writer.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from agent.latest_writer import LatestWriter
 
 log = logging.getLogger("l2announcer.service-status")
 
@@ -37,46 +37,30 @@ class ServiceStatusWriter:
         self.node = node
         self._annotate = annotate
         self._record_event = record_event
-        self._cond = threading.Condition()
-        self._pending: dict[tuple[str, str], str] = {}  # (namespace, name) -> detail
-        self._stop = False
-        self._thread: threading.Thread | None = None
+        # (namespace, name) -> detail
+        self._writer: LatestWriter[tuple[str, str], str] = LatestWriter(
+            "service-status", self._write, self._failed
+        )
         self.written = 0
 
     def announced(self, namespace: str, name: str, detail: str = "") -> None:
-        with self._cond:
-            self._pending[(namespace, name)] = detail
-            self._cond.notify()
+        self._writer.submit((namespace, name), detail)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="service-status", daemon=True)
-        self._thread.start()
+        self._writer.start()
 
     def stop(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._pending.clear()
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        self._writer.stop()
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._stop or bool(self._pending))
-                if self._stop:
-                    return
-                key = next(iter(self._pending))  # oldest first
-                detail = self._pending.pop(key)
-            namespace, name = key
-            try:
-                uid = self._annotate(namespace, name, self.node)
-                message = f"announcing from node {self.node}" + (f" ({detail})" if detail else "")
-                self._record_event(namespace, name, uid, REASON, message)
-                self.written += 1
-            except Exception as e:
-                log.warning("recording the announcing node on service %s/%s failed: %s",
-                            namespace, name, e)  # fmt: skip
+    def _write(self, key: tuple[str, str], detail: str) -> None:
+        namespace, name = key
+        uid = self._annotate(namespace, name, self.node)
+        message = f"announcing from node {self.node}" + (f" ({detail})" if detail else "")
+        self._record_event(namespace, name, uid, REASON, message)
+        self.written += 1
+
+    def _failed(self, key: tuple[str, str], e: Exception) -> None:
+        log.warning("recording the announcing node on service %s/%s failed: %s", *key, e)
 
 
 def kubernetes_writers(api_client: Any, node: str) -> tuple[Annotate, RecordEvent]:

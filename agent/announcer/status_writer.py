@@ -13,9 +13,10 @@ status, where ``replace`` would fail) with field manager ``cilium-agent-l2-annou
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
+
+from agent.latest_writer import LatestWriter
 
 log = logging.getLogger("l2announcer.announcer")
 
@@ -33,46 +34,26 @@ def _essence(conditions: list[dict[str, Any]]) -> tuple[tuple[Any, ...], ...]:
 class StatusWriter:
     def __init__(self, patch: Patch) -> None:
         self._patch = patch
-        self._cond = threading.Condition()
-        self._pending: dict[str, list[dict[str, Any]]] = {}
-        self._sent: dict[str, tuple[tuple[Any, ...], ...]] = {}
-        self._stop = False
-        self._thread: threading.Thread | None = None
+        self._writer: LatestWriter[str, list[dict[str, Any]]] = LatestWriter(
+            "policy-status", self._write, self._failed, essence=_essence
+        )
         self.writes = 0
 
     def submit(self, name: str, generation: int, conditions: list[dict[str, Any]]) -> None:
-        with self._cond:
-            if self._sent.get(name) == _essence(conditions) and name not in self._pending:
-                return
-            self._pending[name] = conditions
-            self._cond.notify()
+        self._writer.submit(name, conditions)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="policy-status", daemon=True)
-        self._thread.start()
+        self._writer.start()
 
     def stop(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        self._writer.stop()
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._stop or bool(self._pending))
-                if self._stop:
-                    return
-                name, conditions = self._pending.popitem()
-                self._sent[name] = _essence(conditions)
-            try:
-                self._patch(name, conditions)
-                self.writes += 1
-            except Exception as e:
-                log.warning("updating policy status failed: %s: %s", name, e)
-                with self._cond:
-                    self._sent.pop(name, None)
+    def _write(self, name: str, conditions: list[dict[str, Any]]) -> None:
+        self._patch(name, conditions)
+        self.writes += 1
+
+    def _failed(self, name: str, e: Exception) -> None:
+        log.warning("updating policy status failed: %s: %s", name, e)
 
 
 def kubernetes_patch(api_client: Any) -> Patch:
