@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lab import lab  # noqa: E402
-from lab.state import LabState, node_mac  # noqa: E402
+from lab.state import FAST_TIMERS, REFERENCE_TIMERS, LabState, node_mac  # noqa: E402
 from tests.e2e.lab_extras import (  # noqa: E402
     add_eth1,
     arpwatch,
@@ -59,8 +59,8 @@ from tests.e2e.lab_extras import (  # noqa: E402
 )
 
 POLL = 0.005  # the times measured here are read to a few milliseconds
-FAST = ("3s", "1s", "200ms")
-REFERENCE = ("15s", "5s", "2s")
+FAST = FAST_TIMERS
+REFERENCE = REFERENCE_TIMERS
 SEED_LONGEST = 3.0 + 1.0  # lease duration + renew deadline
 NEIGHBOUR_BOUND = 3.0 + 2 * 0.2  # lease duration + 2 x retry period
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from lab import lab, netns
 from lab.netns import LabError
-from lab.state import DEFAULT_NAME, LabState, node_mac
+from lab.state import DEFAULT_NAME, FAST_TIMERS, LabState, node_mac
 
 L2LAB = str(Path(sys.executable).parent / "l2lab")
-TIMERS = ("3s", "1s", "200ms")
+TIMERS = FAST_TIMERS
 BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
 
 

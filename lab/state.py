@@ -43,6 +43,7 @@ API_PORT = 6443
 SERVICE_ACCOUNT = ("kube-system", "l2announcer")
 # The reference's lease duration, renew deadline and retry period: what `l2lab up` uses.
 REFERENCE_TIMERS = ("15s", "5s", "2s")
+FAST_TIMERS = ("3s", "1s", "200ms")  # the seed's fast-failover example
 
 
 def node_ip(index: int) -> str:

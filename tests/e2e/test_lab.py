@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from lab import lab, netns
-from lab.state import RUN_DIR, LabState, lab_dir, node_mac
+from lab.state import FAST_TIMERS, REFERENCE_TIMERS, RUN_DIR, LabState, lab_dir, node_mac
 from tests.e2e.lab_extras import (
     L2LAB,
     add_eth1,
@@ -38,8 +38,8 @@ from tests.e2e.lab_extras import (
     until,
 )
 
-FAST = ("3s", "1s", "200ms")
-REFERENCE = ("15s", "5s", "2s")  # the reference's default timers
+FAST = FAST_TIMERS
+REFERENCE = REFERENCE_TIMERS  # the reference's default timers
 E2E_NAME = re.compile(r"^e2e[0-9a-f]{4}$")
 
 pytestmark = pytest.mark.timeout(120)

@@ -38,13 +38,14 @@ from kubernetes import client, config
 from lab.kubeapi.api import ApiConfig
 from lab.kubeapi.auth import service_account_username
 from lab.kubeapi.security import Security
+from lab.state import FAST_TIMERS, REFERENCE_TIMERS
 from statedb import ReadOnlyDatabase, Table
 from statedb.tables import L2_ANNOUNCE
 
 REPO = Path(__file__).resolve().parents[3]
 CRD = REPO / "deploy" / "crds" / "ciliuml2announcementpolicies.yaml"
-FAST = ("3s", "1s", "200ms")  # the seed's fast-failover example
-DEFAULT = ("15s", "5s", "2s")
+FAST = FAST_TIMERS
+DEFAULT = REFERENCE_TIMERS
 NAMESPACE = "kube-system"
 LEASE_PREFIX = "cilium-l2announce-"
 LEASE = LEASE_PREFIX + "default-service-{}"  # the lease of Service default/service-<i>
