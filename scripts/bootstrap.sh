@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBS=(python3-bpfcc libbpfcc bpfcc-tools linux-headers-amd64 bpftool iproute2 arping tcpdump
-      python3-venv python3-dev gcc curl)
+      python3-venv python3-dev gcc curl nftables)
 VENV=.venv
 PY=${PYTHON:-/usr/bin/python3}
 
