@@ -1,7 +1,7 @@
 """Test layout: the directory a test lives in decides its marker and what it may touch.
 
 - tests/unit: pure and fast, never touches the host.
-- tests/integration: the Kubernetes API test server over real HTTP.
+- tests/integration: a real kube-apiserver (one per session, tests/kube.py) over real HTTP.
 - tests/privileged: network namespaces and BPF; needs root, skipped with a reason otherwise.
 - tests/e2e: the whole lab; needs root as well.
 """
@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from lab.controlplane import ControlPlane
+from tests.kube import Kube, kube_for_test, start_control_plane
 
 _TESTS = Path(__file__).parent
 _NEEDS_ROOT = {"privileged", "e2e"}
@@ -37,3 +41,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(
                 pytest.mark.skip(reason=f"{kind} tests need root (network namespaces, BPF)")
             )
+
+
+# -- the real control plane (tests/kube.py) -------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """etcd, kube-apiserver and kube-controller-manager for the whole session (built on first use:
+    scripts/controlplane-build.sh)."""
+    cp = start_control_plane(tmp_path_factory.mktemp("controlplane"))
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.fixture
+def kube(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Kube]:
+    """This test's namespace and name prefix on the session's control plane, cleaned up after."""
+    with kube_for_test(control_plane, tmp_path) as k:
+        yield k
