@@ -7,6 +7,7 @@ as the elector wrote them (six fractional digits) and come back unparsed.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from typing import Any
@@ -111,6 +112,12 @@ class KubernetesLeaseAPI:
         self.namespace = namespace
 
     def _call(self, fn: Any, *args: Any, timeout: float, **kwargs: Any) -> Obj:
+        # Past the client's pydantic argument validation: it turns our MicroTime strings into
+        # datetimes and back with isoformat(), which drops a .000000 fraction, and the API server
+        # refuses a MicroTime without one (400, "cannot parse ... as .000000").
+        raw = getattr(fn, "raw_function", None)
+        if raw is not None:
+            fn = functools.partial(raw, fn.__self__)
         try:
             resp = fn(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
         except self._exc as e:
