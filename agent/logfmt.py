@@ -3,14 +3,20 @@
     time="2024-06-25T12:01:43Z" level=error msg="error retrieving resource lock ..." subsys=klog
 
 Messages from the Kubernetes client side (leases, throttling) carry ``subsys=klog`` as in the
-reference, where client-go logged them; the rest carry their module's name.
+reference, where client-go logged them; the rest carry their module's name. Structured fields
+(``log.warning("...", extra=fields(policy="policy1"))``) follow the message sorted by key with
+``subsys`` among them, quoted only when needed, as logrus prints them:
+
+    level=warning msg="Error processing policy event" error="..." policy=policy1 subsys=announcer
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
+from typing import Any
 
 _LEVELS = {
     logging.DEBUG: "debug",
@@ -26,6 +32,19 @@ def _quote(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+_BARE = re.compile(r"[A-Za-z0-9\-._/@^+]+")  # what logrus leaves unquoted
+
+
+def _value(v: Any) -> str:
+    s = str(v)
+    return s if _BARE.fullmatch(s) else _quote(s)
+
+
+def fields(**kv: Any) -> dict[str, Any]:
+    """``extra=`` for a log call: structured fields printed after the message."""
+    return {"fields": kv}
+
+
 class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
@@ -35,7 +54,10 @@ class LogfmtFormatter(logging.Formatter):
         name = record.name
         subsys = _SUBSYS.get(name) or name.removeprefix("l2announcer.")
         level = _LEVELS.get(record.levelno, record.levelname.lower())
-        return f"time={_quote(stamp)} level={level} msg={_quote(msg)} subsys={subsys}"
+        extra: dict[str, Any] = dict(getattr(record, "fields", None) or {})
+        extra["subsys"] = subsys
+        tail = " ".join(f"{k}={_value(extra[k])}" for k in sorted(extra))
+        return f"time={_quote(stamp)} level={level} msg={_quote(msg)} {tail}"
 
 
 def setup(debug: bool = False) -> None:

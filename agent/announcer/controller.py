@@ -4,11 +4,16 @@ One thread waits for any change of the tables it reads (services, policies, node
 leases) or a leadership change, then recomputes everything from the current rows:
 
 1. each policy's checks against this node (conditions go to the status writer, which writes
-   only what changed);
-2. the Services some valid policy selects here -> the elector campaigns for exactly their leases;
+   only what changed; a new error or a cleared condition is logged once). A policy whose current
+   version fails a check keeps selecting with its last valid version (agent/policy/last_valid.py),
+   so a bad edit never withdraws anything;
+2. the Services some policy selects here -> the elector campaigns for exactly their leases.
+   ``spec.externalIPs`` count only with ``enable-external-ips`` (a Service selected for them alone
+   gets no lease without it; this is logged once per Service and shown in the health message);
 3. for the Services whose lease this node holds, the (IP, interface) entries -> ``l2-announce``,
    written as a diff in one transaction (an unchanged entry is not touched, so its status and
-   the BPF counter behind it stay).
+   the BPF counter behind it stay). A held lease with nothing to announce (no device matches,
+   no valid IP) says why in the health message and, once, in the log.
 
 Lease rows are handed to the elector as it watches them (followers never poll). When the elector
 reports that a lease is lost, that Service's entries are withdrawn at once, in the callback,
@@ -23,17 +28,26 @@ announced before the restart are never pruned in between (at most ``settle_timeo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from agent.announcer.policy_log import PolicyLog
 from agent.k8s.leases import record_from_row
 from agent.leases.elector import Elector
 from agent.leases.record import lease_name
+from agent.logfmt import fields
 from agent.policy.conditions import updated_conditions
-from agent.policy.evaluate import PolicyView, desired_entries, evaluate_policy, selecting_policies
+from agent.policy.evaluate import (
+    PolicyView,
+    desired_entries,
+    selecting_policies,
+    why_nothing_to_announce,
+)
+from agent.policy.last_valid import LastValidPolicies
 from statedb import Database, Status, Table
 from statedb.changes import Consumer
 from statedb.tables.devices import DEVICES
@@ -47,6 +61,8 @@ log = logging.getLogger("l2announcer.announcer")
 
 # (policy name, generation, conditions): hand them to the status writer (which deduplicates)
 ConditionWriter = Callable[[str, int, list[dict[str, Any]]], None]
+# (namespace, name, holder): another node holds the lease of a Service we campaign for
+HolderSeen = Callable[[str, str, str], None]
 
 WAIT_TABLES: tuple[Table[Any], ...] = (SERVICES, POLICIES, NODES, DEVICES)
 
@@ -60,11 +76,21 @@ class Announcer:
         write_conditions: ConditionWriter,
         wall: Callable[[], float] = time.time,
         settle_timeout: float = 5.0,
+        external_ips: bool = False,
+        on_other_holder: HolderSeen | None = None,
     ) -> None:
         self.db = db
         self.elector = elector
         self.node_name = node_name
         self._write_conditions = write_conditions
+        self.external_ips = external_ips  # enable-external-ips
+        self._on_other_holder = on_other_holder
+        self._policies = LastValidPolicies()
+        self._policy_log = PolicyLog()
+        # Services whose spec.externalIPs a policy would announce, left out (the key is off)
+        self.external_ips_ignored: set[tuple[str, str]] = set()
+        # Services whose lease we hold with nothing to announce -> why
+        self.nothing_to_announce: dict[tuple[str, str], str] = {}
         self._wall = wall
         self._lock = threading.RLock()
         self._dirty = threading.Event()
@@ -145,6 +171,12 @@ class Announcer:
     def _feed_leases(self) -> None:
         for ch in self._consumers[LEASES.name].changes():
             self.elector.observe(ch.row.name, None if ch.deleted else record_from_row(ch.row))
+            holder = "" if ch.deleted else ch.row.holder
+            if self._on_other_holder is not None and holder not in ("", self.node_name):
+                with self._lock:
+                    svc = self._wanted.get(ch.row.name)
+                if svc is not None:
+                    self._on_other_holder(*svc, holder)
 
     def _recompute(self) -> None:
         # One read for everything a pass needs: one transaction, and one consistent view.
@@ -158,22 +190,30 @@ class Announcer:
             devices = [d.name for d in r.list(DEVICES, "selected", True)]
             policies = r.all(POLICIES)
             services = r.all(SERVICES)
-        views = [evaluate_policy(p, labels, devices) for p in policies]
+        views = self._policies.evaluate(policies, labels, devices)
+        self._policy_log.update(policies, views)
         self._update_conditions(policies, views)
+        if not self.external_ips:
+            services = self._without_external_ips(services, views)
 
         selected: dict[str, tuple[Service, list[PolicyView]]] = {}
         for s in services:
             pols = selecting_policies(s, views)
             if pols:
                 selected[lease_name(s.namespace, s.name)] = (s, pols)
+        idle: dict[tuple[str, str], str] = {}
         with self._lock:
             self._campaign(selected)
             desired: dict[tuple[str, str], set[Origin]] = {}
             for lease, (s, pols) in selected.items():
                 if self.elector.is_leading(lease):
-                    for key, origin in desired_entries(s, pols).items():
+                    entries = desired_entries(s, pols)
+                    if not entries:
+                        idle[(s.namespace, s.name)] = self._why_idle(s, pols, devices)
+                    for key, origin in entries.items():
                         desired.setdefault(key, set()).add(origin)
             self._write_entries({k: tuple(sorted(v)) for k, v in desired.items()})
+        self._log_idle(idle)
         self.recomputes += 1
         if not self.initialized:
             waited = time.monotonic() - self._started_at
@@ -182,7 +222,76 @@ class Announcer:
                     txn.initializer_done(L2_ANNOUNCE, "l2-announcer")
                 self.initialized = True
         leading = sum(self.elector.is_leading(x) for x in selected)
-        self.health = f"OK, {len(selected)} service(s) selected, leading {leading}"
+        self.health = f"OK, {len(selected)} service(s) selected, leading {leading}" + self._notes()
+
+    def _notes(self) -> str:
+        """What the health message adds: held leases with nothing to announce, and Services whose
+        external IPs are left out, each with the first one as an example."""
+        notes = ""
+        if self.nothing_to_announce:
+            (ns, name), why = min(self.nothing_to_announce.items())
+            notes += (
+                f"; nothing to announce for {len(self.nothing_to_announce)} held lease(s), "
+                f"e.g. {ns}/{name}: {why}"
+            )
+        if self.external_ips_ignored:
+            ns, name = min(self.external_ips_ignored)
+            notes += (
+                f"; spec.externalIPs of {len(self.external_ips_ignored)} service(s) not "
+                f"announced (e.g. {ns}/{name}): enable-external-ips is false"
+            )
+        return notes
+
+    # -- enable-external-ips -------------------------------------------------------------------
+
+    def _without_external_ips(
+        self, services: list[Service], views: list[PolicyView]
+    ) -> list[Service]:
+        """The Services as if they had no spec.externalIPs (the key is off); the ones a policy
+        would announce them for are remembered, and logged once each."""
+        out = []
+        ignored = set()
+        for s in services:
+            if s.external_ips is None:
+                out.append(s)
+                continue
+            stripped = dataclasses.replace(s, external_ips=None)
+            out.append(stripped)
+            if not s.external_ips:
+                continue  # present but empty: there was nothing to announce anyway
+            wanted = [v.name for v in selecting_policies(s, views) if v.external_ips]
+            if not wanted:
+                continue
+            key = (s.namespace, s.name)
+            ignored.add(key)
+            if key not in self.external_ips_ignored:
+                log.warning(
+                    "Not announcing the external IPs of a service: enable-external-ips is false",
+                    extra=fields(
+                        service=f"{s.namespace}/{s.name}",
+                        externalIPs=",".join(s.external_ips),
+                        policy=",".join(wanted),
+                    ),
+                )
+        self.external_ips_ignored = ignored
+        return out
+
+    # -- held leases with nothing to announce ----------------------------------------------------
+
+    def _why_idle(self, s: Service, pols: list[PolicyView], devices: list[str]) -> str:
+        why = why_nothing_to_announce(s, pols, devices)
+        if (s.namespace, s.name) in self.external_ips_ignored:
+            why += " (its spec.externalIPs are not announced: enable-external-ips is false)"
+        return why
+
+    def _log_idle(self, idle: dict[tuple[str, str], str]) -> None:
+        for key, why in sorted(idle.items()):
+            if self.nothing_to_announce.get(key) != why:
+                log.warning(
+                    "Holding the lease of a service but announcing nothing",
+                    extra=fields(service=f"{key[0]}/{key[1]}", reason=why),
+                )
+        self.nothing_to_announce = idle
 
     def _campaign(self, selected: dict[str, tuple[Service, list[PolicyView]]]) -> None:
         for lease in [x for x in self._wanted if x not in selected]:

@@ -42,6 +42,14 @@ class PolicyView:
     # Condition type -> error message, or None when checked and fine. A type that was not
     # checked (an earlier check stopped the evaluation) is absent and left as it is.
     checks: Mapping[str, str | None] = field(default_factory=dict)
+    # The current version is invalid and the selection above is that of this earlier, valid
+    # generation (agent/policy/last_valid.py); None when the current version is in use.
+    kept_generation: int | None = None
+
+    @property
+    def valid(self) -> bool:
+        """No check of this version failed."""
+        return all(error is None for error in self.checks.values())
 
 
 def evaluate_policy(
@@ -136,3 +144,38 @@ def desired_entries(s: Service, policies: Sequence[PolicyView]) -> dict[tuple[st
             for dev in v.devices:
                 out[(ip, dev)] = origin
     return out
+
+
+def why_nothing_to_announce(
+    s: Service, policies: Sequence[PolicyView], selected_devices: Sequence[str]
+) -> str:
+    """Why the holder of ``s``'s lease has no (IP, interface) pair to announce (when
+    ``desired_entries`` is empty): for each selecting policy, no device or no IP."""
+    reasons = []
+    for v in policies:
+        missing = []
+        if not v.devices:
+            missing.append(
+                f"its interfaces match none of this node's selected devices "
+                f"({', '.join(selected_devices)})"
+                if selected_devices
+                else "this node has no selected device"
+            )
+        ips = []
+        if v.load_balancer_ips:
+            ips += _valid_ips(s.load_balancer_ips)
+        if v.external_ips:
+            ips += _valid_ips(s.external_ips or ())
+        if not ips:
+            kinds = [
+                k
+                for k, on in (
+                    ("status.loadBalancer.ingress", v.load_balancer_ips),
+                    ("spec.externalIPs", v.external_ips),
+                )
+                if on
+            ]
+            missing.append(f"no valid IP in {' or '.join(kinds)}")
+        if missing:
+            reasons.append(f"policy {v.name}: {'; '.join(missing)}")
+    return ", ".join(reasons) if reasons else "no policy selects it"
