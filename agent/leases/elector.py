@@ -12,6 +12,9 @@ leading" callback has withdrawn the announcements before a release reaches the A
 
 ``stop()`` withdraws every leadership and releases every lease we hold (empty holder, 1 s), giving
 up after ``release_timeout``; followers that watch the lease take it over as soon as they see it.
+
+Losses, acquisitions, failed renewals and the time requests waited client-side go to a
+``ChurnMonitor`` (churn.py): ``churn_problem()`` says when leases keep flapping, and why.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from agent.leases.api import Conflict, Forbidden, LeaseAPI, LeaseAPIError, NotFound
+from agent.leases.churn import ChurnMonitor
 from agent.leases.record import LeaseRecord
 from agent.leases.state import LeaseElection, Outcome, Request, Timings
 from statedb.reconciler.clock import Clock, RealClock
@@ -47,6 +51,7 @@ class Elector:
         namespace: str = "",
         sent_at: Callable[[], float | None] | None = None,
         on_takeover: Callable[[str, float], None] | None = None,
+        client_qps: float | None = None,
     ) -> None:
         self._api = api
         # When the calling worker's latest API request actually went out (the clock's monotonic
@@ -70,6 +75,7 @@ class Elector:
         self._stopped = threading.Event()
         self._in_flight: set[Future[None]] = set()
         self._last_logged: dict[str, str] = {}
+        self.churn = ChurnMonitor(timings.renew_deadline, client_qps)  # under self._cond
         add_listener = getattr(self._clock, "on_advance", None)
         if add_listener is not None:
             add_listener(self._wake)
@@ -126,6 +132,12 @@ class Elector:
                     out[n] = "campaigning"
             return out
 
+    def churn_problem(self) -> str:
+        """Why this node's leases keep flapping ("" when they do not), see churn.py."""
+        with self._cond:
+            leading = {n for n, e in self._elections.items() if e.leading}
+            return self.churn.problem(self._clock.monotonic(), leading)
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -177,6 +189,10 @@ class Elector:
                         requests.append((name, req))
                     for ev in e.drain_events():
                         changes.append((name, ev.leading, ev.reason))
+                        if ev.leading:
+                            self.churn.acquired(name, now)
+                        elif not self._stopping:
+                            self.churn.lost(name, ev.reason, now)
                         if ev.takeover_seconds is not None:
                             takeovers.append((name, ev.takeover_seconds))
                     deadline = e.next_deadline()
@@ -231,6 +247,11 @@ class Elector:
         outcome = self._execute(name, req)
         sent = self._sent_at() if self._sent_at is not None else None
         with self._cond:
+            now = self._clock.monotonic()
+            if sent is not None:
+                self.churn.waited(sent - req.sent_at, now)
+            if req.purpose == "renew" and not outcome.ok:
+                self.churn.renew_failed(name, outcome.message or outcome.error, now)
             if outcome.error and outcome.error != "conflict":
                 msg = self._failure_message(name, req, outcome)
                 if self._last_logged.get(name) != msg:  # one line per distinct failure
