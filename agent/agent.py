@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.config import Config
+from agent.leases.record import lease_name
 from agent.metrics import Metrics
 from agent.modules import HealthPublisher, Periodic, PodAnnouncer, write_config
 from agent.service_status import ServiceStatusWriter, kubernetes_writers
 
 if TYPE_CHECKING:
     from agent.announcer.controller import Announcer
+    from statedb.tables.l2_announce import Origin
 
 log = logging.getLogger("l2announcer.agent")
 
@@ -129,6 +131,7 @@ class Agent:
             self.health.add(r.name, _attribute(r, "health"))
 
     def _start_announcements(self) -> None:
+        from agent.announcer.announced import AnnouncedServices
         from agent.announcer.controller import Announcer
         from agent.announcer.status_writer import StatusWriter, kubernetes_patch
         from agent.leases.elector import Elector
@@ -153,11 +156,16 @@ class Agent:
         def on_change(lease: str, leading: bool, reason: str) -> None:
             if self.announcer is not None:
                 self.announcer.on_leadership(lease, leading, reason)
-                service = self.announcer.service_of(lease) if leading else None
-                if service is not None:
-                    self.service_status.announced(*service, detail=f"lease {lease}")
             if self.metrics is not None:
                 self.metrics.on_leadership(lease, leading, reason)
+
+        def on_announced(service: Origin, pairs: list[tuple[str, str]]) -> None:
+            # Reported only once a pair is programmed: a held lease alone announces nothing.
+            where = ", ".join(f"{ip} on {iface}" for ip, iface in pairs)
+            lease = lease_name(service.namespace, service.name)
+            self.service_status.announced(
+                service.namespace, service.name, detail=f"{where}; lease {lease}"
+            )
 
         self.elector = Elector(
             self.lease_api,
@@ -167,6 +175,7 @@ class Agent:
             namespace=c.k8s_namespace,
             sent_at=self.lease_api.sent_at,
             on_takeover=self.metrics.on_takeover if self.metrics is not None else None,
+            client_qps=c.effective_qps,
         )
         self.announcer = Announcer(
             self.db,
@@ -174,6 +183,8 @@ class Agent:
             c.node_name,
             self.status_writer.submit,
             settle_timeout=c.l2_announcements_renew_deadline,
+            external_ips=c.enable_external_ips,
+            on_other_holder=self.service_status.other_holder,
         )
         if self.use_datapath:
             self._start_datapath()
@@ -182,6 +193,9 @@ class Agent:
                 responder_items=self._responder_items if self.use_datapath else None,
                 campaigns=self.elector.campaigns,
             )
+        self.announced = AnnouncedServices(self.db, on_announced, reconciled=self.use_datapath)
+        self.announced.start()
+        self._stops.append(("announced-services", self.announced.stop))
         self.elector.start()
         self.announcer.start()
         # Stopped together, in the safe order (see the module docstring).
@@ -198,7 +212,8 @@ class Agent:
         leading = sum(1 for s in campaigns.values() if s == "leading")
         errors = sorted({s for s in campaigns.values() if s.startswith("error")})
         summary = f"leading {leading} of {len(campaigns)} lease(s)"
-        return f"Degraded: {summary}; {errors[0]}" if errors else f"OK, {summary}"
+        problems = [p for p in (self.elector.churn_problem(), *errors[:1]) if p]
+        return f"Degraded: {summary}; {'; '.join(problems)}" if problems else f"OK, {summary}"
 
     def _start_datapath(self) -> None:
         from agent.responder.device_sync import DeviceSync

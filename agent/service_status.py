@@ -1,10 +1,14 @@
 """The answer to "which node owns my IP?" on the Service itself (landscape pain point 13).
 
-When this node starts announcing a Service (it acquired the Service's lease), it sets the
-annotation ``l2announcer.io/announcing-node: <node>`` on the Service and records an Event
-(reason ``Announcing``), so ``kubectl describe svc`` answers the question; a failover moves the
-annotation and adds an event from the new holder. Writes happen on a thread of their own (a slow
-API must not delay announcing) and failures are logged once each, never retried in a loop.
+When this node starts announcing a Service (it holds the Service's lease and at least one of its
+(IP, interface) pairs is programmed, agent/announcer/announced.py), it sets the annotation
+``l2announcer.io/announcing-node: <node>`` on the Service and records an Event (reason
+``Announcing``), so ``kubectl describe svc`` answers the question; a failover moves the
+annotation and adds an event from the new holder. A node that announces the Service again without
+another node having held its lease since (a lease lost and re-taken, a pair re-programmed) writes
+nothing: the annotation already names it, and a flapping lease must not add an event per flap.
+Writes happen on a thread of their own (a slow API must not delay announcing) and failures are
+logged once each, never retried in a loop.
 
 The writes share the agent's rate-limited client with lease renewals: only the latest write per
 Service is kept pending, and stopping drops what is pending (agent/latest_writer.py).
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,10 +46,26 @@ class ServiceStatusWriter:
         self._writer: LatestWriter[tuple[str, str], str] = LatestWriter(
             "service-status", self._write, self._failed
         )
+        self._lock = threading.Lock()
+        # Services whose annotation names this node (written, or being written) and whose lease
+        # no other node has been seen holding since.
+        self._ours: set[tuple[str, str]] = set()
         self.written = 0
+        self.skipped = 0
 
     def announced(self, namespace: str, name: str, detail: str = "") -> None:
-        self._writer.submit((namespace, name), detail)
+        key = (namespace, name)
+        with self._lock:
+            if key in self._ours:
+                self.skipped += 1
+                return
+            self._ours.add(key)
+        self._writer.submit(key, detail)
+
+    def other_holder(self, namespace: str, name: str, holder: str = "") -> None:
+        """Another node holds the Service's lease: the next announcement from here is news."""
+        with self._lock:
+            self._ours.discard((namespace, name))
 
     def start(self) -> None:
         self._writer.start()
@@ -60,6 +81,8 @@ class ServiceStatusWriter:
         self.written += 1
 
     def _failed(self, key: tuple[str, str], e: Exception) -> None:
+        with self._lock:
+            self._ours.discard(key)  # so the next announcement tries again
         log.warning("recording the announcing node on service %s/%s failed: %s", *key, e)
 
 

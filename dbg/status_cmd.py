@@ -1,9 +1,10 @@
 """``l2dbg status``: one screen on how this node's agent is doing.
 
-Modules' health, the leases this node holds and follows, the IPs it announces and their
-reconcile status, the selected devices, and two prerequisites the reference only documents: a
-service proxy on the node (without one the VIP answers ARP but nothing forwards its traffic) and
-l2 announcements being enabled.
+Modules' health, the leases this node holds (each with the number of (IP, interface) pairs it
+announces, or a plain "nothing announced": holding a lease is not announcing) and follows, the IPs
+it announces and their reconcile status, the selected devices, and two prerequisites the reference
+only documents: a service proxy on the node (without one the VIP answers ARP but nothing forwards
+its traffic) and l2 announcements being enabled.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dbg.statedb_cmd import state_dir_of
 from statedb.tables import CONFIG, DEVICES, HEALTH, L2_ANNOUNCE, LEASES
 
 SERVICE_PROXIES = ("kube-proxy", "cilium-agent", "kube-router", "antrea-agent")
+LEASE_PREFIX = "cilium-l2announce"  # the agent's lease names: <prefix>-<namespace>-<name>
 
 
 def service_proxy(proc: Path = Path("/proc")) -> str:
@@ -47,13 +49,25 @@ def render(state_dir: Path, proxy: str) -> str:
         devices = [d.name for d in snap.rows(DEVICES) if d.selected]
     node = config.get("node-name", "?")
     held = [x.name for x in leases if x.holder == node]
+    pairs: dict[str, int] = {}
+    for e in entries:
+        for o in e.origins:
+            name = f"{LEASE_PREFIX}-{o.namespace}-{o.name}"
+            pairs[name] = pairs.get(name, 0) + 1
+    width = max((len(n) for n in held), default=0)
     followed = [x for x in leases if x.holder and x.holder != node]
     out = [
         f"Node:                 {node}",
         f"L2 announcements:     {config.get('enable-l2-announcements', '?')}",
         f"Service proxy:        {proxy or 'none found (kube-proxy or a replacement must forward VIP traffic)'}",
         f"Selected devices:     {', '.join(devices) or 'none'}",
-        f"Leases held:          {len(held)}" + "".join(f"\n  {n}" for n in held),
+        f"Leases held:          {len(held)}" + "".join(
+            f"\n  {n:<{width}}   " + (
+                f"announcing {pairs[n]} (IP, interface) pair(s)" if pairs.get(n)
+                else "nothing announced (the l2-announcer module below says why)"
+            )
+            for n in held
+        ),
         f"Leases followed:      {len(followed)}",
         f"Announced IPs:        {len({e.ip for e in entries})} on {len(entries)} (IP, interface) pair(s)",
     ]  # fmt: skip
