@@ -67,7 +67,8 @@ KEYS: tuple[Key, ...] = (
     Key("kube-proxy-replacement", "kpr", "false", "KubeProxyReplacement",
         "Accepted for compatibility; true also enables external IPs, as in the reference."),
     Key("enable-external-ips", "bool", "false", "EnableExternalIPs",
-        "Announce spec.externalIPs of Services (forced on by kube-proxy-replacement=true)."),
+        "Announce spec.externalIPs of Services whose policy has externalIPs: true; when false "
+        "only their load balancer IPs are announced. kube-proxy-replacement=true forces it on."),
     Key("devices", "devices", "", "Devices",
         "Devices to use, space or comma separated; a trailing + is a prefix wildcard (eth+). "
         "Empty: detect them (see the devices table's reasons)."),
