@@ -61,6 +61,10 @@ def start_control_plane(directory: Path, apiserver_args: Sequence[str] = ()) -> 
     ).start()
     cp.kubectl("apply", "-f", str(CRD))
     cp.kubectl("wait", "--for=condition=established", "--timeout=60s", "-f", str(CRD))
+    # Established is not listable yet: until its watch cache is filled, a list of the policies
+    # gets 429 "storage is (re)initializing".
+    policies = "/apis/cilium.io/v2alpha1/ciliuml2announcementpolicies"
+    wait_for(lambda: cp.get(policies)[0] == 200, 60.0, "the policies listable")
     print(f"control plane ready in {cp.timings['ready']:.1f}s: {cp.url}")
     return cp
 
