@@ -17,6 +17,7 @@ import typer
 
 from agent.leases import record
 from lab import lab
+from lab.controlplane import COMPONENTS
 from lab.netns import LabError
 from lab.state import CLIENT_IP, REFERENCE_TIMERS, LabState, node_ip
 
@@ -30,14 +31,14 @@ class AgentAction(enum.StrEnum):
     restart = "restart"
 
 
-class ApiAction(enum.StrEnum):
-    partition = "partition"  # type: ignore[assignment]
+class ApiFault(enum.StrEnum):
+    stall = "stall"
+    refuse = "refuse"
     heal = "heal"
 
 
-class PartitionMode(enum.StrEnum):
-    stall = "stall"
-    refuse = "refuse"
+# The control plane's components, for `l2lab logs` (`apiserver` is short for kube-apiserver).
+COMPONENT_LOGS = {"apiserver": "kube-apiserver", **{c: c for c in COMPONENTS}}
 
 
 @contextmanager
@@ -62,8 +63,11 @@ def status_text(state: LabState) -> str:
     lines = [
         f"lab {state.name}: {state.nodes} node(s), {state.services} Service(s), timers "
         f"{'/'.join(state.timers)} (lease duration/renew deadline/retry period), {state.phase}",
-        f"API server: {state.host_url} (host), {state.lan_url} (nodes); "
-        f"pid {state.apiserver.pid if state.apiserver else '-'}",
+        f"kube-apiserver: {state.host_url} (host), {state.lan_url} (nodes); "
+        + ", ".join(
+            f"{c} pid {p.pid if p.alive() else '- (not running)'}"
+            for c, p in state.control_plane.items()
+        ),
         "",
     ]
     rows = [("NODE", "ADDRESS", "AGENT", "LEASES", "ANNOUNCED", "HEALTH")]
@@ -80,6 +84,8 @@ def status_text(state: LabState) -> str:
             health = "OK"
         else:
             health = "starting"
+        if ns.api_fault:
+            health += f"; API {ns.api_fault} (l2lab api {name} heal)"
         # A stopped agent's table is what it last wrote, not what the node answers for.
         ips = [f"{ip}@{dev}" for ip, dev in sorted(view.announced.items())] if running else []
         rows.append(
@@ -137,7 +143,7 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
             typer.Option(help="Seconds to wait for every Service to be announced."),
         ] = None,
     ) -> None:
-        """Bring up a lab: LAN, nodes with agents, client, API server; wait until announced."""
+        """Bring up a lab: LAN, control plane, nodes with agents, client; wait until announced."""
         with _errors():
             start = time.monotonic()
             # A failed build's message already says the half-built lab stays (lab.up adds it).
@@ -161,11 +167,12 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
 
     @app.command(context_settings=_EXTRA)
     def kubectl(ctx: typer.Context) -> None:
-        """Run the real kubectl against the lab as its admin: l2lab kubectl -- get lease -A."""
+        """Run the built kubectl against the lab as its admin: l2lab kubectl -- get lease -A."""
         with _errors():
             state = current()
-            args = ["kubectl", f"--kubeconfig={state.admin_kubeconfig}", *ctx.args]
-            os.execvp("kubectl", args)
+            kubectl = str(state.kubectl_path)
+            sys.stdout.flush()
+            os.execv(kubectl, [kubectl, f"--kubeconfig={state.admin_kubeconfig}", *ctx.args])
 
     @app.command("exec", context_settings=_EXTRA)
     def exec_(
@@ -199,33 +206,42 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
 
     @app.command()
     def api(
-        action: Annotated[ApiAction, typer.Argument(help="partition or heal")],
-        node: Annotated[str, typer.Argument(help="node1..nodeN (heal: or all)")],
-        mode: Annotated[
-            PartitionMode,
-            typer.Option(help="stall: requests hang unanswered; refuse: connections closed"),
-        ] = PartitionMode.stall,
+        node: Annotated[str, typer.Argument(help="node1..nodeN, or all")],
+        fault: Annotated[
+            ApiFault,
+            typer.Argument(
+                help="stall: packets dropped both ways (connections hang); refuse: TCP resets; "
+                "heal: the rules removed"
+            ),
+        ],
     ) -> None:
-        """Cut one node's agent off the API server, or heal it (via the /_lab/ control surface)."""
+        """Stall or refuse a node's traffic with kube-apiserver, or heal it (nftables rules in
+        the node's network namespace)."""
         with _errors():
             state = current()
-            if action is ApiAction.partition:
-                rules = lab.partition(state, node, mode.value)
-                _say(f"{node} partitioned from the API server ({mode.value}; rules {rules})")
-            else:
-                removed = lab.heal(state, None if node == "all" else node)
-                _say(f"healed {node} ({removed} rule(s) removed)")
+            nodes = lab.api_fault(state, node, fault.value)
+            done = {
+                "stall": "stalled (packets dropped both ways)",
+                "refuse": "refused (TCP resets)",
+                "heal": "healed",
+            }[fault.value]
+            _say(f"{', '.join(nodes)}: traffic with kube-apiserver {done}")
 
     @app.command()
     def logs(
-        node: Annotated[str, typer.Argument(help="node1..nodeN, or apiserver")],
+        node: Annotated[
+            str,
+            typer.Argument(
+                help="node1..nodeN, or apiserver (kube-apiserver), etcd, kube-controller-manager"
+            ),
+        ],
         follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
     ) -> None:
-        """Print a node's agent log (or the API server's)."""
+        """Print a node's agent log (or a control plane component's)."""
         with _errors():
             state = current()
-            if node == "apiserver":
-                path = state.dir / "apiserver.log"
+            if node in COMPONENT_LOGS:
+                path = state.control_plane_dir / f"{COMPONENT_LOGS[node]}.log"
             else:
                 lab._node(state, node)
                 path = state.agent_log(node)

@@ -1,17 +1,20 @@
-"""The lab: a LAN of network namespaces with nodes running the real agent, a client, and the API
-server, on one machine. ``l2lab`` (cli.py) is a thin layer over the functions here.
+"""The lab: a LAN of network namespaces with nodes running the real agent, a client, and a real
+Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager built from pinned Go
+modules: lab/controlplane.py), on one machine. ``l2lab`` (cli.py) is a thin layer over the
+functions here.
 
 Picture (default name ``l2lab``, 3 nodes)::
 
     host ── l2lab-api (203.0.113.2/30) ─┐
                                         │ veth
     ┌ l2lab-lan ────────────────────────┴─────────────────────────────────────┐
-    │ api0 203.0.113.1/30   br0 198.51.100.1/24  (API server :6443 on both)    │
+    │ api0 203.0.113.1/30   br0 198.51.100.1/24  (kube-apiserver :6443, both) │
+    │ etcd, kube-controller-manager on 127.0.0.1                              │
     │        ports: node1   node2   node3   client                            │
     └───────────────┬───────┬───────┬───────┬─────────────────────────────────┘
           eth0 .11 ─┘  .12 ─┘  .13 ─┘  .2 ─┘  (each in its own namespace)
     l2lab-node<i>: eth0 198.51.100.(10+i)/24, default via .1, every VIP on lo (arp_ignore=1),
-                   sandbox (own bpffs at /sys/fs/bpf, state at /run/l2announcer),
+                   sandbox (own sysfs, own bpffs at /sys/fs/bpf, state at /run/l2announcer),
                    l2agent + HTTP responder :80
     l2lab-client:  eth0 198.51.100.2/24 (arping, curl)
 
@@ -27,7 +30,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,9 +43,8 @@ import yaml
 from agent.config import Config, ConfigError, clamp_lease_timings, parse_value
 from agent.durations import parse_duration
 from agent.leases import record
-from lab import netns
-from lab.kubeapi.auth import service_account_username
-from lab.kubeapi.fault_spec import node_bound_name
+from lab import controlplane, netns
+from lab.controlplane import ControlPlane, ControlPlaneError, Ports, write_kubeconfig
 from lab.netns import LabError
 from lab.state import (
     API_LAN_IP,
@@ -71,7 +72,11 @@ DEPLOY = REPO / "deploy"
 VENV_BIN = Path(sys.executable).parent
 RUN_L2ANNOUNCER = Path("/run/l2announcer")
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
-TOOLS = ("ip", "nsenter", "unshare", "mount", "sysctl", "kubectl", "bpftool", "arping", "curl")
+# kubectl is not among them: the lab uses the one built with the control plane.
+TOOLS = ("ip", "nsenter", "unshare", "mount", "sysctl", "nft", "bpftool", "arping", "curl")
+# The agents' ServiceAccount tokens, minted by kube-apiserver at `l2lab up`: valid for a year, so
+# a lab left up never loses its agents to an expired token (a kubelet would refresh them).
+TOKEN_SECONDS = 365 * 24 * 3600
 
 
 def policy1() -> dict[str, Any]:
@@ -271,10 +276,23 @@ def _build(state: LabState, say: Callable[[str], None]) -> None:
         state.created_run_l2announcer = True
     state.save()
 
-    say(f"starting the API server on {state.lan_url} (nodes) and {state.host_url} (host)")
-    _start_apiserver(state)
+    cp = _start_control_plane(state, say)
     say("applying deploy/ (CRD, ServiceAccount, RBAC), policy1, nodes and Services")
     _apply_objects(state)
+    for node in state.node_names():
+        # As the kubelet mints a pod's token: TokenRequest for the DaemonSet's ServiceAccount.
+        try:
+            token = cp.service_account_token(*SERVICE_ACCOUNT, seconds=TOKEN_SECONDS)
+        except ControlPlaneError as e:
+            raise LabError(str(e)) from None
+        write_kubeconfig(
+            state.node_kubeconfig(node),
+            state.lan_url,
+            state.ca_file,
+            SERVICE_ACCOUNT[1],
+            token=token,
+            namespace=SERVICE_ACCOUNT[0],
+        )
     for node in state.node_names():
         member_state = state.node_states[node]
         sandbox_log = state.dir / node / "sandbox.log"
@@ -286,40 +304,59 @@ def _build(state: LabState, say: Callable[[str], None]) -> None:
         start_agent(state, node, say)
 
 
-def _start_apiserver(state: LabState) -> None:
-    args = [
-        *netns.enter_args(None, state.lan_netns),
-        sys.executable,
-        "-m",
-        "lab.labserver",
-        str(state.dir),
-        f"--lan-ip={API_LAN_IP}",
-        f"--host-ip={state.api_host_ip}",
-        f"--port={API_PORT}",
-        f"--service-account={SERVICE_ACCOUNT[0]}/{SERVICE_ACCOUNT[1]}",
-        *[f"--node={n}" for n in state.node_names()],
-    ]
-    proc = netns.spawn(args, state.dir / "apiserver.log", env=_env(cwd_on_path=True))
-    state.apiserver = proc_of(proc.pid)
-    state.save()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise LabError(
-                "the API server exited:\n" + (state.dir / "apiserver.log").read_text()[-2000:]
-            )
-        if (state.dir / "apiserver.ready").exists() and _connects(state.api_host_ip, API_PORT):
-            return
-        time.sleep(0.05)
-    raise LabError("the API server did not come up within 30s (see apiserver.log)")
+def control_plane_of(state: LabState) -> ControlPlane:
+    """The lab's control plane: etcd, kube-apiserver and kube-controller-manager inside the LAN
+    namespace on their usual ports; kube-apiserver on every address there (198.51.100.1 for the
+    nodes, the host link's LAN end for the host), which its certificate names."""
+    return ControlPlane(
+        state.control_plane_dir,
+        Path(state.bin_dir),
+        bind="0.0.0.0",
+        advertise=API_LAN_IP,
+        addresses=[API_LAN_IP, state.api_host_ip],
+        ports=Ports(),
+        netns=state.lan_netns,
+        procs=dict(state.control_plane),
+    )
 
 
-def _connects(host: str, port: int) -> bool:
+def _start_control_plane(state: LabState, say: Callable[[str], None]) -> ControlPlane:
     try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+        # Built on the first use on this machine (minutes, with progress); a cache hit after.
+        bin_dir = controlplane.binaries(
+            say=lambda line: say(line.removeprefix("controlplane-build: "))
+        )
+    except ControlPlaneError as e:
+        raise LabError(str(e)) from None
+    state.bin_dir = str(bin_dir)
+    state.save()
+    say(
+        f"starting the control plane (etcd, kube-apiserver, kube-controller-manager) in "
+        f"{state.lan_netns}: {state.lan_url} (nodes), {state.host_url} (host)"
+    )
+    cp = control_plane_of(state)
+    try:
+        cp.start()
+    except ControlPlaneError as e:
+        raise LabError(str(e)) from None
+    finally:
+        state.control_plane = dict(cp.procs)
+        state.save()
+    write_kubeconfig(
+        state.admin_kubeconfig,
+        state.host_url,
+        state.ca_file,
+        "admin",
+        cert=cp.pki.cert("admin"),
+        key=cp.pki.key("admin"),
+    )
+    t = cp.timings
+    say(
+        f"control plane ready in {t['ready']:.1f}s (etcd {t['etcd']:.1f}s, kube-apiserver "
+        f"{t['kube-apiserver'] - t['etcd']:.1f}s, kube-controller-manager and the default "
+        f"namespace {t['ready'] - t['kube-apiserver']:.1f}s)"
+    )
+    return cp
 
 
 def _env(cwd_on_path: bool = False) -> dict[str, str]:
@@ -332,8 +369,11 @@ def _env(cwd_on_path: bool = False) -> dict[str, str]:
 
 
 def kubectl(state: LabState, *args: str, check: bool = True) -> str:
+    """The built kubectl, as the lab's admin, from the host."""
     return netns.run(
-        ["kubectl", f"--kubeconfig={state.admin_kubeconfig}", *args], check=check, timeout=60
+        [str(state.kubectl_path), f"--kubeconfig={state.admin_kubeconfig}", *args],
+        check=check,
+        timeout=60,
     )
 
 
@@ -346,6 +386,9 @@ def _apply_objects(state: LabState) -> None:
     if len(files) < 4:
         raise LabError(f"{DEPLOY}: the ServiceAccount and RBAC manifests are missing")
     kubectl(state, "apply", *files)
+    kubectl(
+        state, "wait", "--for=condition=established", "--timeout=60s", "-f", str(DEPLOY / "crds")
+    )
     policy = state.dir / "policy1.yaml"
     policy.write_text(yaml.safe_dump(policy1(), sort_keys=False))
     kubectl(state, "apply", "-f", str(policy))
@@ -515,7 +558,7 @@ class NodeView:
 
 
 def node_view(state: LabState, node: str) -> NodeView:
-    from statedb import ReadOnlyDatabase
+    from statedb.readonly import ReadOnlyDatabase
     from statedb.status import StatusKind
     from statedb.tables import L2_ANNOUNCE
     from statedb.tables.health import HEALTH
@@ -599,31 +642,57 @@ def tail(path: Path, lines: int) -> str:
         return "(no log)"
 
 
-def admin_token(state: LabState) -> str:
-    config = yaml.safe_load(state.admin_kubeconfig.read_text())
-    return str(config["users"][0]["user"]["token"])
+# -- API faults: nftables rules in a node's namespace ---------------------------------------------
+
+API_FAULTS = ("stall", "refuse", "heal")
+NFT_TABLE = "l2lab"  # the lab's own table in a node's namespace; heal deletes it
 
 
-def api_fault_user(node: str) -> str:
-    return node_bound_name(service_account_username(*SERVICE_ACCOUNT), node)
+def api_fault_rules(fault: str, address: str = API_LAN_IP, port: int = API_PORT) -> str:
+    """The nft script that puts ``fault`` on a node's traffic with kube-apiserver, atomically
+    replacing any earlier one.
+
+    stall: packets both ways are dropped, so connections (also established ones, such as a watch)
+    hang, and new ones time out, as when a link or the server silently dies. refuse: every packet
+    is answered with a TCP reset, so requests fail at once (refused connections, reset ones), as
+    when nothing listens any more. The incoming rule lets resets through: the one the outgoing
+    rule makes comes in from the server's address, and must reach the node's socket. heal: the
+    table is gone."""
+    if fault not in API_FAULTS:
+        raise LabError(f"{fault!r}: an API fault is one of {', '.join(API_FAULTS)}")
+    # Creating the table first makes the delete harmless when there is none.
+    script = f"table ip {NFT_TABLE} {{}}\ndelete table ip {NFT_TABLE}\n"
+    if fault == "heal":
+        return script
+    out_verdict, in_match, in_verdict = (
+        ("drop", "", "drop") if fault == "stall"
+        else ("reject with tcp reset", " tcp flags & rst == 0", "reject with tcp reset")
+    )  # fmt: skip
+    return script + (
+        f"table ip {NFT_TABLE} {{\n"
+        "  chain output {\n"
+        "    type filter hook output priority filter; policy accept;\n"
+        f"    ip daddr {address} tcp dport {port} {out_verdict}\n"
+        "  }\n"
+        "  chain input {\n"
+        "    type filter hook input priority filter; policy accept;\n"
+        f"    ip saddr {address} tcp sport {port}{in_match} {in_verdict}\n"
+        "  }\n"
+        "}\n"
+    )
 
 
-def partition(state: LabState, node: str, mode: str) -> list[str]:
-    from lab.kubeapi.control_client import ControlClient
-
-    _node(state, node)
-    client = ControlClient(state.host_url, admin_token(state), state.ca_file)
-    return client.partition(api_fault_user(node), mode)
-
-
-def heal(state: LabState, node: str | None) -> int:
-    from lab.kubeapi.control_client import ControlClient
-
-    client = ControlClient(state.host_url, admin_token(state), state.ca_file)
-    if node is None:
-        return client.heal()
-    _node(state, node)
-    return client.heal(api_fault_user(node))
+def api_fault(state: LabState, node: str, fault: str) -> list[str]:
+    """Stall, refuse or heal the traffic between ``node`` (or every node: ``all``) and
+    kube-apiserver; returns the nodes it applied to."""
+    script = api_fault_rules(fault)
+    nodes = list(state.node_states) if node == "all" else [_node(state, node).name]
+    for name in nodes:
+        ns = state.node_states[name]
+        netns.nft(ns.netns, script)
+        ns.api_fault = "" if fault == "heal" else fault
+        state.save()
+    return nodes
 
 
 def exec_args(state: LabState, member: str, command: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -655,8 +724,7 @@ def down(name: str, say: Callable[[str], None] = print) -> list[str]:
     if state is not None:
         for ns in state.node_states.values():
             procs += [p for p in (ns.agent, ns.http, ns.sandbox) if p is not None]
-        if state.apiserver is not None:
-            procs.append(state.apiserver)
+        procs += state.control_plane.values()
     for proc in procs:
         if proc.alive():
             with contextlib.suppress(ProcessLookupError):

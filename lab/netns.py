@@ -5,19 +5,23 @@ could type (``ip -n l2lab-lan link add br0 type bridge``), and errors come back 
 words.
 
 Processes of a node run in its *sandbox*: a long-lived ``sleep`` holding the node's network
-namespace and a private mount namespace, like a pod's pause container. The sandbox mounts its own
-bpffs instance at ``/sys/fs/bpf`` and bind-mounts the node's state directory at
-``/run/l2announcer``, so the agent, ``l2dbg`` and ``bpftool`` inside it use the default paths.
-Processes join it with ``nsenter --target <sandbox pid> --net --mount``. ``ip netns exec`` is not
-used: it remounts /sys and would hide bpffs.
+namespace and a private mount namespace, like a pod's pause container. The sandbox mounts a fresh
+sysfs at ``/sys`` (made inside the node's network namespace, so ``/sys/class/net`` lists the
+node's interfaces, not the host's), its own bpffs instance on ``/sys/fs/bpf`` over it, and
+bind-mounts the node's state directory at ``/run/l2announcer``, so the agent, ``l2dbg`` and
+``bpftool`` inside it use the default paths. Processes join it with ``nsenter --target <sandbox
+pid> --net --mount``. ``ip netns exec`` is not used: it remounts /sys and would hide bpffs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,11 +35,13 @@ class LabError(Exception):
     """Something the lab cannot do; the message is what the user sees."""
 
 
-def run(args: Sequence[str], check: bool = True, timeout: float = 30.0) -> str:
+def run(
+    args: Sequence[str], check: bool = True, timeout: float = 30.0, input: str | None = None
+) -> str:
     """Run a tool; on failure raise LabError with the command and its stderr."""
     try:
         done = subprocess.run(
-            list(args), capture_output=True, text=True, timeout=timeout, check=False
+            list(args), capture_output=True, text=True, timeout=timeout, check=False, input=input
         )
     except FileNotFoundError as e:
         raise LabError(f"{args[0]}: not installed") from e
@@ -54,6 +60,57 @@ def ip(*args: str, netns: str | None = None, check: bool = True) -> str:
 def sysctl(netns: str, key: str, value: str) -> None:
     # /proc/sys/net is per network namespace; write it from inside the namespace.
     run(["nsenter", f"--net={NETNS_DIR / netns}", "sysctl", "-q", "-w", f"{key}={value}"])
+
+
+def nft(netns: str, script: str) -> None:
+    """Apply an nftables script (``nft -f``) inside the namespace, atomically."""
+    run(["nsenter", f"--net={NETNS_DIR / netns}", "nft", "-f", "-"], input=script)
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def socket_in(netns: str) -> socket.socket:
+    """A TCP socket of the namespace: a socket belongs to the namespace it was made in, whichever
+    thread later connects it. Made by a short-lived thread that joins the namespace (setns moves
+    only the calling thread), so this process stays where it is."""
+    made: list[socket.socket | BaseException] = []
+
+    def make() -> None:
+        try:
+            fd = os.open(NETNS_DIR / netns, os.O_RDONLY)
+            try:
+                if _libc().setns(fd, _CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            made.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        except BaseException as e:
+            made.append(e)
+
+    thread = threading.Thread(target=make, name=f"setns-{netns}")
+    thread.start()
+    thread.join()
+    if isinstance(made[0], BaseException):
+        raise made[0]
+    return made[0]
+
+
+def connect_in(netns: str, address: tuple[str, int], timeout: float) -> socket.socket:
+    """A TCP connection to ``address`` as seen from inside ``netns``."""
+    sock = socket_in(netns)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def list_netns() -> list[str]:
@@ -107,6 +164,7 @@ def host_ipv4_addresses() -> list[str]:
 
 SANDBOX_SETUP = """set -e
 mount --make-rprivate /
+mount -t sysfs sysfs /sys
 mount -t bpf bpf /sys/fs/bpf
 mkdir -p /sys/fs/bpf/tc/globals
 mount --bind "$1" /run/l2announcer

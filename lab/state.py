@@ -3,12 +3,15 @@
 A lab is named (default ``l2lab``, or ``L2LAB_NAME`` / ``l2lab --name``); everything it creates
 carries the name: the namespaces ``<name>-lan``, ``<name>-node1``.., ``<name>-client``, the host
 link ``<name>-api``, and the directory ``/run/l2lab/<name>/`` (``L2LAB_RUN_DIR`` moves the parent)
-holding the PKI, kubeconfigs, logs, each node's state directory and ``state.json``.
+holding the control plane's data, PKI and logs (``controlplane/``), the kubeconfigs, each node's
+state directory and log, and ``state.json``.
 
 ``state.json`` is written before anything is created and updated after each step, so a crashed
-``l2lab up`` leaves a record of what to remove. ``l2lab down`` trusts it but does not depend on
-it: it also removes every namespace and host link carrying the name and every process inside
-those namespaces.
+``l2lab up`` leaves a record of what to remove: every process the lab started (the control
+plane's etcd, kube-apiserver and kube-controller-manager, each node's sandbox, agent and HTTP
+responder) with its start time. ``l2lab down`` trusts it but does not depend on it: it also
+removes every namespace and host link carrying the name and every process inside those
+namespaces (the control plane runs inside ``<name>-lan``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 RUN_DIR = Path(os.environ.get("L2LAB_RUN_DIR", "/run/l2lab"))
 
 # The LAN: documentation addresses only (RFC 5737). .1 is the switch's management address, where
-# the API server listens; .2 the client; nodes from .11; Service VIPs from .101.
+# kube-apiserver listens; .2 the client; nodes from .11; Service VIPs from .101.
 LAN_PREFIX = "198.51.100"
 LAN_CIDR = f"{LAN_PREFIX}.0/24"
 API_LAN_IP = f"{LAN_PREFIX}.1"
@@ -39,7 +42,7 @@ MAX_SERVICES = 150
 # The host reaches the API server over a point-to-point link into the LAN namespace, one /30 of
 # 203.0.113.0/24 per lab (the host side is .4k+2, the LAN namespace side .4k+1).
 HOST_LINK_PREFIX = "203.0.113"
-API_PORT = 6443
+API_PORT = 6443  # kube-apiserver's secure port (lab.controlplane.Ports' default)
 SERVICE_ACCOUNT = ("kube-system", "l2announcer")
 # The reference's lease duration, renew deadline and retry period: what `l2lab up` uses.
 REFERENCE_TIMERS = ("15s", "5s", "2s")
@@ -106,6 +109,7 @@ class NodeState:
     sandbox: Proc | None = None
     agent: Proc | None = None
     http: Proc | None = None
+    api_fault: str = ""  # "", "stall" or "refuse": the nft rules `l2lab api` put in its namespace
 
 
 @dataclass
@@ -117,7 +121,8 @@ class LabState:
     host_link_net: int = -1  # k: this lab's host link is 203.0.113.4k/30
     created_run_l2announcer: bool = False
     phase: str = "creating"  # creating | up | failed
-    apiserver: Proc | None = None
+    bin_dir: str = ""  # where the built kubectl, kube-apiserver... are (lab.controlplane.binaries)
+    control_plane: dict[str, Proc] = field(default_factory=dict)  # component -> its process
     node_states: dict[str, NodeState] = field(default_factory=dict)
     namespaces: list[str] = field(default_factory=list)
     host_links: list[str] = field(default_factory=list)
@@ -133,8 +138,17 @@ class LabState:
         return self.dir / "admin.kubeconfig"
 
     @property
+    def control_plane_dir(self) -> Path:
+        """etcd's data, the PKI, the components' logs (lab.controlplane.ControlPlane.dir)."""
+        return self.dir / "controlplane"
+
+    @property
     def ca_file(self) -> Path:
-        return self.dir / "pki" / "ca.crt"
+        return self.control_plane_dir / "pki" / "ca.crt"
+
+    @property
+    def kubectl_path(self) -> Path:
+        return Path(self.bin_dir) / "kubectl"
 
     def node_dir(self, node: str) -> Path:
         return self.dir / node
@@ -211,6 +225,7 @@ class LabState:
                 sandbox=_proc(v.get("sandbox")),
                 agent=_proc(v.get("agent")),
                 http=_proc(v.get("http")),
+                api_fault=v.get("api_fault", ""),
             )
             for k, v in raw.get("node_states", {}).items()
         }
@@ -222,7 +237,10 @@ class LabState:
             host_link_net=raw.get("host_link_net", -1),
             created_run_l2announcer=raw.get("created_run_l2announcer", False),
             phase=raw.get("phase", "creating"),
-            apiserver=_proc(raw.get("apiserver")),
+            bin_dir=raw.get("bin_dir", ""),
+            control_plane={
+                k: p for k, v in raw.get("control_plane", {}).items() if (p := _proc(v))
+            },
             node_states=nodes,
             namespaces=list(raw.get("namespaces", [])),
             host_links=list(raw.get("host_links", [])),

@@ -1,5 +1,5 @@
 """The lab's pure pieces: names and addresses, the state file, the ARP prober's frames and
-summary, node-bound identities for fault injection, and docs that name every command."""
+summary, the nft rules of the API faults, and docs that name every command."""
 
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ import pytest
 
 from lab import arpwatch, state
 from lab.cli import app
-from lab.kubeapi.fault_spec import node_bound_name
-from lab.kubeapi.faults import FaultInjector
-from lab.kubeapi.pipeline import RequestInfo, UserInfo
+from lab.lab import api_fault_rules
+from lab.netns import LabError
 from lab.state import LabState, NodeState, Proc
 
 REPO = Path(__file__).resolve().parents[3]
-SA = "system:serviceaccount:kube-system:l2announcer"
 
 
 def test_every_lan_address_is_a_documentation_address() -> None:
@@ -52,8 +50,12 @@ def test_bad_lab_names_are_refused(name: str) -> None:
 def test_state_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(state, "RUN_DIR", tmp_path)
     lab = LabState(name="t1", nodes=2, services=3, timers=("3s", "1s", "200ms"), host_link_net=5)
-    lab.node_states["node1"] = NodeState("node1", 1, "t1-node1", sandbox=Proc(10, 20))
+    lab.node_states["node1"] = NodeState(
+        "node1", 1, "t1-node1", sandbox=Proc(10, 20), api_fault="stall"
+    )
     lab.namespaces = ["t1-lan", "t1-node1"]
+    lab.bin_dir = "/var/cache/l2announcer/controlplane/x/bin"
+    lab.control_plane = {"etcd": Proc(30, 40), "kube-apiserver": Proc(31, 41)}
     lab.save()
     loaded = LabState.load("t1")
     assert loaded == lab
@@ -83,23 +85,33 @@ def test_summary_counts_double_answers_and_the_longest_gap() -> None:
     assert s == {"requests": 5, "answered": 3, "double": 1, "macs": [a, b, a, b], "outage": 0.06}
 
 
-def _info() -> RequestInfo:
-    return RequestInfo(method="PUT", path="/x", verb="update", resource="leases")
+def _rules(script: str) -> list[str]:
+    return [line.strip() for line in script.splitlines() if line.strip().startswith("ip ")]
 
 
-def test_a_partition_of_one_node_leaves_the_others_with_the_same_service_account() -> None:
-    faults = FaultInjector()
-    node1 = UserInfo(name=SA, groups=("system:serviceaccounts",), node="node1")
-    node2 = UserInfo(name=SA, groups=("system:serviceaccounts",), node="node2")
-    faults.partition(node_bound_name(SA, "node2"), "refuse")
-    action = faults.before(node2, _info())
-    assert action is not None and action.kind == "refuse"
-    assert faults.before(node1, _info()) is None
-    # A rule naming every agent (a glob) still reaches node-bound users; others are unchanged.
-    faults.heal()
-    faults.partition(f"{SA}*", "reset")
-    assert faults.before(node1, _info()) is not None
-    assert faults.before(UserInfo(name="admin"), _info()) is None
+def test_a_stall_drops_the_nodes_packets_with_the_apiserver_both_ways() -> None:
+    script = api_fault_rules("stall", "198.51.100.1", 6443)
+    assert _rules(script) == [
+        "ip daddr 198.51.100.1 tcp dport 6443 drop",
+        "ip saddr 198.51.100.1 tcp sport 6443 drop",
+    ]
+    # It replaces any earlier fault: the lab's table is deleted first, in the same transaction.
+    assert script.startswith("table ip l2lab {}\ndelete table ip l2lab\n")
+    assert "hook output" in script and "hook input" in script
+
+
+def test_a_refusal_resets_both_ways_but_lets_its_own_resets_reach_the_node() -> None:
+    rules = _rules(api_fault_rules("refuse", "198.51.100.1", 6443))
+    assert rules == [
+        "ip daddr 198.51.100.1 tcp dport 6443 reject with tcp reset",
+        "ip saddr 198.51.100.1 tcp sport 6443 tcp flags & rst == 0 reject with tcp reset",
+    ]
+
+
+def test_heal_only_deletes_the_labs_table_and_unknown_faults_are_refused() -> None:
+    assert api_fault_rules("heal") == "table ip l2lab {}\ndelete table ip l2lab\n"
+    with pytest.raises(LabError, match="stall, refuse, heal"):
+        api_fault_rules("partition")
 
 
 def test_docs_name_every_l2lab_command() -> None:
@@ -107,5 +119,5 @@ def test_docs_name_every_l2lab_command() -> None:
     names = [c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands]
     names = [n.rstrip("_") for n in names]
     assert {"up", "status", "kubectl", "exec", "agent", "api", "logs", "down"} <= set(names)
-    missing = [n for n in names if n != "apiserver" and not re.search(rf"`l2lab {n}\b", text)]
+    missing = [n for n in names if not re.search(rf"`l2lab {n}\b", text)]
     assert missing == []
