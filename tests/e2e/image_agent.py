@@ -1,14 +1,16 @@
-"""The agent image run the way deploy/daemonset.yaml runs it, against the lab's API server.
+"""The agent image run the way deploy/daemonset.yaml runs it, against a real control plane.
 
 Run by tests/e2e/test_image.py inside a throwaway network namespace holding a veth pair
 (``l2a`` announced, ``l2b`` the client side), as
 ``nsenter --net=/run/netns/<ns> python -m tests.e2e.image_agent <workdir> <image>``:
 
-1. the lab's API server (TLS, tokens, RBAC enforced) on 127.0.0.1, with the CRD and the RBAC
-   objects of deploy/ applied by kubectl, a Node, a LoadBalancer Service and a policy;
+1. etcd, kube-apiserver and kube-controller-manager (lab/controlplane.py) on 127.0.0.1 of that
+   namespace, with the CRD and the RBAC objects of deploy/ applied by the built kubectl, a Node,
+   a LoadBalancer Service and a policy;
 2. the image under ``buildah run --isolation chroot`` with the DaemonSet's env, its ConfigMap as
-   the config directory, the ServiceAccount's in-cluster token, its mounts, and only its
-   capabilities (seccomp unconfined, as in the DaemonSet);
+   the config directory, the ServiceAccount's in-cluster token (minted by kube-apiserver, as the
+   kubelet's projected volume holds it), its mounts, and only its capabilities (seccomp
+   unconfined, as in the DaemonSet);
 3. what an operator would check: the Lease holder, ``l2agent --health-probe``,
    ``l2dbg statedb l2-announce``, arping from the other end, the responder counter.
 
@@ -29,8 +31,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
-from lab.kubeapi.security import Security
-from lab.kubeapi.server import KubeApiServer
+from lab.controlplane import ControlPlane, binaries
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -62,21 +63,11 @@ def _daemonset_container() -> dict[str, Any]:
     return c
 
 
-def _kubectl(work: Path, kubeconfig: Path, *args: str) -> None:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work)}
-    env["KUBECONFIG"] = str(kubeconfig)
-    result = subprocess.run(
-        ["kubectl", *args], env=env, capture_output=True, text=True, cwd=REPO, timeout=60
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr}")
-
-
-def _seed(work: Path, security: Security, server: KubeApiServer) -> client.ApiClient:
-    kubeconfig = security.write_admin_kubeconfig(work / "admin.kubeconfig", server.url)
-    _kubectl(work, kubeconfig, "apply", "-f", str(DEPLOY / "crds"))
+def _seed(work: Path, cp: ControlPlane) -> client.ApiClient:
+    cp.kubectl("apply", "-f", str(DEPLOY / "crds"))
+    cp.kubectl("wait", "--for=condition=established", "--timeout=60s", "-f", str(DEPLOY / "crds"))
     for kind in ("serviceaccount", "clusterrole", "clusterrolebinding", "role", "rolebinding"):
-        _kubectl(work, kubeconfig, "apply", "-f", str(DEPLOY / f"{kind}.yaml"))
+        cp.kubectl("apply", "-f", str(DEPLOY / f"{kind}.yaml"))
     policy = {
         "apiVersion": "cilium.io/v2alpha1",
         "kind": "CiliumL2AnnouncementPolicy",
@@ -84,11 +75,11 @@ def _seed(work: Path, security: Security, server: KubeApiServer) -> client.ApiCl
         "spec": {"loadBalancerIPs": True, "interfaces": ["^l2a$"]},
     }
     (work / "policy.yaml").write_text(yaml.safe_dump(policy))
-    _kubectl(work, kubeconfig, "apply", "-f", str(work / "policy.yaml"))
+    cp.kubectl("apply", "-f", str(work / "policy.yaml"))
 
     configuration = client.Configuration()
     config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=str(kubeconfig), client_configuration=configuration
+        config_file=str(cp.admin_kubeconfig), client_configuration=configuration
     )
     api = client.ApiClient(configuration)
     core = client.CoreV1Api(api)
@@ -123,20 +114,30 @@ def _holder(api: client.ApiClient) -> str:
     return (lease.spec.holder_identity if lease.spec else "") or ""
 
 
+def _service_account_volume(directory: Path, cp: ControlPlane, namespace: str, name: str) -> None:
+    """What the kubelet mounts at /var/run/secrets/kubernetes.io/serviceaccount: a token minted
+    by kube-apiserver, the cluster's CA and the namespace."""
+    directory.mkdir()
+    (directory / "token").write_text(cp.service_account_token(namespace, name, seconds=3600))
+    (directory / "ca.crt").write_bytes(cp.pki.ca_cert.read_bytes())
+    (directory / "namespace").write_text(namespace)
+
+
 def main(work: Path, image: str) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
-    security = Security.create(work / "pki")
-    server = security.server()
-    server.start()
+    # This process runs in the test's namespace: the control plane's loopback is that namespace's.
+    cp = ControlPlane(
+        work / "controlplane", binaries(say=lambda line: print(line, file=sys.stderr))
+    )
+    cp.start()
     pin = Path(f"/sys/fs/bpf/l2announcer-image-agent-{os.getpid()}")
     ctr = ""
     agent: subprocess.Popen[bytes] | None = None
     result: dict[str, Any] = {}
     try:
-        api = _seed(work, security, server)
+        api = _seed(work, cp)
         account = work / "serviceaccount"
-        account.mkdir()
-        security.write_service_account(account, server.url, "kube-system", "l2announcer")
+        _service_account_volume(account, cp, "kube-system", "l2announcer")
         state = work / "state"
         state.mkdir()
         pin.mkdir()
@@ -148,7 +149,7 @@ def main(work: Path, image: str) -> dict[str, Any]:
             NODE_NAME=NODE,
             L2ANNOUNCER_K8S_NAMESPACE="kube-system",
             KUBERNETES_SERVICE_HOST="127.0.0.1",
-            KUBERNETES_SERVICE_PORT=server.url.rsplit(":", 1)[1],
+            KUBERNETES_SERVICE_PORT=str(cp.ports.apiserver),
             # buildah's chroot isolation mounts /sys read-only over a bind under it.
             L2ANNOUNCER_BPF_ROOT=f"/bpffs/{pin.name}/tc/globals",
         )
@@ -227,7 +228,7 @@ def main(work: Path, image: str) -> dict[str, Any]:
                 agent.wait(15)
         if ctr:
             subprocess.run(["buildah", "rm", ctr], capture_output=True)
-        server.stop()
+        cp.stop()
         subprocess.run(["rm", "-rf", str(pin)])
         log_path = work / "agent.log"
         result["agent_log_tail"] = log_path.read_text()[-3000:] if log_path.exists() else ""

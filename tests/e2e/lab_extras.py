@@ -30,6 +30,12 @@ def l2lab(name: str, *args: str, check: bool = True, timeout: float = 90) -> str
     return done.stdout + done.stderr
 
 
+def disruption_args(action: str, what: str, node: str) -> list[str]:
+    """The ``l2lab`` arguments that disrupt ``node``: ``agent kill|stop|...`` (the agent) or
+    ``api stall|refuse|heal`` (its traffic with kube-apiserver)."""
+    return [action, what, node] if action == "agent" else [action, node, what]
+
+
 def until(pred: Callable[[], bool], what: str, timeout: float = 20.0, poll: float = 0.02) -> float:
     """Seconds until ``pred`` held; a failure only if it never did within ``timeout``."""
     start = time.monotonic()
