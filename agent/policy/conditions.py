@@ -16,6 +16,18 @@ from typing import Any
 from agent.leases.record import micro_time
 
 REASON = "error"
+# metav1.Condition's limit, enforced by the CRD's schema: a longer message (Go's regexp error
+# quotes the whole expression) would make every write of the condition fail.
+MAX_MESSAGE_BYTES = 32768
+_CUT = " ..."
+
+
+def bounded_message(message: str) -> str:
+    """``message`` cut to fit a condition (whole UTF-8 characters, ending in " ...")."""
+    raw = message.encode()
+    if len(raw) <= MAX_MESSAGE_BYTES:
+        return message
+    return raw[: MAX_MESSAGE_BYTES - len(_CUT)].decode(errors="ignore") + _CUT
 
 
 def _rfc3339(wall: float) -> str:
@@ -38,7 +50,7 @@ def updated_conditions(
         if error is None and current is None:
             continue
         status = "True" if error is not None else "False"
-        message = error or ""
+        message = bounded_message(error or "")
         if current is not None and (
             current.get("status"),
             current.get("message", ""),

@@ -55,3 +55,15 @@ def test_other_conditions_are_kept() -> None:
              "lastTransitionTime": "2023-01-01T00:00:00Z", "observedGeneration": 1}  # fmt: skip
     got = updated_conditions([other], {COND_BAD_SERVICE_SELECTOR: SEED_MSG}, 1, T0)
     assert got is not None and got[0] == other and len(got) == 2
+
+
+def test_a_message_longer_than_a_condition_holds_is_cut_on_a_character() -> None:
+    # metav1.Condition messages hold 32768 bytes; the server refuses a longer one (422).
+    regex_error = "error parsing regexp: missing closing ]: `[" + "é" * 20_000 + "`"
+    got = updated_conditions(None, {COND_BAD_SERVICE_SELECTOR: regex_error}, 1, T0)
+    assert got is not None
+    message = got[0]["message"]
+    assert len(message.encode()) <= 32768
+    assert message.endswith("é ...") and regex_error.startswith(message.removesuffix(" ..."))
+    # The cut message is what the policy then carries: nothing more to write.
+    assert updated_conditions(got, {COND_BAD_SERVICE_SELECTOR: regex_error}, 1, T0 + 60) is None
