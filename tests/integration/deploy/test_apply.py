@@ -1,292 +1,548 @@
-"""`kubectl apply` of deploy/ against the lab's API server (TLS, tokens, RBAC enforced), then the
-agent's ServiceAccount doing exactly what the agent does, and nothing more.
+"""deploy/ against the real kube-apiserver: every file passes the server's own validation
+(`kubectl apply --dry-run=server --validate=strict`), and the ServiceAccount with the shipped
+RBAC, applied for real, can do exactly what the agent does and nothing more.
 
-The whole directory (`kubectl apply -f deploy/crds/ -f deploy/`) needs a server that serves
-ConfigMaps and DaemonSets; until the lab's does, that one test is skipped with the reason and the
-others apply the files of the kinds it serves.
+The session's control plane is shared, so the RBAC files are applied as copies: namespaced
+objects move to the test's namespace and cluster-scoped ones take the test's prefix; nothing
+else in them changes, so the rules under test are the shipped rules. The token is minted by the
+server (TokenRequest), as the kubelet mints a pod's.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
-import os
-import shutil
-import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+from kubernetes import client
 
-from lab.kubeapi.security import Security
-from lab.kubeapi.server import KubeApiServer
+from agent.announcer.status_writer import kubernetes_patch
+from agent.k8s.client import make_api_client
+from agent.k8s.leases import KubernetesLeaseAPI
+from agent.k8s.objects import POLICY_GROUP, POLICY_PLURAL, POLICY_VERSION, sources
+from agent.leases.api import Forbidden
+from agent.leases.record import LeaseRecord, micro_time
+from agent.service_status import kubernetes_writers
+from lab.controlplane import ControlPlane, write_kubeconfig
+from tests.kube import Kube, wait_for
+from tests.unit.deploy.manifests import CRDS, DEPLOY, NAMESPACE, Obj, load_docs, rules
 
-REPO = Path(__file__).resolve().parents[3]
-DEPLOY = REPO / "deploy"
-CRDS = DEPLOY / "crds"
-NAMESPACE = "kube-system"
 SA = "l2announcer"
-LEASE = "cilium-l2announce-default-service-red"
+LEASE = "cilium-l2announce-default-service-red"  # the seed's example lease
+RBAC_FILES = ("serviceaccount", "clusterrole", "clusterrolebinding", "role", "rolebinding")
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding"}
+POLICY = (POLICY_GROUP, POLICY_VERSION, POLICY_PLURAL)
+
+
+# -- every file, validated by the server --------------------------------------------------------
+
+
+def test_every_file_of_deploy_passes_the_servers_dry_run(control_plane: ControlPlane) -> None:
+    cp = control_plane
+    # The CRD first, established (the session fixture applied this very file), so that its
+    # policies would be accepted; kube-system exists on every cluster.
+    crd = cp.kubectl("wait", "--for=condition=established", "--timeout=60s", "-f", str(CRDS))
+    assert crd.returncode == 0, crd.stderr
+    done = cp.kubectl(
+        "apply",
+        "--dry-run=server",
+        "--validate=strict",
+        "-f",
+        str(CRDS),
+        "-f",
+        str(DEPLOY),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr  # no warning: no unknown, deprecated or dropped field
+    lines = done.stdout.splitlines()
+    assert all(line.endswith("(server dry run)") for line in lines), lines
+    objects = load_docs(CRDS.glob("*.yaml")) + load_docs(DEPLOY.glob("*.yaml"))
+    assert len(lines) == len(objects), lines
+    named = {line.split()[0].split("/", 1)[1] for line in lines}
+    assert named == {o["metadata"]["name"] for o in objects}
+
+
+# -- the shipped RBAC, applied for real ----------------------------------------------------------
+
+
+def shipped_rbac(kube: Kube) -> list[Obj]:
+    """The ServiceAccount and RBAC files of deploy/, moved to this test's namespace and prefix."""
+    objects = load_docs(DEPLOY / f"{name}.yaml" for name in RBAC_FILES)
+    for obj in objects:
+        meta = obj["metadata"]
+        if obj["kind"] in CLUSTER_SCOPED:
+            meta["name"] = kube.name(meta["name"])
+        else:
+            assert meta["namespace"] == NAMESPACE
+            meta["namespace"] = kube.namespace
+        if obj["kind"] == "ClusterRoleBinding":
+            obj["roleRef"]["name"] = kube.name(obj["roleRef"]["name"])
+        for subject in obj.get("subjects", ()):
+            assert subject["namespace"] == NAMESPACE
+            subject["namespace"] = kube.namespace
+    return objects
+
+
+def apply(kube: Kube, objects: list[Obj]) -> list[str]:
+    done = kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
+    assert done.returncode == 0, done.stderr
+    return list(done.stdout.splitlines())
 
 
 @dataclass
-class Lab:
-    server: KubeApiServer
-    security: Security
-    work: Path
-    admin_kubeconfig: Path
+class Agent:
+    """The agent's ServiceAccount in a test's namespace, with the shipped RBAC bound to it."""
 
-    def kubectl(
-        self, *args: str, kubeconfig: Path | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        binary = shutil.which("kubectl")
-        if binary is None:
-            pytest.skip("kubectl is not installed")
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(self.work),
-            "KUBECONFIG": str(kubeconfig or self.admin_kubeconfig),
-        }
-        return subprocess.run(
-            [binary, *args], env=env, capture_output=True, text=True, timeout=60, cwd=REPO
-        )
+    kube: Kube
+    objects: list[Obj]
+    kubeconfig: Path
 
-    def agent_client(self) -> client.ApiClient:
-        """A client with the l2announcer ServiceAccount's token, as the agent's pods get."""
-        token = self.security.authenticator.add_service_account(NAMESPACE, SA)
-        path = self.security.write_kubeconfig(
-            self.work / "agent.kubeconfig", self.server.url, token, SA
-        )
-        configuration = client.Configuration()
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=str(path), client_configuration=configuration
-        )
-        return client.ApiClient(configuration)
+    @property
+    def user(self) -> str:
+        return self.kube.user(SA)
+
+    def of_kind(self, kind: str) -> Obj:
+        (obj,) = (o for o in self.objects if o["kind"] == kind)
+        return obj
+
+    def can_i(
+        self, verb: str, resource: str, namespace: str | None = None, subresource: str | None = None
+    ) -> bool:
+        """`kubectl auth can-i ... --as=<the agent>` (a SubjectAccessReview), as the admin."""
+        args = ["auth", "can-i", verb, resource, f"--as={self.user}"]
+        args += [f"--namespace={namespace}"] if namespace else ["--all-namespaces"]
+        if subresource:
+            args.append(f"--subresource={subresource}")
+        answer = str(self.kube.kubectl(*args).stdout).strip()
+        assert answer in {"yes", "no"}, answer
+        return answer == "yes"
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
-    security = Security.create(tmp_path / "pki")
-    server = security.server()
-    server.start()
+def agent(kube: Kube) -> Agent:
+    objects = shipped_rbac(kube)
+    for obj in objects:
+        name = obj["metadata"]["name"]
+        if obj["kind"] == "ClusterRole":
+            kube.on_cleanup(functools.partial(kube.rbac.delete_cluster_role, name))
+        if obj["kind"] == "ClusterRoleBinding":
+            kube.on_cleanup(functools.partial(kube.rbac.delete_cluster_role_binding, name))
+    apply(kube, objects)
+    token = kube.cp.service_account_token(kube.namespace, SA)
+    kubeconfig = write_kubeconfig(
+        kube.work / f"{SA}.kubeconfig",
+        kube.cp.url,
+        kube.cp.pki.ca_cert,
+        SA,
+        token=token,
+        namespace=kube.namespace,
+    )
+    a = Agent(kube, objects, kubeconfig)
+    # The authorizer reads roles and bindings from its informers: new ones count a moment later.
+    wait_for(
+        lambda: a.can_i("update", "leases", kube.namespace) and a.can_i("list", "services"),
+        10.0,
+        "the shipped RBAC in force",
+    )
+    return a
+
+
+@pytest.fixture
+def agent_api(agent: Agent) -> Iterator[Any]:
+    """An API client built the way the agent builds its own, from the agent's kubeconfig."""
+    api = make_api_client(str(agent.kubeconfig), qps=50, burst=100)
     try:
-        admin = security.write_admin_kubeconfig(tmp_path / "admin.kubeconfig", server.url)
-        yield Lab(server, security, tmp_path, admin)
+        yield api
     finally:
-        server.stop()
+        api.close()
 
 
-def _kinds_served(lab: Lab) -> set[str]:
-    listed = lab.kubectl("api-resources", "--no-headers")
-    assert listed.returncode == 0, listed.stderr
-    # NAME [SHORTNAMES] APIVERSION NAMESPACED KIND: the kind is the last column.
-    return {line.split()[-1] for line in listed.stdout.splitlines() if line.strip()}
+def test_applying_the_shipped_rbac_again_changes_nothing(agent: Agent) -> None:
+    # What `kubectl apply -f deploy/` does on an upgrade with unchanged files.
+    again = apply(agent.kube, agent.objects)
+    assert all(line.endswith(" unchanged") for line in again), again
 
 
-def _objects(path: Path) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+def _granted(review: Any) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) triples of a SelfSubjectRulesReview's resource rules."""
+    granted: set[tuple[str, str, str]] = set()
+    for rule in review.status.resource_rules:
+        assert not rule.resource_names, rule
+        for group in rule.api_groups or ():
+            for resource in rule.resources or ():
+                for verb in rule.verbs:
+                    granted.add((group, resource, verb))
+    return granted
 
 
-def _plain_files() -> list[Path]:
-    return sorted(DEPLOY.glob("*.yaml"))
+def test_the_server_grants_the_agent_exactly_the_shipped_rules(agent: Agent) -> None:
+    kube = agent.kube
+    # A ServiceAccount without any binding: what every authenticated identity may do anyway
+    # (discovery, self reviews), which is not the shipped RBAC's doing.
+    nobody = kube.service_account("nobody")
+
+    def granted(kubeconfig: Path, namespace: str) -> set[tuple[str, str, str]]:
+        api = make_api_client(str(kubeconfig), qps=50, burst=100)
+        try:
+            review = client.AuthorizationV1Api(api).create_self_subject_rules_review(
+                {"spec": {"namespace": namespace}}  # type: ignore[arg-type]
+            )
+        finally:
+            api.close()
+        return _granted(review)
+
+    cluster_rules = rules(agent.of_kind("ClusterRole"))
+    lease_rules = rules(agent.of_kind("Role"))
+    for namespace, expected in [
+        (kube.namespace, cluster_rules | lease_rules),
+        ("default", cluster_rules),  # leases only in the agent's own namespace
+        (NAMESPACE, cluster_rules),
+    ]:
+        base = granted(nobody, namespace)
+        assert granted(agent.kubeconfig, namespace) - base == expected, namespace
 
 
-def _assert_created(lab: Lab, files: list[Path]) -> None:
-    for path in files:
-        got = lab.kubectl("get", "-f", str(path), "-o", "json")
-        assert got.returncode == 0, f"{path.name}: {got.stderr}"
-        items = json.loads(got.stdout)
-        items = items.get("items", [items])
-        want = {(o["kind"], o["metadata"]["name"]) for o in _objects(path)}
-        assert {(o["kind"], o["metadata"]["name"]) for o in items} == want
+# What the agent needs (docs/deploy.md gives the reason for each) ...
+ALLOWED = [
+    *((v, r, None) for r in ("services", "nodes", "pods") for v in ("get", "list", "watch")),
+    *((v, "endpointslices.discovery.k8s.io", None) for v in ("get", "list", "watch")),
+    *((v, "ciliuml2announcementpolicies.cilium.io", None) for v in ("get", "list", "watch")),
+    ("patch", "services", "default"),  # the announcing-node annotation
+    ("create", "events", "default"),  # the Announcing event, in the Service's namespace
+    *(
+        (v, "leases.coordination.k8s.io", "<own>")
+        for v in ("create", "get", "update", "list", "watch", "delete")
+    ),
+]
+# ... and what it must not be able to do.
+DENIED = [
+    *((v, "services", "default") for v in ("create", "update", "delete")),
+    *((v, "nodes", None) for v in ("patch", "update", "delete")),
+    *((v, "pods", "default") for v in ("create", "delete")),
+    ("create", "pods/exec", "default"),
+    *((v, "events", "default") for v in ("update", "patch", "delete")),
+    *(
+        (v, "ciliuml2announcementpolicies.cilium.io", None)
+        for v in ("create", "update", "patch", "delete")
+    ),
+    *(
+        (v, "leases.coordination.k8s.io", ns)
+        for v in ("create", "update", "delete")
+        for ns in ("default", NAMESPACE)
+    ),
+    ("list", "leases.coordination.k8s.io", None),
+    ("patch", "leases.coordination.k8s.io", "<own>"),  # the elector only ever PUTs
+    ("get", "secrets", "<own>"),
+    ("list", "configmaps", None),
+    ("get", "serviceaccounts/token", "<own>"),
+    ("create", "serviceaccounts/token", "<own>"),
+]
 
 
-def _apply_served(lab: Lab) -> list[Path]:
-    served = _kinds_served(lab)
-    files = [
-        p
-        for p in [*sorted(CRDS.glob("*.yaml")), *_plain_files()]
-        if all(o["kind"] in served for o in _objects(p))
-    ]
-    args = [a for p in files for a in ("-f", str(p))]
-    applied = lab.kubectl("apply", *args)
-    assert applied.returncode == 0, applied.stderr
-    return files
-
-
-def test_apply_of_the_whole_deploy_directory_creates_every_object(lab: Lab) -> None:
-    served = _kinds_served(lab)
-    missing = sorted({o["kind"] for p in _plain_files() for o in _objects(p)} - served)
-    if missing:
-        pytest.skip(
-            f"the lab API server does not serve {', '.join(missing)} yet "
-            "(lab/kubeapi/resources.py); the other kinds are applied by the tests below"
+def test_can_i_answers_yes_exactly_for_what_the_agent_needs(agent: Agent) -> None:
+    own = agent.kube.namespace
+    answers = {
+        (verb, resource, namespace): agent.can_i(
+            verb, resource, own if namespace == "<own>" else namespace
         )
-    applied = lab.kubectl("apply", "-f", "deploy/crds/", "-f", "deploy/")
-    assert applied.returncode == 0, applied.stderr
-    _assert_created(lab, [*sorted(CRDS.glob("*.yaml")), *_plain_files()])
+        for verb, resource, namespace in ALLOWED + DENIED
+    }
+    assert [k for k, yes in answers.items() if yes] == ALLOWED
 
 
-def test_apply_creates_the_crd_and_rbac(lab: Lab) -> None:
-    files = _apply_served(lab)
-    names = {p.name for p in files}
-    assert {
-        "ciliuml2announcementpolicies.yaml",
-        "serviceaccount.yaml",
-        "clusterrole.yaml",
-        "clusterrolebinding.yaml",
-        "role.yaml",
-        "rolebinding.yaml",
-    } <= names
-    _assert_created(lab, files)
-    # Applying again changes nothing (what `kubectl apply` in an upgrade does).
-    again = lab.kubectl("apply", *[a for p in files for a in ("-f", str(p))])
-    assert again.returncode == 0, again.stderr
-    assert "configured" not in again.stdout, again.stdout
+def test_policy_status_only_through_the_status_subresource(agent: Agent) -> None:
+    policies = "ciliuml2announcementpolicies.cilium.io"
+    assert agent.can_i("patch", policies, subresource="status")
+    assert not agent.can_i("update", policies, subresource="status")
+    assert not agent.can_i("patch", policies)
+
+
+def _service(kube: Kube, name: str) -> Obj:
+    body: Obj = {
+        "metadata": {"name": name, "namespace": kube.namespace},
+        "spec": {"type": "ClusterIP", "ports": [{"port": 80}]},
+    }
+    created: Obj = kube.core.create_namespaced_service(kube.namespace, body).to_dict()  # type: ignore[arg-type]
+    return created
+
+
+def _policy(kube: Kube, name: str, spec: Obj | None = None) -> None:
+    body = {
+        "apiVersion": "cilium.io/v2alpha1",
+        "kind": "CiliumL2AnnouncementPolicy",
+        "metadata": {"name": name},
+        "spec": spec or {},
+    }
+    kube.custom.create_cluster_custom_object(*POLICY, body)
+    kube.on_cleanup(lambda: kube.custom.delete_cluster_custom_object(*POLICY, name))
+
+
+def _watch_sees(source: Any, rv: str, name: str, make: Callable[[], None]) -> Obj:
+    """Start the agent's watch from ``rv``, make object ``name`` (as admin) and return the
+    watch's event for it."""
+    stop = threading.Event()
+    found: list[Obj] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            for event in source.watch(rv, stop):
+                if event["object"]["metadata"]["name"] == name:
+                    found.append(event)
+                    break
+        except BaseException as e:  # a 403 surfaces here
+            errors.append(e)
+        done.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    make()
+    done.wait(10.0)
+    stop.set()
+    source.interrupt()
+    reader.join(5.0)
+    assert found, f"the {source.description} watch did not see {name}: {errors}"
+    return found[0]
+
+
+def test_the_agents_own_requests_succeed(agent: Agent, agent_api: Any) -> None:
+    """Every request the agent makes, made by the agent's own code with the agent's token."""
+    kube = agent.kube
+    node = kube.name("node1")
+    kube.on_cleanup(lambda: kube.core.delete_node(node))
+    srcs = sources(agent_api, node, kube.namespace)
+
+    # Lists and watches (reflectors): each watch sees an object made after its list.
+    def make_service() -> None:
+        _service(kube, "red")
+
+    def make_node() -> None:
+        kube.core.create_node({"metadata": {"name": node}})  # type: ignore[arg-type]
+
+    def make_policy() -> None:
+        _policy(kube, kube.name("policy1"), {"loadBalancerIPs": True})
+
+    def make_pod() -> None:
+        wait_for(
+            lambda: bool(
+                kube.core.list_namespaced_service_account(
+                    kube.namespace, field_selector="metadata.name=default"
+                ).items
+            ),
+            30.0,
+            "the namespace's default ServiceAccount",
+        )
+        kube.core.create_namespaced_pod(
+            kube.namespace,
+            {  # type: ignore[arg-type]
+                "metadata": {"name": "web"},
+                "spec": {
+                    "nodeName": node,
+                    "automountServiceAccountToken": False,
+                    "containers": [{"name": "web", "image": "registry.example/web"}],
+                },
+            },
+        )
+
+    def make_lease() -> None:
+        kube.coordination.create_namespaced_lease(
+            kube.namespace,
+            {  # type: ignore[arg-type]
+                "metadata": {"name": "cilium-l2announce-other-blue"},
+                "spec": {"holderIdentity": "node2", "leaseDurationSeconds": 15},
+            },
+        )
+
+    makers = {
+        "services": ("red", make_service),
+        "nodes": (node, make_node),
+        "policies": (kube.name("policy1"), make_policy),
+        "pods": ("web", make_pod),
+        "leases": ("cilium-l2announce-other-blue", make_lease),
+    }
+    assert set(makers) == set(srcs)
+    for table, source in srcs.items():
+        _, rv = source.list()
+        name, make = makers[table]
+        assert _watch_sees(source, rv, name, make)["type"] == "ADDED", table
+
+    # The elector's leases, in the agent's namespace.
+    leases = KubernetesLeaseAPI(agent_api, kube.namespace)
+    now = micro_time(1_700_000_000.0)
+    record = LeaseRecord("node1", 15, now, now, 0)
+    created = leases.create(LEASE, record, timeout=10)
+    assert leases.get(LEASE, timeout=10) == created
+    released = leases.update(
+        LEASE, LeaseRecord("", 1, now, now, 0, created.resource_version), timeout=10
+    )
+    assert released.holder == ""
+    # The lease GC lists and deletes the released lease (and leaves node2's held one).
+    assert leases.collect_garbage() == 1
+    assert leases.get(LEASE, timeout=10) is None
+
+    # Policy conditions, through the status subresource.
+    patch = kubernetes_patch(agent_api)
+    condition = {
+        "type": "io.cilium/bad-interface-regex",
+        "status": "True",
+        "observedGeneration": 1,
+        "lastTransitionTime": "2023-05-12T15:39:01Z",
+        "reason": "error",
+        "message": "error parsing regexp: missing closing ]: `[eth`",
+    }
+    patch(kube.name("policy1"), [condition])
+    stored: Any = kube.custom.get_cluster_custom_object(*POLICY, kube.name("policy1"))
+    assert stored["status"]["conditions"] == [condition]
+
+    # The announcing node on the Service, and the Announcing event.
+    annotate, record_event = kubernetes_writers(agent_api, "node1")
+    uid = annotate(kube.namespace, "red", "node1")
+    svc: Any = kube.core.read_namespaced_service("red", kube.namespace)
+    assert uid == svc.metadata.uid
+    assert svc.metadata.annotations["l2announcer.io/announcing-node"] == "node1"
+    record_event(kube.namespace, "red", uid, "Announcing", "node1 announces the service")
+    events = kube.core.list_namespaced_event(kube.namespace).items
+    assert [(e.reason, e.involved_object.name) for e in events] == [("Announcing", "red")]
+
+
+@pytest.mark.parametrize("wall", [1_700_000_000.0, 1_700_000_000.25])
+def test_lease_times_on_a_whole_second_reach_the_server_as_written(
+    agent: Agent, agent_api: Any, wall: float
+) -> None:
+    """The client's pydantic models re-serialise a time with isoformat(), which drops a .000000
+    fraction; the server refuses such a MicroTime (400). One renew in a million lands on a
+    whole second, every renew does under a fake clock."""
+    leases = KubernetesLeaseAPI(agent_api, agent.kube.namespace)
+    stamp = micro_time(wall)
+    created = leases.create(LEASE, LeaseRecord("node1", 15, stamp, stamp, 0), timeout=10)
+    renewed = leases.update(
+        LEASE,
+        LeaseRecord("node1", 15, stamp, micro_time(wall + 1), 0, created.resource_version),
+        timeout=10,
+    )
+    stored: Any = agent.kube.coordination.read_namespaced_lease(LEASE, agent.kube.namespace)
+    assert (created.acquire_time, renewed.renew_time) == (stamp, micro_time(wall + 1))
+    assert stored.spec.renew_time.timestamp() == wall + 1
 
 
 def _status(call: Any, *args: Any, **kwargs: Any) -> int:
     try:
         call(*args, **kwargs)
-    except ApiException as e:
+    except client.ApiException as e:
         return int(e.status)
     return 200
 
 
-def test_the_service_account_can_do_what_the_agent_does(lab: Lab) -> None:
-    _apply_served(lab)
-    policy = {
-        "apiVersion": "cilium.io/v2alpha1",
-        "kind": "CiliumL2AnnouncementPolicy",
-        "metadata": {"name": "policy1"},
-        "spec": {"loadBalancerIPs": True},
-    }
-    manifest = lab.work / "policy.yaml"
-    manifest.write_text(yaml.safe_dump(policy))
-    created = lab.kubectl("apply", "-f", str(manifest))
-    assert created.returncode == 0, created.stderr
-
-    api = lab.agent_client()
-    try:
-        core = client.CoreV1Api(api)
-        leases = client.CoordinationV1Api(api)
-        custom = client.CustomObjectsApi(api)
-        discovery = client.DiscoveryV1Api(api)
-
-        # Reads, cluster-wide (services, this node, its pods, endpointslices, policies).
-        assert _status(core.list_service_for_all_namespaces) == 200
-        assert _status(core.list_node, field_selector="metadata.name=node1") == 200
-        assert (
-            _status(core.list_pod_for_all_namespaces, field_selector="spec.nodeName=node1") == 200
-        )
-        assert _status(discovery.list_endpoint_slice_for_all_namespaces) == 200
-        assert (
-            _status(
-                custom.list_cluster_custom_object,
-                "cilium.io",
-                "v2alpha1",
-                "ciliuml2announcementpolicies",
-            )
-            == 200
-        )
-
-        # Leases in the agent's namespace: the elector's whole life cycle.
-        body = {
+def test_the_agents_token_is_refused_anything_more(agent: Agent, agent_api: Any) -> None:
+    """Real requests beyond the agent's needs, with the agent's token: each one 403."""
+    kube = agent.kube
+    name = kube.name("policy1")
+    _policy(kube, name)
+    _service(kube, "red")
+    kube.coordination.create_namespaced_lease(
+        kube.namespace,
+        {  # type: ignore[arg-type]
             "metadata": {"name": LEASE},
-            "spec": {"holderIdentity": "node1", "leaseDurationSeconds": 15},
-        }
-        assert _status(leases.create_namespaced_lease, NAMESPACE, body) == 200
-        lease = leases.read_namespaced_lease(LEASE, NAMESPACE)
-        assert lease.spec is not None
-        lease.spec.holder_identity = "node2"
-        assert _status(leases.replace_namespaced_lease, LEASE, NAMESPACE, lease) == 200
-        assert _status(leases.list_namespaced_lease, NAMESPACE) == 200
-        assert (
-            _status(
-                leases.list_namespaced_lease,
-                NAMESPACE,
-                watch=True,
-                timeout_seconds=1,
-                _preload_content=False,
-            )
-            == 200
-        )
-        assert _status(leases.delete_namespaced_lease, LEASE, NAMESPACE) == 200
-
-        # Policy conditions, through the status subresource only.
-        status: dict[str, Any] = {"status": {"conditions": []}}
-        assert (
-            _status(
-                custom.patch_cluster_custom_object_status,
-                "cilium.io",
-                "v2alpha1",
-                "ciliuml2announcementpolicies",
-                "policy1",
-                status,
-            )
-            == 200
-        )
-
-        # Nothing more.
-        assert _status(leases.create_namespaced_lease, "default", body) == 403
-        assert _status(leases.list_lease_for_all_namespaces) == 403
-        assert (
-            _status(
-                custom.patch_cluster_custom_object,
-                "cilium.io",
-                "v2alpha1",
-                "ciliuml2announcementpolicies",
-                "policy1",
-                {"spec": {}},
-            )
-            == 403
-        )
-        assert (
-            _status(
-                custom.delete_cluster_custom_object,
-                "cilium.io",
-                "v2alpha1",
-                "ciliuml2announcementpolicies",
-                "policy1",
-            )
-            == 403
-        )
-        assert _status(core.patch_node, "node1", {"metadata": {"labels": {"a": "b"}}}) == 403
-        assert _status(core.list_secret_for_all_namespaces) == 403
-        assert _status(core.list_config_map_for_all_namespaces) == 403
-    finally:
-        api.close()  # type: ignore[no-untyped-call]
+            "spec": {"holderIdentity": "node1"},
+        },
+    )
+    core = client.CoreV1Api(agent_api)
+    leases = client.CoordinationV1Api(agent_api)
+    custom = client.CustomObjectsApi(agent_api)
+    lease = {"metadata": {"name": LEASE}, "spec": {"holderIdentity": "node1"}}
+    refused = {
+        "create lease elsewhere": _status(leases.create_namespaced_lease, "default", lease),
+        "list leases everywhere": _status(leases.list_lease_for_all_namespaces),
+        "patch lease": _status(
+            leases.patch_namespaced_lease,
+            LEASE,
+            kube.namespace,
+            {"spec": {"holderIdentity": "node2"}},
+        ),
+        "patch policy spec": _status(
+            custom.patch_cluster_custom_object, *POLICY, name, {"spec": {"externalIPs": True}}
+        ),
+        "delete policy": _status(custom.delete_cluster_custom_object, *POLICY, name),
+        "update service": _status(
+            core.replace_namespaced_service,
+            "red",
+            kube.namespace,
+            kube.core.read_namespaced_service("red", kube.namespace),
+        ),
+        "delete service": _status(core.delete_namespaced_service, "red", kube.namespace),
+        "patch node": _status(core.patch_node, "node1", {"metadata": {"labels": {"a": "b"}}}),
+        "list secrets": _status(core.list_secret_for_all_namespaces),
+        "list configmaps": _status(core.list_config_map_for_all_namespaces),
+        "mint a token": _status(
+            core.create_namespaced_service_account_token, SA, kube.namespace, {"spec": {}}
+        ),
+    }
+    assert refused == dict.fromkeys(refused, 403)
 
 
-def test_without_the_lease_role_the_agent_gets_the_seeds_403(lab: Lab) -> None:
-    _apply_served(lab)
-    api = lab.agent_client()
+def test_without_the_lease_role_the_agent_gets_the_seeds_403(agent: Agent, agent_api: Any) -> None:
+    kube = agent.kube
+    leases = KubernetesLeaseAPI(agent_api, kube.namespace)
+    assert leases.get(LEASE, timeout=10) is None  # allowed: 404 means "no lease yet"
+
+    # The Role without its leases rule: what an incomplete install or a hand edit leaves.
+    role = copy.deepcopy(agent.of_kind("Role"))
+    role["rules"] = [r for r in role["rules"] if "leases" not in r["resources"]]
+    assert role["rules"] == []
+    apply(kube, [role])
+
+    denied: list[Forbidden] = []
+
+    def forbidden() -> bool:
+        try:
+            leases.get(LEASE, timeout=10)
+        except Forbidden as e:
+            denied.append(e)
+            return True
+        return False
+
+    wait_for(forbidden, 10.0, "a 403 for the lease")
+    # The seed's log line (kube-system/cilium there, this test's namespace and ServiceAccount
+    # here), word for word from the real server.
+    assert str(denied[-1]) == (
+        f'leases.coordination.k8s.io "{LEASE}" is forbidden: '
+        f'User "system:serviceaccount:{kube.namespace}:{SA}" cannot get resource "leases" '
+        f'in API group "coordination.k8s.io" in the namespace "{kube.namespace}"'
+    )
+    # The lease GC's list is refused too, which it takes as "feature never on".
+    assert leases.collect_garbage() == 0
+
+    # Restoring the shipped Role heals it, with the same token and client.
+    apply(kube, [agent.of_kind("Role")])
+    wait_for(lambda: not forbidden(), 10.0, "the lease readable again")
+    assert leases.get(LEASE, timeout=10) is None
+
+
+def test_the_403_body_is_a_status_the_agent_can_read(agent: Agent) -> None:
+    """The raw answer behind that message: a v1 Status, reason Forbidden, with details."""
+    kube = agent.kube
+    api = make_api_client(str(agent.kubeconfig), qps=50, burst=100)
     try:
-        leases = client.CoordinationV1Api(api)
-        assert _status(leases.read_namespaced_lease, LEASE, NAMESPACE) == 404
-
-        # The Role without its leases rule (what an incomplete install or a hand edit leaves).
-        (role,) = _objects(DEPLOY / "role.yaml")
-        role["rules"] = [r for r in role["rules"] if "leases" not in r["resources"]]
-        without = lab.work / "role-without-leases.yaml"
-        without.write_text(yaml.safe_dump(role))
-        removed = lab.kubectl("apply", "-f", str(without))
-        assert removed.returncode == 0, removed.stderr
-        with pytest.raises(ApiException) as denied:
-            leases.read_namespaced_lease(LEASE, NAMESPACE)
-        assert denied.value.status == 403
-        assert json.loads(str(denied.value.body))["message"] == (
-            f'leases.coordination.k8s.io "{LEASE}" is forbidden: '
-            'User "system:serviceaccount:kube-system:l2announcer" cannot get resource "leases" '
-            'in API group "coordination.k8s.io" in the namespace "kube-system"'
-        )
-
-        restored = lab.kubectl("apply", "-f", str(DEPLOY / "role.yaml"))
-        assert restored.returncode == 0, restored.stderr
-        assert _status(leases.read_namespaced_lease, LEASE, NAMESPACE) == 404
+        with pytest.raises(client.ApiException) as e:
+            client.CoordinationV1Api(api).read_namespaced_lease(LEASE, "default")
     finally:
-        api.close()  # type: ignore[no-untyped-call]
+        api.close()
+    assert e.value.status == 403
+    body = json.loads(str(e.value.body))
+    assert {k: body[k] for k in ("kind", "status", "reason", "code")} == {
+        "kind": "Status",
+        "status": "Failure",
+        "reason": "Forbidden",
+        "code": 403,
+    }
+    assert body["details"] == {"name": LEASE, "group": "coordination.k8s.io", "kind": "leases"}
+    assert kube.user(SA) in body["message"]
