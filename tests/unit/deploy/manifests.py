@@ -1,4 +1,5 @@
-"""Loading the plain manifests (deploy/) and rendering the Helm chart, for the deploy tests."""
+"""Loading the plain manifests (deploy/) and rendered chart output, for the deploy tests (unit
+and integration)."""
 
 from __future__ import annotations
 
@@ -44,15 +45,6 @@ def one(kind: str, objects: Iterable[Obj] | None = None) -> Obj:
     matches = [o for o in (plain_objects() if objects is None else objects) if o["kind"] == kind]
     assert len(matches) == 1, f"expected one {kind}, found {len(matches)}"
     return matches[0]
-
-
-def render_chart(values: Obj | None = None, namespace: str = NAMESPACE) -> list[Obj]:
-    """The chart rendered by Helm's own engine (helm-python-sdk), as `helm template` would."""
-    import helm_python
-
-    with helm_python.Chart.load(str(CHART)) as chart:
-        rendered = chart.render(values or {}, name="l2announcer", namespace=namespace)
-    return load_docs_from_text(v for k, v in sorted(rendered.items()) if k.endswith(".yaml"))
 
 
 def load_docs_from_text(texts: Iterable[str]) -> list[Obj]:
