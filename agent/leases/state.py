@@ -174,8 +174,12 @@ class LeaseElection:
             self.known = False  # someone else wrote: ask the server before deciding anything
         elif outcome.error == "notfound":
             self.observe(None, now)
-        else:
+        elif not (request.purpose == "renew" and self.leading):
             self.not_before = now + self._backoff()
+        # A leader retries a failed renew one retry period after the last one went out, without
+        # jitter, as client-go's renew loop does: a jittered backoff (up to 2.2 retry periods)
+        # after one refused renew (a 429 from a throttling apiserver) would often pass the renew
+        # deadline, and the lease would be dropped for a single error.
 
     # -- time ---------------------------------------------------------------------------------
 
