@@ -228,7 +228,7 @@ def _build(state: LabState, say: Callable[[str], None]) -> None:
     netns.ip("addr", "add", f"{API_LAN_IP}/24", "dev", "br0", netns=lan)
     netns.ip("link", "set", "br0", "up", netns=lan)
 
-    # The host link: the host reaches the API server (kubectl, l2lab api) without a route into
+    # The host link: the host reaches kube-apiserver (l2lab kubectl) without a route into
     # the LAN.
     state.host_links.append(state.host_link)
     state.save()
