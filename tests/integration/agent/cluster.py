@@ -1,24 +1,34 @@
-"""A small cluster for agent tests: the API test server, the policy CRD, nodes, Services with load
+"""A small cluster for agent tests on the real control plane: nodes, a policy, Services with load
 balancer IPs, and real ``l2agent`` processes, one per node.
 
-The server is the lab's secure one (TLS, bearer tokens, RBAC from its own stored objects, fault
-injection, request log). Each agent runs with its own ServiceAccount token
-(``system:serviceaccount:kube-system:<node>``), bound to the agent's deployed RBAC
-(``deploy/clusterrole.yaml``, ``deploy/role.yaml``), so the request log tells nodes apart and a
-partition (``cluster.faults.partition(user_of(node))``) cuts off one node. The test itself talks
-to the server as admin.
+The control plane is the session's (``tests/kube.py``); this test owns a namespace in it, where
+its Services, its agents' Leases (``--k8s-namespace``) and its agents' ServiceAccounts live, and a
+name prefix for what is cluster-scoped (Nodes, policies, the ClusterRole). Tests speak of nodes
+by logical names (``node1``); the Node objects, and so the agents' lease holder identities, carry
+the prefixed names (``cluster.real("node1")``), and what the cluster reports (announcers,
+holders, lease writers) is translated back.
 
-The agents share this host, so they run with ``--no-datapath`` (no BPF) and ``--devices lo``
-(the same selected device on any machine); what they would answer for is their ``l2-announce``
-table, read from each one's state database like ``l2dbg`` does.
+Each agent runs as its own ServiceAccount (``system:serviceaccount:<ns>:node1``), bound to copies
+of the shipped RBAC (``deploy/clusterrole.yaml`` under the prefixed name, ``deploy/role.yaml`` in
+the test's namespace), with a token the apiserver minted: the RBAC under test is what is deployed,
+and the audit log tells the nodes apart. An agent started with ``proxied=True`` reaches the
+apiserver through its own ``FaultProxy`` (``cluster.proxies[node]``), which can stall or reset
+that node alone. Policies select only this test's Services (their serviceSelector gets the
+namespace label), so tests sharing the control plane cannot see each other's VIPs.
 
-``Sampler`` reads every agent's table in a loop and keeps the timeline; ``lease_history`` joins
-the request log's successful lease writes with the server's change history (who wrote what,
-when); ``check_leases`` and ``check_announcements`` judge both (see their docstrings).
+The agents share this host, so they run with ``--no-datapath`` (no BPF) and ``--devices lo`` (the
+same selected device on any machine); what they would answer for is their ``l2-announce`` table,
+read from each one's state database like ``l2dbg`` does.
+
+``Sampler`` reads every agent's table in a loop and keeps the timeline (wall clock, the clock of
+the apiserver's audit log); ``lease_history`` reads who wrote which lease when from the audit log
+(each write's Lease as the apiserver left it); ``check_leases`` and ``check_announcements`` judge
+both (see their docstrings).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import subprocess
@@ -27,35 +37,33 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 
-from lab.kubeapi.api import ApiConfig
-from lab.kubeapi.auth import service_account_username
-from lab.kubeapi.security import Security
 from lab.state import FAST_TIMERS, REFERENCE_TIMERS
 from statedb import ReadOnlyDatabase, Table
 from statedb.tables import L2_ANNOUNCE
+from tests.faultproxy import FaultProxy
+from tests.kube import AuditEvent, Kube
 
 REPO = Path(__file__).resolve().parents[3]
-CRD = REPO / "deploy" / "crds" / "ciliuml2announcementpolicies.yaml"
 FAST = FAST_TIMERS
 DEFAULT = REFERENCE_TIMERS
-NAMESPACE = "kube-system"
 LEASE_PREFIX = "cilium-l2announce-"
-LEASE = LEASE_PREFIX + "default-service-{}"  # the lease of Service default/service-<i>
-LEASES_KEY = "coordination.k8s.io/leases"  # the store's key of the leases resource
+SERVICE_NAMESPACE_LABEL = "io.kubernetes.service.namespace"
 
 # What an agent may do: the RBAC it is deployed with (the seed's lease verbs plus watch, in its
 # namespace; reading what it reflects, policy status, the announcing-node annotation and events),
 # so these tests also prove the shipped rules are enough (no agent request is ever refused).
 CLUSTER_ROLE = REPO / "deploy" / "clusterrole.yaml"
 ROLE = REPO / "deploy" / "role.yaml"
+AGENT_ROLE = "l2announcer"
 
 
 def until(pred: Callable[[], bool], timeout: float, what: str = "condition") -> float:
@@ -84,116 +92,142 @@ def settles(pred: Callable[[], bool], hold: float, timeout: float, what: str = "
         time.sleep(0.05)
 
 
-def user_of(node: str) -> str:
-    """The request log's user name of ``node``'s agent."""
-    return service_account_username(NAMESPACE, node)
+def agent_roles(kube: Kube) -> list[tuple[str, str]]:
+    """Copies of the shipped ClusterRole (under the test's prefix) and Role (in the test's
+    namespace), as ``Kube.service_account`` takes them; making them again is harmless."""
+    cluster_role = kube.name(AGENT_ROLE)
+    obj = yaml.safe_load(CLUSTER_ROLE.read_text())
+    obj["metadata"] = {"name": cluster_role, "labels": obj["metadata"].get("labels", {})}
+    kube.cp.apply(obj)
+    kube.on_cleanup(lambda: kube.rbac.delete_cluster_role(cluster_role))
+    role = yaml.safe_load(ROLE.read_text())
+    role["metadata"] = {"name": AGENT_ROLE, "namespace": kube.namespace}
+    kube.cp.apply(role)
+    return [("ClusterRole", cluster_role), ("Role", AGENT_ROLE)]
 
 
-def node_of(user: str) -> str:
-    return user.rsplit(":", 1)[-1]
+def agent_credentials(kube: Kube, name: str) -> Path:
+    """A kubeconfig of ServiceAccount ``name`` in the test's namespace, with the agent's RBAC."""
+    return kube.service_account(name, agent_roles(kube))
+
+
+def proxy_to(kube: Kube) -> FaultProxy:
+    """A running FaultProxy in front of the session's apiserver, stopped with the test."""
+    server = urlsplit(kube.cp.url)
+    assert server.hostname is not None and server.port is not None
+    proxy = FaultProxy((server.hostname, server.port)).start()
+    kube.on_cleanup(proxy.stop)
+    return proxy
+
+
+def through(kubeconfig: Path, proxy: FaultProxy) -> Path:
+    """A copy of ``kubeconfig`` that reaches the apiserver through ``proxy``."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = proxy.url
+    via = kubeconfig.with_name(f"{kubeconfig.stem}-via-{proxy.port}.kubeconfig")
+    via.write_text(yaml.safe_dump(config, sort_keys=False))
+    via.chmod(0o600)
+    return via
 
 
 class Cluster:
-    def __init__(self, tmp: Path, api: ApiConfig | None = None) -> None:
+    def __init__(self, kube: Kube, tmp: Path) -> None:
+        self.kube = kube
         self.tmp = tmp
-        self.security = Security.create(tmp / "pki", log_capacity=2_000_000)
-        self.log = self.security.request_log
-        self.faults = self.security.faults
-        self.server = self.security.server(api=api or ApiConfig())
-        # Keep every change: lease_history() reads who held which lease from it.
-        self.server.store.history_limit = 2_000_000
-        self.server.start()
-        self.server.api.seed(yaml.safe_load(CRD.read_text()))
-        self._seed_roles()
-        configuration = client.Configuration()
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=str(self.security.write_admin_kubeconfig(tmp / "admin", self.server.url)),
-            client_configuration=configuration,
-        )
-        self.api = client.ApiClient(configuration)
-        self.core = client.CoreV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
-        self.coordination = client.CoordinationV1Api(self.api)
+        self.namespace = kube.namespace
+        self.core = kube.core
+        self.custom = kube.custom
+        self.coordination = kube.coordination
+        self.started = time.time()  # audit events before this are another test's
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
         self.kubeconfigs: dict[str, Path] = {}
+        self.proxies: dict[str, FaultProxy] = {}
+        self._real: dict[str, str] = {}  # logical node name -> Node name
+        self._logical: dict[str, str] = {}
         self.sampler = Sampler(self)
         self.overlaps = self.sampler.overlaps
 
-    # -- RBAC -----------------------------------------------------------------------------
+    # -- names ----------------------------------------------------------------------------
 
-    def _seed(self, kind: str, name: str, namespace: str = "", **body: Any) -> None:
-        metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
-        self.server.api.seed(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": kind,
-                "metadata": metadata,
-                **body,
-            }
-        )
+    def real(self, node: str) -> str:
+        """The Node name (and lease holder identity) of logical node ``node``."""
+        return self._real.get(node) or self.kube.name(node)
 
-    def _seed_roles(self) -> None:
-        for path in (CLUSTER_ROLE, ROLE):
-            obj = yaml.safe_load(path.read_text())
-            self._seed(
-                obj["kind"],
-                obj["metadata"]["name"],
-                obj["metadata"].get("namespace", ""),
-                rules=obj["rules"],
-            )
+    def logical(self, name: str) -> str:
+        """The logical name of a Node name (or a holder identity); other names are kept."""
+        return self._logical.get(name, name)
 
-    def _bind(self, node: str) -> None:
-        subjects = [{"kind": "ServiceAccount", "name": node, "namespace": NAMESPACE}]
-        ref = {"apiGroup": "rbac.authorization.k8s.io", "name": "l2announcer"}
-        name = f"l2announcer-{node}"
-        self._seed(
-            "ClusterRoleBinding",
-            name,
-            roleRef={**ref, "kind": "ClusterRole"},
-            subjects=subjects,
-        )
-        self._seed(
-            "RoleBinding", name, NAMESPACE, roleRef={**ref, "kind": "Role"}, subjects=subjects
-        )
+    def user(self, node: str) -> str:
+        """The audit log's user name of ``node``'s agent."""
+        return self.kube.user(node)
 
-    def credentials(self, node: str) -> Path:
-        """``node``'s kubeconfig: a token of ServiceAccount kube-system/<node>, bound to the
-        agent's roles (made on first use)."""
+    def node_of(self, user: str) -> str:
+        prefix = f"system:serviceaccount:{self.namespace}:"
+        return user.removeprefix(prefix) if user.startswith(prefix) else user
+
+    def lease(self, service: str | int) -> str:
+        """The lease of Service ``service`` (or of ``service-<i>``) of this test."""
+        name = f"service-{service}" if isinstance(service, int) else service
+        return f"{LEASE_PREFIX}{self.namespace}-{name}"
+
+    # -- credentials ------------------------------------------------------------------------
+
+    def credentials(self, node: str, proxied: bool = False) -> Path:
+        """``node``'s kubeconfig: a token of ServiceAccount <ns>/<node>, bound to the agent's
+        roles (made on first use); ``proxied``: it names the node's FaultProxy as the server."""
         if node not in self.kubeconfigs:
-            token = self.security.authenticator.add_service_account(NAMESPACE, node)
-            self._bind(node)
-            self.kubeconfigs[node] = self.security.write_kubeconfig(
-                self.tmp / f"{node}.kubeconfig", self.server.url, token, node
-            )
-        return self.kubeconfigs[node]
+            self.kubeconfigs[node] = agent_credentials(self.kube, node)
+        path = self.kubeconfigs[node]
+        if not proxied:
+            return path
+        proxy = self.proxies.get(node)
+        if proxy is None:
+            proxy = self.proxies[node] = proxy_to(self.kube)
+        return through(path, proxy)
 
     # -- objects --------------------------------------------------------------------------
 
-    def node(self, name: str, **labels: str) -> None:
-        body = {"metadata": {"name": name, "labels": labels}}
-        self.core.create_node(body)  # type: ignore[arg-type]
+    def node(self, name: str, **labels: str) -> str:
+        real = self.kube.name(name)
+        self._real[name], self._logical[real] = real, name
+        labels = {"kubernetes.io/hostname": real, **labels}
+        self.core.create_node({"metadata": {"name": real, "labels": labels}})  # type: ignore[arg-type]
+        self.kube.on_cleanup(lambda: self.core.delete_node(real))
+        return real
 
-    def policy(self, name: str, spec: dict[str, Any]) -> None:
+    def policy(self, name: str, spec: dict[str, Any]) -> str:
+        """Policy ``name`` (prefixed) with ``spec``, its serviceSelector narrowed to this test's
+        namespace."""
+        real = self.kube.name(name)
+        spec = copy.deepcopy(spec)
+        selector = spec.setdefault("serviceSelector", {})
+        selector.setdefault("matchLabels", {})[SERVICE_NAMESPACE_LABEL] = self.namespace
         body = {
             "apiVersion": "cilium.io/v2alpha1",
             "kind": "CiliumL2AnnouncementPolicy",
-            "metadata": {"name": name},
+            "metadata": {"name": real},
             "spec": spec,
         }
         self.custom.create_cluster_custom_object(
             "cilium.io", "v2alpha1", "ciliuml2announcementpolicies", body
         )
+        self.kube.on_cleanup(
+            lambda: self.custom.delete_cluster_custom_object(
+                "cilium.io", "v2alpha1", "ciliuml2announcementpolicies", real
+            )
+        )
+        return real
 
-    def service(self, name: str, ip: str, namespace: str = "default", **labels: str) -> None:
+    def service(self, name: str, ip: str, **labels: str) -> None:
         self.core.create_namespaced_service(
-            namespace,
+            self.namespace,
             {
                 "metadata": {"name": name, "labels": labels},
                 "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
             },  # type: ignore[arg-type]
         )
         self.core.patch_namespaced_service_status(
-            name, namespace, {"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}
+            name, self.namespace, {"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}
         )
 
     def services(
@@ -205,28 +239,34 @@ class Cluster:
         ip_of = {}
         for i in range(1, n + 1):
             self.service(f"service-{i}", ip(i), **labels)
-            ip_of[LEASE.format(i)] = ip(i)
+            ip_of[self.lease(i)] = ip(i)
         return ip_of
 
     def holder(self, lease: str) -> str:
+        """The logical node holding ``lease`` ("" if nobody, or no such lease)."""
         try:
-            got = self.coordination.read_namespaced_lease(lease, NAMESPACE)
+            got = self.coordination.read_namespaced_lease(lease, self.namespace)
         except client.ApiException:
             return ""
-        return str(getattr(got.spec, "holder_identity", "") or "")
+        return self.logical(str(getattr(got.spec, "holder_identity", "") or ""))
 
     # -- agents ---------------------------------------------------------------------------
 
     def start_agent(
-        self, node: str, timers: tuple[str, str, str] = FAST, extra: Sequence[str] = ()
+        self,
+        node: str,
+        timers: tuple[str, str, str] = FAST,
+        extra: Sequence[str] = (),
+        proxied: bool = False,
     ) -> None:
         state = self.tmp / node
         state.mkdir(exist_ok=True)
         args = [
             str(Path(sys.executable).parent / "l2agent"),
             "--enable-l2-announcements",
-            f"--kubeconfig={self.credentials(node)}",
-            f"--node-name={node}",
+            f"--kubeconfig={self.credentials(node, proxied)}",
+            f"--k8s-namespace={self.namespace}",
+            f"--node-name={self.real(node)}",
             f"--state-dir={state}",
             "--devices=lo",
             f"--l2-announcements-lease-duration={timers[0]}",
@@ -288,6 +328,32 @@ class Cluster:
         """Sample every agent's table until stopped; record any IP announced by two nodes."""
         self.sampler.start(ips)
 
+    # -- the server's account -------------------------------------------------------------
+
+    def audit(
+        self, since: float | None = None, resource: str | None = "leases"
+    ) -> list[AuditEvent]:
+        """This test's finished requests (``resource``: None for any) since ``since`` (default:
+        the cluster's start), as the apiserver logged them. Written once the response is sent:
+        a request that just returned may take a moment to appear."""
+        return self.kube.audit(self.started if since is None else since, resource)
+
+    def agent_requests(
+        self, since: float | None = None, resource: str | None = None
+    ) -> list[AuditEvent]:
+        """Requests of this test's agents (ServiceAccounts of its namespace), anywhere."""
+        prefix = f"system:serviceaccount:{self.namespace}:"
+        events = self.kube.audit(self.started if since is None else since, resource, anywhere=True)
+        return [e for e in events if e.user.startswith(prefix)]
+
+    def forbidden(self) -> list[str]:
+        """The agents' requests the apiserver refused with 403 (the RBAC was not enough)."""
+        return [
+            f"{e.user} {e.verb} {e.resource} {e.namespace}/{e.name}"
+            for e in self.agent_requests()
+            if e.code == 403
+        ]
+
     def log_text(self, node: str) -> str:
         path = self.tmp / f"{node}.log"
         return path.read_text() if path.exists() else ""
@@ -299,7 +365,8 @@ class Cluster:
 
     def close(self) -> None:
         self.sampler.stop()
-        self.faults.clear()  # let go of anything a partition still holds
+        for proxy in self.proxies.values():
+            proxy.heal()  # let go of anything a partition still holds
         for proc in self.agents.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -309,8 +376,8 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        self.api.close()  # type: ignore[no-untyped-call]
-        self.server.stop()
+        for proxy in self.proxies.values():
+            proxy.stop()
 
 
 # -- the agents' view: sampled l2-announce tables ----------------------------------------------
@@ -318,7 +385,8 @@ class Cluster:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """What each running agent announced, read between ``start`` and ``end`` (monotonic)."""
+    """What each running agent announced, read between ``start`` and ``end`` (epoch seconds,
+    the audit log's clock)."""
 
     start: float
     end: float
@@ -343,9 +411,9 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            t0 = time.monotonic()
+            t0 = time.time()
             tables = {n: frozenset(ips) for n, ips in self.cluster.tables().items()}
-            t1 = time.monotonic()
+            t1 = time.time()
             self.samples.append(Sample(t0, t1, tables))
             for ip in self._ips:
                 who = sorted(n for n, t in tables.items() if ip in t)
@@ -364,76 +432,47 @@ class Sampler:
 
 @dataclass(frozen=True, slots=True)
 class LeaseWrite:
-    """One successful write of a lease: when it arrived at the server (monotonic, from the request
-    log), who sent it, and what it left in the lease."""
+    """One successful write of a lease: when it arrived at the server (epoch seconds, the audit
+    log's requestReceivedTimestamp), who sent it, and what it left in the lease."""
 
     time: float
-    writer: str  # node name
-    verb: str  # create | update | delete
-    holder: str  # "" when released (or deleted)
+    writer: str  # logical node name
+    verb: str  # create | update | patch | delete
+    holder: str  # logical node name; "" when released (or deleted)
     duration: float  # leaseDurationSeconds written
 
 
+WRITES = ("create", "update", "patch", "delete")
+
+
 def lease_history(
-    cluster: Cluster, lease_names: Iterable[str] | None = None
+    cluster: Cluster, lease_names: Iterable[str] | None = None, settle: float = 0.5
 ) -> dict[str, list[LeaseWrite]]:
-    """Per lease of ours (or of ``lease_names``), its successful writes in order.
+    """Per lease of ours (or of ``lease_names``), its successful writes in order, from the audit
+    log: each write's Lease as the apiserver left it (the response), and when the request
+    arrived. Successful writes of one lease cannot overlap in time (each carries the
+    resourceVersion the previous one produced), so their arrival order is their commit order.
 
-    Updates and deletes name the lease in their URL, so the request log gives their arrival
-    times directly; a create's URL has no name, so creates are paired with the store's ADDED
-    changes per writer, in order (a lease's creator is its first holder). What each write left in
-    the lease (holder, duration) comes from the store's change history, in revision order;
-    successful writes of one lease cannot overlap in time (each carries the resourceVersion the
-    previous one produced), so their arrival order is their commit order."""
-    store = cluster.server.store
-    changes: dict[str, list[Any]] = {}
-    for ch in store.changes_after(store.compacted_rv, LEASES_KEY):
-        name = ch.obj["metadata"]["name"]
-        if name.startswith(LEASE_PREFIX):
-            changes.setdefault(name, []).append(ch)
-    records = cluster.log.query(resource="leases", verb=("create", "update", "delete"))
-    ok = [r for r in records if 200 <= r.status < 300 and r.info.namespace == NAMESPACE]
-
-    creates: dict[str, list[float]] = {}
-    for r in sorted((r for r in ok if r.info.verb == "create"), key=lambda r: r.time):
-        creates.setdefault(node_of(r.user), []).append(r.time)
-    added: dict[str, list[tuple[int, str]]] = {}
-    for name, chs in changes.items():
-        for ch in chs:
-            if ch.type == "ADDED":
-                holder = (ch.obj.get("spec") or {}).get("holderIdentity") or ""
-                added.setdefault(holder, []).append((ch.rv, name))
-    create_time: dict[tuple[str, int], float] = {}
-    for creator, adds in added.items():
-        times = creates.get(creator, [])
-        assert len(times) == len(adds), f"{creator}: {len(times)} creates, {len(adds)} ADDED"
-        for (rv, name), t in zip(sorted(adds), times, strict=True):
-            create_time[(name, rv)] = t
-
+    The audit log is written as requests finish; ``settle`` seconds are given for the last ones
+    to land."""
+    time.sleep(settle)
     history: dict[str, list[LeaseWrite]] = {}
-    names = set(changes) if lease_names is None else set(lease_names)
-    for name in sorted(names):
-        chs = changes.get(name, [])
-        named = sorted(
-            (r for r in ok if r.info.name == name and r.info.verb != "create"),
-            key=lambda r: r.time,
+    for e in cluster.audit():
+        if e.verb not in WRITES or not 200 <= e.code < 300:
+            continue
+        obj = e.response or {}
+        name = e.name or (obj.get("metadata") or {}).get("name", "")
+        if not name.startswith(LEASE_PREFIX):
+            continue
+        spec = obj.get("spec") if obj.get("kind") == "Lease" else None
+        holder = "" if e.verb == "delete" or spec is None else spec.get("holderIdentity") or ""
+        duration = float((spec or {}).get("leaseDurationSeconds") or 0)
+        write = LeaseWrite(
+            e.time, cluster.node_of(e.user), e.verb, cluster.logical(holder), duration
         )
-        later = [ch for ch in chs if ch.type != "ADDED"]
-        assert len(named) == len(later), f"{name}: {len(named)} logged writes, {len(later)} changes"
-        by_rv = {ch.rv: r for ch, r in zip(later, named, strict=True)}
-        writes = []
-        for ch in chs:
-            spec = ch.obj.get("spec") or {}
-            holder = "" if ch.type == "DELETED" else spec.get("holderIdentity") or ""
-            duration = float(spec.get("leaseDurationSeconds") or 0)
-            if ch.type == "ADDED":
-                t = create_time[(name, ch.rv)]
-                writes.append(LeaseWrite(t, holder, "create", holder, duration))
-            else:
-                r = by_rv[ch.rv]
-                writes.append(LeaseWrite(r.time, node_of(r.user), r.info.verb, holder, duration))
-        history[name] = writes
-    return history
+        history.setdefault(name, []).append(write)
+    names = set(history) if lease_names is None else set(lease_names)
+    return {name: history.get(name, []) for name in sorted(names)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,16 +567,18 @@ def check_announcements(
 
 
 @contextmanager
-def running_cluster(tmp: Path, nodes: int = 3, api: ApiConfig | None = None) -> Iterator[Cluster]:
+def running_cluster(kube: Kube, tmp: Path, nodes: int = 3) -> Iterator[Cluster]:
     """A Cluster with Node objects node1..nodeN; on a failure the agents' logs are printed (pytest
     shows them for a failed test), and everything is stopped either way."""
-    c = Cluster(tmp, api)
+    c = Cluster(kube, tmp)
     try:
         for i in range(1, nodes + 1):
-            c.node(f"node{i}", **{"kubernetes.io/hostname": f"node{i}"})
+            c.node(f"node{i}")
         yield c
     except BaseException:
         print(c.logs())
         raise
     finally:
         c.close()
+        with suppress(Exception):
+            kube.cp.cont("kube-apiserver")  # whatever a test stopped, the session needs it

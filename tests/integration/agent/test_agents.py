@@ -1,14 +1,16 @@
-"""Several real l2agent processes against the API test server (issue 5's scenarios)."""
+"""Several real l2agent processes against the real apiserver (issue 5's scenarios)."""
 
 from __future__ import annotations
 
 import signal
 import time
+from functools import partial
+from typing import Any
 
 from tests.integration.agent.cluster import (
     DEFAULT,
     FAST,
-    LEASE,
+    SERVICE_NAMESPACE_LABEL,
     Cluster,
     check_leases,
     last_renew,
@@ -32,9 +34,9 @@ def test_each_service_is_announced_by_exactly_the_lease_holder(cluster: Cluster)
         cluster.start_agent(node)
     cluster.watch_for_overlaps(ips)
     for i, ip in enumerate(ips, start=1):
-        until(lambda ip=ip: len(cluster.announcers(ip)) == 1, 30, f"{ip} announced")
+        until(partial(lambda ip: len(cluster.announcers(ip)) == 1, ip), 30, f"{ip} announced")
         (who,) = cluster.announcers(ip)
-        assert cluster.holder(LEASE.format(i)) == who
+        assert cluster.holder(cluster.lease(i)) == who
     time.sleep(1.0)
     assert cluster.overlaps == []
 
@@ -43,7 +45,7 @@ def test_sigterm_hands_over_on_release_without_waiting_for_expiry(cluster: Clust
     """With the default timers (15 s lease) a planned stop releases the lease and a follower,
     watching, takes it on the release. How fast is bench/leases.py's (target 0.5 s)."""
     (ip,) = _services(cluster, 1)
-    lease = LEASE.format(1)
+    lease = cluster.lease(1)
     for node in ("node1", "node2", "node3"):
         cluster.start_agent(node, DEFAULT)
     cluster.watch_for_overlaps([ip])
@@ -71,7 +73,7 @@ def test_sigkill_fails_over_once_the_lease_expires(cluster: Cluster) -> None:
     (check_leases), and then does. How fast is bench/leases.py's (target lease duration + 2 x
     retry period)."""
     (ip,) = _services(cluster, 1)
-    lease = LEASE.format(1)
+    lease = cluster.lease(1)
     for node in ("node1", "node2", "node3"):
         cluster.start_agent(node, FAST)
     cluster.watch_for_overlaps([ip])
@@ -91,7 +93,7 @@ def test_sigkill_fails_over_once_the_lease_expires(cluster: Cluster) -> None:
 
 
 def test_the_seeds_invalid_policy_shows_the_seeds_condition_until_fixed(cluster: Cluster) -> None:
-    cluster.policy(
+    policy = cluster.policy(
         "policy1",
         {
             "loadBalancerIPs": True,
@@ -101,8 +103,8 @@ def test_the_seeds_invalid_policy_shows_the_seeds_condition_until_fixed(cluster:
     cluster.start_agent("node1")
 
     def conditions() -> list[dict[str, object]]:
-        obj = cluster.custom.get_cluster_custom_object(
-            "cilium.io", "v2alpha1", "ciliuml2announcementpolicies", "policy1"
+        obj: Any = cluster.custom.get_cluster_custom_object(
+            "cilium.io", "v2alpha1", "ciliuml2announcementpolicies", policy
         )
         return list((obj.get("status") or {}).get("conditions") or [])
 
@@ -119,13 +121,15 @@ def test_the_seeds_invalid_policy_shows_the_seeds_condition_until_fixed(cluster:
         "cilium.io",
         "v2alpha1",
         "ciliuml2announcementpolicies",
-        "policy1",
+        policy,
         # JSON patch: a merge patch would keep the bad expression (the client drops nulls).
         [
             {
                 "op": "replace",
                 "path": "/spec/serviceSelector",
-                "value": {"matchLabels": {"app": "demo"}},
+                "value": {
+                    "matchLabels": {"app": "demo", SERVICE_NAMESPACE_LABEL: cluster.namespace}
+                },
             }
         ],
         _content_type="application/json-patch+json",

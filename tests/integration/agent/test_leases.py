@@ -1,4 +1,5 @@
-"""The elector's LeaseAPI, lease GC and the lease reflector against the test server."""
+"""The elector's LeaseAPI, lease GC and the lease reflector against the real apiserver, as a
+ServiceAccount with the agent's shipped RBAC, in the test's namespace."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from agent.leases.record import LeaseRecord, micro_time
 from agent.leases.state import Timings
 from statedb import Database
 from statedb.tables.leases import LEASES
+from tests.kube import Kube
 
 NAME = "cilium-l2announce-default-service-red"
 
@@ -27,8 +29,8 @@ def _rec(holder: str, rv: str = "") -> LeaseRecord:
     return LeaseRecord(holder, 15, t, t, 0, rv)
 
 
-def test_create_get_update_and_conflict(api: Any) -> None:
-    leases = KubernetesLeaseAPI(api, "kube-system")
+def test_create_get_update_and_conflict(api: Any, kube: Kube) -> None:
+    leases = KubernetesLeaseAPI(api, kube.namespace)
     assert leases.get(NAME, 5) is None
     created = leases.create(NAME, _rec("node1"), 5)
     assert created.holder == "node1" and created.resource_version
@@ -40,27 +42,25 @@ def test_create_get_update_and_conflict(api: Any) -> None:
         leases.update(NAME, _rec("node2", created.resource_version), 5)
     got = leases.get(NAME, 5)
     assert got is not None and got.holder == "node1"
-    lease = client.CoordinationV1Api(api).read_namespaced_lease(NAME, "kube-system")
+    lease: Any = kube.coordination.read_namespaced_lease(NAME, kube.namespace)
     assert lease.spec.holder_identity == "node1"
     assert lease.spec.lease_duration_seconds == 15
 
 
-def test_gc_deletes_only_released_leases_of_ours(api: Any) -> None:
-    leases = KubernetesLeaseAPI(api, "kube-system")
+def test_gc_deletes_only_released_leases_of_ours(api: Any, kube: Kube) -> None:
+    leases = KubernetesLeaseAPI(api, kube.namespace)
     leases.create(NAME, _rec(""), 5)
     leases.create(NAME + "-held", _rec("node1"), 5)
-    other = {"metadata": {"name": "someone-elses"}, "spec": {}}
-    client.CoordinationV1Api(api).create_namespaced_lease("kube-system", other)
+    other: Any = {"metadata": {"name": "someone-elses"}, "spec": {}}
+    kube.coordination.create_namespaced_lease(kube.namespace, other)
     assert leases.collect_garbage() == 1
-    names = {
-        item.metadata.name
-        for item in client.CoordinationV1Api(api).list_namespaced_lease("kube-system").items
-    }
+    listed: Any = kube.coordination.list_namespaced_lease(kube.namespace)
+    names = {item.metadata.name for item in listed.items}
     assert names == {NAME + "-held", "someone-elses"}
 
 
 def test_two_electors_fail_over_on_release_through_the_real_api(
-    api: Any, make_api: Callable[[], Any]
+    kube: Kube, make_api: Callable[[str], Any]
 ) -> None:
     # A lease far longer than the wait for node2 below: it can only lead that soon on the release.
     timings = Timings(60.0, 1.0, 0.2)
@@ -80,8 +80,8 @@ def test_two_electors_fail_over_on_release_through_the_real_api(
 
     try:
         for node in ("node1", "node2"):
-            a = make_api()
-            e = Elector(KubernetesLeaseAPI(a, "kube-system"), node, timings, on_change(node))
+            a = make_api(node)
+            e = Elector(KubernetesLeaseAPI(a, kube.namespace), node, timings, on_change(node))
             electors[node] = e
             db = Database.open(None, [LEASES])
             dbs.append(db)
@@ -92,7 +92,7 @@ def test_two_electors_fail_over_on_release_through_the_real_api(
                 e.observe(name, None if kind == "DELETED" or row is None else record_from_row(row))
 
             src = KubernetesSource(
-                "leases", client.CoordinationV1Api(a).list_namespaced_lease, "kube-system"
+                "leases", client.CoordinationV1Api(a).list_namespaced_lease, kube.namespace
             )
             r = Reflector(db, src, LEASE_MAPPING, on_event=feed)
             r.start()
@@ -109,9 +109,9 @@ def test_two_electors_fail_over_on_release_through_the_real_api(
             assert cond.wait_for(lambda: ("node2", True) in [(n, x) for n, x, _ in events], 10)
         took = next(t for n, x, t in events if n == "node2" and x) - released
         assert took < timings.lease_duration, "taken over on seeing the release"
-        lease = client.CoordinationV1Api(api).read_namespaced_lease(NAME, "kube-system")
-        assert lease.spec.holder_identity == "node2"
-        assert lease.spec.lease_transitions == 1
+        final: Any = kube.coordination.read_namespaced_lease(NAME, kube.namespace)
+        assert final.spec.holder_identity == "node2"
+        assert final.spec.lease_transitions == 1
     finally:
         for e in electors.values():
             e.stop(release_timeout=0.5)
