@@ -1,1 +1,0 @@
-"""An in-memory, Kubernetes-API-compatible server for tests and the lab."""
