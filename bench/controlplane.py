@@ -42,14 +42,24 @@ def cache_hit_seconds(runs: int = 3) -> list[float]:
     return times
 
 
+def rss(cp: ControlPlane) -> dict[str, int]:
+    """Resident memory of each running component, in bytes."""
+    out = {}
+    for component, proc in cp.procs.items():
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                out[component] = int(line.split()[1]) * 1024
+    return out
+
+
 def start_once(bin_dir: Path, settle: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="l2bench-cp-") as tmp:
         cp = ControlPlane(Path(tmp), bin_dir)
         cp.start()
         try:
-            rss_ready = cp.rss()
+            rss_ready = rss(cp)
             time.sleep(settle)
-            rss_settled = cp.rss()
+            rss_settled = rss(cp)
         finally:
             cp.stop()
     return {"timings": cp.timings, "rss_ready": rss_ready, "rss_settled": rss_settled}
@@ -65,7 +75,7 @@ def main() -> int:
     bin_dir = binaries()
     hits = cache_hit_seconds()
     runs = [start_once(bin_dir, args.settle if i == 0 else 0.0) for i in range(args.runs)]
-    steps = ("pki", "etcd", "kube-apiserver", "ready")
+    steps = ("pki", "kube-apiserver", "ready")
     result: dict[str, Any] = {
         "cache_hit_s": hits,
         "steps_s_median": {s: statistics.median(r["timings"][s] for r in runs) for s in steps},

@@ -148,6 +148,7 @@ class ControlPlane:
     addresses: Sequence[str] = ()
     ports: Ports = field(default_factory=Ports.free)
     netns: str | None = None
+    dial: str = "127.0.0.1"  # where this process reaches kube-apiserver (from the host)
     audit_policy: Mapping[str, Any] | None = None
     apiserver_args: Sequence[str] = ()
     procs: dict[str, Proc] = field(default_factory=dict)
@@ -167,9 +168,6 @@ class ControlPlane:
     def url(self) -> str:
         """The apiserver as seen from inside its namespace (or from the host without one)."""
         return f"https://127.0.0.1:{self.ports.apiserver}"
-
-    def url_at(self, address: str) -> str:
-        return f"https://{address}:{self.ports.apiserver}"
 
     @property
     def admin_kubeconfig(self) -> Path:
@@ -220,9 +218,7 @@ class ControlPlane:
             f"--initial-cluster=lab=http://127.0.0.1:{p.etcd_peer}",
             "--unsafe-no-fsync", "--log-level=warn",
         ])  # fmt: skip
-        self._wait("etcd", deadline, lambda: self._http_ok(f"{etcd_url}/health"))
-        self.timings["etcd"] = time.monotonic() - t0
-
+        # kube-apiserver waits for etcd by itself; /readyz includes etcd's health.
         args = [
             f"--etcd-servers={etcd_url}",
             f"--bind-address={self.bind}", f"--advertise-address={self.advertise}",
@@ -248,7 +244,7 @@ class ControlPlane:
             args += [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
                      "--audit-log-mode=blocking", "--audit-log-format=json"]  # fmt: skip
         self._spawn("kube-apiserver", [*args, *self.apiserver_args])
-        self._wait("kube-apiserver", deadline, lambda: self.get("/readyz")[0] == 200)
+        self._wait(deadline, self._readyz)
         self.timings["kube-apiserver"] = time.monotonic() - t0
 
         kcm = write_kubeconfig(self.dir / "controller-manager.kubeconfig", self.url, pki.ca_cert,
@@ -271,7 +267,7 @@ class ControlPlane:
                 and self.get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
             )
 
-        self._wait("kube-controller-manager", deadline, usable)
+        self._wait(deadline, usable)
         self.timings["ready"] = time.monotonic() - t0
 
     def _spawn(self, component: str, args: list[str] | None = None) -> None:
@@ -292,21 +288,26 @@ class ControlPlane:
         self._children[component] = proc
         self.procs[component] = proc_of(proc.pid)
 
-    def _wait(self, component: str, deadline: float, ready: Callable[[], bool]) -> None:
+    def _readyz(self) -> bool:
+        return self.get("/readyz")[0] == 200
+
+    def _wait(self, deadline: float, ready: Callable[[], bool]) -> None:
+        """Until ``ready()``; raises with the log of a component that exited, or of the last one
+        started when time is up."""
         while True:
-            proc = self._children.get(component)
-            if proc is not None and proc.poll() is not None:
-                raise ControlPlaneError(
-                    f"{component} exited with {proc.returncode}; its log ends:\n"
-                    + self.tail(component)
-                )
+            for component, proc in self._children.items():
+                if proc.poll() is not None:
+                    raise ControlPlaneError(
+                        f"{component} exited with {proc.returncode}; its log ends:\n"
+                        + self.tail(component)
+                    )
             with contextlib.suppress(OSError, ssl.SSLError, http.client.HTTPException):
                 if ready():
                     return
             if time.monotonic() > deadline:
-                raise ControlPlaneError(
-                    f"{component} was not ready in time; its log ends:\n" + self.tail(component)
-                )
+                last = list(self._children)[-1]
+                raise ControlPlaneError(f"{last} was not ready in time; its log ends:\n"
+                                        + self.tail(last))  # fmt: skip
             time.sleep(0.05)
 
     def tail(self, component: str, lines: int = 20) -> str:
@@ -323,9 +324,9 @@ class ControlPlane:
             proc = self.procs.get(component)
             if proc is None:
                 continue
-            self.cont(component)  # a stopped process cannot act on SIGTERM
             with contextlib.suppress(ProcessLookupError):
                 if proc.alive():
+                    os.kill(proc.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
                     os.kill(proc.pid, signal.SIGTERM)
             self._reap(component, proc, timeout)
 
@@ -355,10 +356,9 @@ class ControlPlane:
         os.kill(proc.pid, sig)
 
     def cont(self, component: str) -> None:
-        proc = self.procs.get(component)
-        if proc is not None and proc.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGCONT)
+        """SIGCONT, whatever a test stopped (the session's control plane must go on)."""
+        with contextlib.suppress(ControlPlaneError, ProcessLookupError):
+            self.signal(component, signal.SIGCONT)
 
     def kill(self, component: str) -> None:
         """SIGKILL one component (a crash); ``restart`` brings it back with the same flags."""
@@ -371,12 +371,7 @@ class ControlPlane:
         if self.procs.get(component) is not None and self.procs[component].alive():
             self.kill(component)
         self._spawn(component)
-        ready = {
-            "etcd": lambda: self._http_ok(f"http://127.0.0.1:{self.ports.etcd_client}/health"),
-            "kube-apiserver": lambda: self.get("/readyz")[0] == 200,
-            "kube-controller-manager": lambda: True,
-        }[component]
-        self._wait(component, time.monotonic() + timeout, ready)
+        self._wait(time.monotonic() + timeout, self._readyz)  # etcd's health is part of it
 
     # -- talking to it as admin -------------------------------------------------------------
 
@@ -390,13 +385,9 @@ class ControlPlane:
     ) -> tuple[int, Any]:
         """One request as the admin (``system:masters``); returns the status and the decoded
         JSON body (or the text, when it is not JSON)."""
-        context = self._admin_context()
         conn = http.client.HTTPSConnection(
-            "127.0.0.1", self.ports.apiserver, context=context, timeout=timeout
+            self.dial, self.ports.apiserver, context=self._admin_context(), timeout=timeout
         )
-        if self.netns is not None:
-            sock = self._connect_in_netns(self.ports.apiserver, timeout)
-            conn.sock = context.wrap_socket(sock, server_hostname="127.0.0.1")
         try:
             data = None if body is None else json.dumps(body).encode()
             headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -412,25 +403,6 @@ class ControlPlane:
 
     def get(self, path: str) -> tuple[int, Any]:
         return self.request("GET", path, timeout=2.0)
-
-    def _connect_in_netns(self, port: int, timeout: float) -> socket.socket:
-        """A connection to 127.0.0.1:``port`` of the control plane's network namespace, from
-        this process wherever it runs (the lab's host reaches neither its loopback nor etcd)."""
-        from lab.netns import connect_in
-
-        assert self.netns is not None
-        return connect_in(self.netns, ("127.0.0.1", port), timeout)
-
-    def _http_ok(self, url: str) -> bool:
-        host, _, port = url.removeprefix("http://").split("/")[0].partition(":")
-        conn = http.client.HTTPConnection(host, int(port), timeout=1.0)
-        if self.netns is not None:
-            conn.sock = self._connect_in_netns(int(port), 1.0)
-        try:
-            conn.request("GET", "/" + url.split("/", 3)[3])
-            return conn.getresponse().status == 200
-        finally:
-            conn.close()
 
     def apply(self, obj: Mapping[str, Any]) -> None:
         """Create ``obj`` (a dict) as admin; an object that exists already is left as it is."""
@@ -461,16 +433,6 @@ class ControlPlane:
         if check and done.returncode != 0:
             raise ControlPlaneError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
         return done
-
-    def rss(self) -> dict[str, int]:
-        """Resident memory of each running component, in bytes."""
-        out = {}
-        for component, proc in self.procs.items():
-            with contextlib.suppress(OSError):
-                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        out[component] = int(line.split()[1]) * 1024
-        return out
 
 
 def _collection_path(obj: Mapping[str, Any]) -> str:

@@ -73,16 +73,8 @@ def _walk(name: str) -> int:
         "Timers: the seed's fast-failover example, lease duration 3s, renew deadline 1s, retry "
         "period 200ms."
     )
-    show(
-        "up",
-        "--lease-duration",
-        TIMERS[0],
-        "--renew-deadline",
-        TIMERS[1],
-        "--retry-period",
-        TIMERS[2],
-        name=name,
-    )
+    flags = [f"{flag}={value}" for (flag, _), value in zip(lab.TIMER_FLAGS, TIMERS, strict=True)]
+    show("up", *flags, name=name)
     state = lab.require(name)
     vip = state.vips()["service-1"]
 
@@ -111,17 +103,8 @@ def _walk(name: str) -> int:
 
     narrate(f"From the client, ARP for {vip}: only {holder} ({holder_mac}) answers, in eBPF:")
     show("exec", "client", "--", "arping", "-c", "3", "-W", "0.2", "-i", "eth0", vip, name=name)
-    show(
-        "exec",
-        holder,
-        "--",
-        "bpftool",
-        "map",
-        "dump",
-        "pinned",
-        "/sys/fs/bpf/tc/globals/cilium_l2_responder_v4",
-        name=name,
-    )
+    dump = "bpftool map dump pinned /sys/fs/bpf/tc/globals/cilium_l2_responder_v4"
+    show("exec", holder, "--", *dump.split(), name=name)
 
     narrate(f"HTTP to the VIP reaches {holder} (each node runs a tiny responder on port 80):")
     show("exec", "client", "--", "curl", "-s", f"http://{vip}/", name=name)

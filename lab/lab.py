@@ -316,6 +316,7 @@ def control_plane_of(state: LabState) -> ControlPlane:
         addresses=[API_LAN_IP, state.api_host_ip],
         ports=Ports(),
         netns=state.lan_netns,
+        dial=state.api_host_ip,  # the host's way in: the host link
         procs=dict(state.control_plane),
     )
 
@@ -352,9 +353,8 @@ def _start_control_plane(state: LabState, say: Callable[[str], None]) -> Control
     )
     t = cp.timings
     say(
-        f"control plane ready in {t['ready']:.1f}s (etcd {t['etcd']:.1f}s, kube-apiserver "
-        f"{t['kube-apiserver'] - t['etcd']:.1f}s, kube-controller-manager and the default "
-        f"namespace {t['ready'] - t['kube-apiserver']:.1f}s)"
+        f"control plane ready in {t['ready']:.1f}s (etcd and kube-apiserver "
+        f"{t['kube-apiserver']:.1f}s, then kube-controller-manager and the default namespace)"
     )
     return cp
 
@@ -392,62 +392,40 @@ def _apply_objects(state: LabState) -> None:
     policy = state.dir / "policy1.yaml"
     policy.write_text(yaml.safe_dump(policy1(), sort_keys=False))
     kubectl(state, "apply", "-f", str(policy))
-    objects: list[dict[str, Any]] = []
-    for node in state.node_names():
-        objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {
-                    "name": node,
-                    "labels": {
-                        "kubernetes.io/hostname": node,
-                        "kubernetes.io/os": "linux",
-                        "node-role.kubernetes.io/worker": "",
-                    },
-                },
-            }
-        )
-    for service in state.vips():
-        objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": service, "namespace": "default", "labels": {"color": "blue"}},
-                "spec": {
-                    "type": "LoadBalancer",
-                    "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
-                },
-            }
-        )
     manifest = state.dir / "objects.yaml"
-    manifest.write_text(yaml.safe_dump_all(objects, sort_keys=False))
+    manifest.write_text(OBJECTS_TEMPLATE.format(
+        nodes="".join(NODE_TEMPLATE.format(name=n) for n in state.node_names()),
+        services="".join(SERVICE_TEMPLATE.format(name=s) for s in state.vips()),
+    ))  # fmt: skip
     kubectl(state, "apply", "-f", str(manifest))
+    # What a kubelet would report (the node's address, Ready) and the lab's LB-IPAM would write.
     for node in state.node_names():
-        # What a kubelet would report: the node's address and Ready (nothing reads Ready, but
-        # `kubectl get nodes -o wide` then looks like a cluster's).
-        status = {
-            "status": {
-                "addresses": [
-                    {"type": "InternalIP", "address": node_ip(int(node[4:]))},
-                    {"type": "Hostname", "address": node},
-                ],
-                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
-            }
-        }
-        kubectl(state, "patch", "node", node, "--subresource=status", "--type=merge",
-                "-p", json.dumps(status))  # fmt: skip
+        status = NODE_STATUS.format(name=node, ip=node_ip(int(node[4:])))
+        kubectl(state, "patch", "node", node, "--subresource=status", "--type=merge", "-p", status)
     for service, address in state.vips().items():
-        kubectl(
-            state,
-            "patch",
-            "service",
-            service,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            f'{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"{address}"}}]}}}}}}',
-        )
+        status = json.dumps({"status": {"loadBalancer": {"ingress": [{"ip": address}]}}})
+        kubectl(state, "patch", "service", service, "--subresource=status", "--type=merge",
+                "-p", status)  # fmt: skip
+
+
+OBJECTS_TEMPLATE = "apiVersion: v1\nkind: List\nitems:\n{nodes}{services}"
+NODE_TEMPLATE = """- apiVersion: v1
+  kind: Node
+  metadata:
+    name: {name}
+    labels: {{kubernetes.io/hostname: {name}, kubernetes.io/os: linux,
+             node-role.kubernetes.io/worker: ""}}
+"""
+SERVICE_TEMPLATE = """- apiVersion: v1
+  kind: Service
+  metadata: {{name: {name}, namespace: default, labels: {{color: blue}}}}
+  spec: {{type: LoadBalancer, ports: [{{name: http, port: 80, protocol: TCP}}]}}
+"""
+NODE_STATUS = (
+    '{{"status": {{"addresses": [{{"type": "InternalIP", "address": "{ip}"}}, '
+    '{{"type": "Hostname", "address": "{name}"}}], '
+    '"conditions": [{{"type": "Ready", "status": "True", "reason": "KubeletReady"}}]}}}}'
+)
 
 
 def _start_http(state: LabState, node: NodeState) -> None:

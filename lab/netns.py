@@ -16,12 +16,9 @@ pid> --net --mount``. ``ip netns exec`` is not used: it remounts /sys and would 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -65,52 +62,6 @@ def sysctl(netns: str, key: str, value: str) -> None:
 def nft(netns: str, script: str) -> None:
     """Apply an nftables script (``nft -f``) inside the namespace, atomically."""
     run(["nsenter", f"--net={NETNS_DIR / netns}", "nft", "-f", "-"], input=script)
-
-
-_CLONE_NEWNET = 0x40000000
-
-
-def socket_in(netns: str) -> socket.socket:
-    """A TCP socket of the namespace: a socket belongs to the namespace it was made in, whichever
-    thread later connects it. Made by a short-lived thread that joins the namespace (setns moves
-    only the calling thread), so this process stays where it is."""
-    made: list[socket.socket | BaseException] = []
-
-    def make() -> None:
-        try:
-            fd = os.open(NETNS_DIR / netns, os.O_RDONLY)
-            try:
-                if _libc().setns(fd, _CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            made.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-        except BaseException as e:
-            made.append(e)
-
-    thread = threading.Thread(target=make, name=f"setns-{netns}")
-    thread.start()
-    thread.join()
-    if isinstance(made[0], BaseException):
-        raise made[0]
-    return made[0]
-
-
-def connect_in(netns: str, address: tuple[str, int], timeout: float) -> socket.socket:
-    """A TCP connection to ``address`` as seen from inside ``netns``."""
-    sock = socket_in(netns)
-    try:
-        sock.settimeout(timeout)
-        sock.connect(address)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
 
 
 def list_netns() -> list[str]:

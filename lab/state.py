@@ -217,34 +217,19 @@ class LabState:
             raw: dict[str, Any] = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
-        nodes = {
-            k: NodeState(
-                name=v["name"],
-                index=v["index"],
-                netns=v["netns"],
-                sandbox=_proc(v.get("sandbox")),
-                agent=_proc(v.get("agent")),
-                http=_proc(v.get("http")),
-                api_fault=v.get("api_fault", ""),
-            )
-            for k, v in raw.get("node_states", {}).items()
-        }
-        return cls(
-            name=raw["name"],
-            nodes=raw.get("nodes", 3),
-            services=raw.get("services", 1),
-            timers=_timers(raw.get("timers")),
-            host_link_net=raw.get("host_link_net", -1),
-            created_run_l2announcer=raw.get("created_run_l2announcer", False),
-            phase=raw.get("phase", "creating"),
-            bin_dir=raw.get("bin_dir", ""),
-            control_plane={
+        procs = ("sandbox", "agent", "http")
+        try:
+            nodes = {
+                k: NodeState(**{**v, **{p: _proc(v.get(p)) for p in procs}})
+                for k, v in raw.get("node_states", {}).items()
+            }
+            control_plane = {
                 k: p for k, v in raw.get("control_plane", {}).items() if (p := _proc(v))
-            },
-            node_states=nodes,
-            namespaces=list(raw.get("namespaces", [])),
-            host_links=list(raw.get("host_links", [])),
-        )
+            }
+            return cls(**{**raw, "timers": _timers(raw.get("timers")),
+                          "control_plane": control_plane, "node_states": nodes})  # fmt: skip
+        except (TypeError, KeyError):  # written by another version: `l2lab down` still works
+            return None
 
 
 def _timers(raw: Any) -> tuple[str, str, str]:
