@@ -18,7 +18,7 @@ import functools
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,10 +54,14 @@ AUDIT_POLICY = {
 }
 
 
-def start_control_plane(directory: Path, apiserver_args: Sequence[str] = ()) -> ControlPlane:
+def start_control_plane(
+    directory: Path,
+    apiserver_args: Sequence[str] = (),
+    audit_policy: Mapping[str, Any] = AUDIT_POLICY,
+) -> ControlPlane:
     """A control plane for a test session, with the policy CRD installed and established."""
     cp = ControlPlane(
-        directory, binaries(say=print), audit_policy=AUDIT_POLICY, apiserver_args=apiserver_args
+        directory, binaries(say=print), audit_policy=audit_policy, apiserver_args=apiserver_args
     ).start()
     cp.kubectl("apply", "-f", str(CRD))
     cp.kubectl("wait", "--for=condition=established", "--timeout=60s", "-f", str(CRD))
@@ -107,6 +111,9 @@ class Kube:
     prefix: str
     api: client.ApiClient
     _cleanup: list[Callable[[], object]] = field(default_factory=list)
+    # The session's audit log, read incrementally from where it ended when the test began.
+    _audit_at: int = 0
+    _audit_events: list[AuditEvent] = field(default_factory=list)
 
     @property
     def core(self) -> client.CoreV1Api:
@@ -172,37 +179,54 @@ class Kube:
     def audit(self, since: float = 0.0, resource: str | None = "leases",
               anywhere: bool = False) -> list[AuditEvent]:  # fmt: skip
         """Finished requests on ``resource`` (None: any) in this test's namespace (``anywhere``:
-        in any namespace or none), in the order they were received. Lease requests are logged for
-        every user; other requests only for ServiceAccounts."""
-        events = []
-        with contextlib.suppress(FileNotFoundError), self.cp.audit_log.open() as f:
-            for line in f:
-                e = json.loads(line)
-                ref = e.get("objectRef") or {}
-                if e.get("stage") != "ResponseComplete":
-                    continue
-                if not anywhere and ref.get("namespace") != self.namespace:
-                    continue
-                if resource is not None and ref.get("resource") != resource:
-                    continue
-                t = _epoch(e["requestReceivedTimestamp"])
-                if t < since:
-                    continue
-                events.append(
-                    AuditEvent(
-                        time=t,
-                        done=_epoch(e["stageTimestamp"]),
-                        user=e["user"]["username"],
-                        verb=e["verb"],
-                        resource=ref.get("resource", ""),
-                        namespace=ref.get("namespace", ""),
-                        name=ref.get("name", ""),
-                        code=int((e.get("responseStatus") or {}).get("code", 0)),
-                        response=e.get("responseObject"),
-                    )
-                )
+        in any namespace or none), received since this test began (and since ``since``), in the
+        order they were received. Lease requests are logged for every user; other requests only
+        for ServiceAccounts. A request appears once the apiserver has written its line."""
+        self._read_audit()
+        events = [
+            e
+            for e in self._audit_events
+            if e.time >= since
+            and (anywhere or e.namespace == self.namespace)
+            and (resource is None or e.resource == resource)
+        ]
         events.sort(key=lambda ev: ev.time)
         return events
+
+    def _read_audit(self) -> None:
+        """Parse what the session's audit log gained since the last call (whole lines only)."""
+        try:
+            f = self.cp.audit_log.open("rb")
+        except FileNotFoundError:
+            return
+        with f:
+            f.seek(self._audit_at)
+            data = f.read()
+        complete = data.rfind(b"\n") + 1  # the apiserver may be writing the last line
+        first, self._audit_at = self._audit_at, self._audit_at + complete
+        for i, line in enumerate(data[:complete].splitlines()):
+            try:
+                e = json.loads(line)
+            except ValueError:
+                if i == 0 and first > 0:
+                    continue  # the test began while that line was being written
+                raise
+            if e.get("stage") != "ResponseComplete":
+                continue
+            ref = e.get("objectRef") or {}
+            self._audit_events.append(
+                AuditEvent(
+                    time=_epoch(e["requestReceivedTimestamp"]),
+                    done=_epoch(e["stageTimestamp"]),
+                    user=e["user"]["username"],
+                    verb=e["verb"],
+                    resource=ref.get("resource", ""),
+                    namespace=ref.get("namespace", ""),
+                    name=ref.get("name", ""),
+                    code=int((e.get("responseStatus") or {}).get("code", 0)),
+                    response=e.get("responseObject"),
+                )
+            )
 
     def close(self) -> None:
         for undo in reversed(self._cleanup):
@@ -220,6 +244,8 @@ def kube_for_test(cp: ControlPlane, work: Path) -> Iterator[Kube]:
     namespace = f"t-{tag}"
     client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})  # type: ignore[arg-type]
     kube = Kube(cp, work, namespace, f"t{tag}", api)
+    with contextlib.suppress(FileNotFoundError):
+        kube._audit_at = cp.audit_log.stat().st_size
     try:
         yield kube
     finally:
