@@ -134,6 +134,7 @@ class Agent:
         from agent.announcer.announced import AnnouncedServices
         from agent.announcer.controller import Announcer
         from agent.announcer.status_writer import StatusWriter, kubernetes_patch
+        from agent.k8s.client import lease_workers
         from agent.leases.elector import Elector
         from agent.leases.state import Timings
 
@@ -176,6 +177,7 @@ class Agent:
             sent_at=self.lease_api.sent_at,
             on_takeover=self.metrics.on_takeover if self.metrics is not None else None,
             client_qps=c.effective_qps,
+            workers=lease_workers(c.effective_qps),
         )
         self.announcer = Announcer(
             self.db,

@@ -10,6 +10,8 @@ the serving certificate names 127.0.0.1, which is where the proxy listens too). 
   link silently drops packets: the client's requests hang until its own timeouts give up;
 - ``reset``: every open connection is reset (RST) and the listener is closed, so new connections
   are refused (ECONNREFUSED), as from a host whose server is gone;
+- ``slow(delay)``: bytes flow, but what the server sends reaches the client ``delay`` seconds
+  later, as from a distant or busy server (every request takes that much longer);
 - ``heal()``: back to forwarding (a stalled connection carries on with what was held, as TCP
   would deliver its retransmissions; the listener of a reset proxy comes back on the same port).
 
@@ -24,6 +26,8 @@ import selectors
 import socket
 import struct
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -39,6 +43,7 @@ class _Pipe:
     upstream: socket.socket
     to_upstream: bytearray = field(default_factory=bytearray)
     to_client: bytearray = field(default_factory=bytearray)
+    held: deque[tuple[float, bytes]] = field(default_factory=deque)  # (due, bytes) to the client
     closing: bool = False  # one side ended: flush what is held, then close both
 
 
@@ -50,6 +55,7 @@ class FaultProxy:
         self.host = host
         self.port = port
         self.mode: Mode = "forward"
+        self.delay = 0.0  # seconds the server's bytes are held back (slow)
         self.accepted = 0  # connections accepted, in total
         self.resets = 0  # connections reset by reset()
         self._lock = threading.Lock()
@@ -85,7 +91,15 @@ class FaultProxy:
         """Reset every connection and refuse new ones until ``heal``."""
         self._set("reset")
 
+    def slow(self, delay: float) -> None:
+        """Forward, holding back what the server sends for ``delay`` seconds."""
+        with self._lock:
+            self.delay = delay
+        self._set("forward")
+
     def heal(self) -> None:
+        with self._lock:
+            self.delay = 0.0
         self._set("forward")
 
     def stop(self) -> None:
@@ -142,24 +156,32 @@ class FaultProxy:
             with self._lock:
                 if self._stop:
                     return
-                self._update_interest()
-            for key, events in self._selector.select(timeout=1.0):
+                due = self._update_interest()
+            for key, events in self._selector.select(timeout=min(1.0, due - time.monotonic())):
                 with self._lock:
                     if self._stop:
                         return
                     self._handle(key, events)
 
-    def _update_interest(self) -> None:
+    def _update_interest(self) -> float:
         """Which sockets to watch for what: nothing of a connection while stalled; reading only
-        while the other direction's buffer is drained (back-pressure), writing while not."""
+        while the other direction's buffer is drained (back-pressure), writing while not.
+        Returns when the next held-back bytes are due (monotonic)."""
+        now = time.monotonic()
+        next_due = now + 1.0
         for pipe in list(self._pipes):
+            while self.mode == "forward" and pipe.held and pipe.held[0][0] <= now:
+                pipe.to_client += pipe.held.popleft()[1]
+            if pipe.held:
+                next_due = min(next_due, pipe.held[0][0])
             for sock, inbound, outbound in (
                 (pipe.client, pipe.to_client, pipe.to_upstream),
                 (pipe.upstream, pipe.to_upstream, pipe.to_client),
             ):
                 events = 0
                 if self.mode == "forward":
-                    if not outbound and not pipe.closing:
+                    held = sock is pipe.upstream and pipe.held
+                    if not outbound and not held and not pipe.closing:
                         events |= selectors.EVENT_READ
                     if inbound:
                         events |= selectors.EVENT_WRITE
@@ -169,8 +191,10 @@ class FaultProxy:
                 and pipe.closing
                 and not pipe.to_client
                 and not pipe.to_upstream
+                and not pipe.held
             ):
                 self._close(pipe, rst=False)
+        return next_due
 
     def _interest(self, sock: socket.socket, events: int, pipe: _Pipe) -> None:
         registered = sock in self._selector.get_map()
@@ -202,7 +226,9 @@ class FaultProxy:
                 del inbound[:sent]
             if events & selectors.EVENT_READ:
                 data = sock.recv(CHUNK)
-                if data:
+                if data and sock is pipe.upstream and self.delay > 0:
+                    pipe.held.append((time.monotonic() + self.delay, data))
+                elif data:
                     outbound += data
                 else:
                     pipe.closing = True

@@ -3,10 +3,17 @@
 Every request goes through one rate limiter and carries a timeout: the client's default is to
 wait forever, which is how a stalled API connection keeps a leader answering (decision 7).
 Watches pass their own (connect, read) timeout, longer than the server-side timeoutSeconds.
+
+How many requests may be in flight at once follows the rate limit: at ``qps`` requests a second,
+each taking up to ``ROUND_TRIP`` on a busy apiserver (a write returns once etcd has committed
+it), ``qps x ROUND_TRIP`` of them overlap; fewer lease workers than that and renewals queue past
+their renew deadline. The connection pool holds one connection per worker, per watch and per
+status writer, so none is closed and opened again (a TLS handshake) under load.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any, Protocol
@@ -16,6 +23,15 @@ import kubernetes
 from agent.k8s.ratelimit import RateLimiter
 
 DEFAULT_TIMEOUT = 10.0  # seconds, for any request that names none
+ROUND_TRIP = 0.1  # seconds a request may take on a busy apiserver, for sizing the workers
+MIN_WORKERS, MAX_WORKERS = 8, 128
+OTHER_CONNECTIONS = 16  # the reflectors' watches, the status writers, lease GC
+
+
+def lease_workers(qps: float) -> int:
+    """Lease requests the elector keeps in flight at once for a client limited to ``qps``."""
+    return max(MIN_WORKERS, min(MAX_WORKERS, math.ceil(qps * ROUND_TRIP)))
+
 
 _local = threading.local()
 
@@ -80,6 +96,7 @@ def make_api_client(
     # No urllib3 retries: every caller has its own retry and backoff (elector, reflectors), and a
     # lease PUT silently re-sent after a read timeout is not what the elector decided to send.
     configuration.retries = False
+    configuration.connection_pool_maxsize = lease_workers(qps) + OTHER_CONNECTIONS
     api = kubernetes.client.ApiClient(configuration)
     install_limits(api, RateLimiter(qps, burst), observer=observer)
     return api

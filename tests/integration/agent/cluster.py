@@ -391,6 +391,10 @@ class Cluster:
                 proc.wait()
         for proxy in self.proxies.values():
             proxy.stop()
+        # Free their ClusterIPs now: the session's range is small, and the namespace controller
+        # removes what is left only some seconds after the test.
+        with suppress(client.ApiException):
+            self.core.delete_collection_namespaced_service(self.namespace)
 
 
 # -- the agents' view: sampled l2-announce tables ----------------------------------------------
