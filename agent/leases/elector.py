@@ -239,12 +239,18 @@ class Elector:
                 log.exception("leadership callback failed for lease %s", name)
 
     def _submit(self, name: str, req: Request) -> None:
-        fut = self._pool.submit(self._call, name, req)
+        timeout = req.timeout
+        if req.purpose == "release" and self._stopping:
+            # On the way out a release may use what is left of the release budget: a write can
+            # take longer than one retry period on a busy apiserver, and a release that gives up
+            # leaves the lease to expire instead of being taken over at once.
+            timeout = max(timeout, self._release_deadline - self._clock.monotonic())
+        fut = self._pool.submit(self._call, name, req, timeout)
         self._in_flight.add(fut)
         fut.add_done_callback(self._in_flight.discard)
 
-    def _call(self, name: str, req: Request) -> None:
-        outcome = self._execute(name, req)
+    def _call(self, name: str, req: Request, timeout: float) -> None:
+        outcome = self._execute(name, req, timeout)
         sent = self._sent_at() if self._sent_at is not None else None
         with self._cond:
             now = self._clock.monotonic()
@@ -275,14 +281,14 @@ class Elector:
             return f"Failed to release lock: {outcome.message}"
         return f"Failed to update lock: {outcome.message}"
 
-    def _execute(self, name: str, req: Request) -> Outcome:
+    def _execute(self, name: str, req: Request, timeout: float) -> Outcome:
         try:
             if req.kind == "get":
-                return Outcome(self._api.get(name, req.timeout))
+                return Outcome(self._api.get(name, timeout))
             assert req.record is not None
             if req.kind == "create":
-                return Outcome(self._api.create(name, req.record, req.timeout))
-            return Outcome(self._api.update(name, req.record, req.timeout))
+                return Outcome(self._api.create(name, req.record, timeout))
+            return Outcome(self._api.update(name, req.record, timeout))
         except Conflict as e:
             return Outcome(error="conflict", message=str(e))
         except NotFound as e:

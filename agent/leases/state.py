@@ -193,7 +193,11 @@ class LeaseElection:
         if not self.wanted:
             if self.leading:
                 self._stop("no longer selected")
-            if self.known and self.observed is not None and self.observed.holder == self.identity:
+            if self.observed is not None and self.observed.holder == self.identity:
+                # A release refused with a conflict (our own renew that timed out was committed
+                # after all) asks the server first: the watch may have nothing more to say.
+                if not self.known:
+                    return self._send("get", "refresh", None, now)
                 return self._send("update", "release", self._released(wall), now)
             return None
         if not self.known:
