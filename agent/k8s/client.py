@@ -23,7 +23,9 @@ import kubernetes
 from agent.k8s.ratelimit import RateLimiter
 
 DEFAULT_TIMEOUT = 10.0  # seconds, for any request that names none
-ROUND_TRIP = 0.1  # seconds a request may take on a busy apiserver, for sizing the workers
+# Seconds a request takes on a busy apiserver, for sizing the workers: more workers than the
+# rate needs only crowd the apiserver, and a crowded one answers renewals past their timeout.
+ROUND_TRIP = 0.05
 MIN_WORKERS, MAX_WORKERS = 8, 128
 OTHER_CONNECTIONS = 16  # the reflectors' watches, the status writers, lease GC
 
