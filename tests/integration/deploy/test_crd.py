@@ -27,6 +27,7 @@ from agent.policy.evaluate import (
     COND_BAD_SERVICE_SELECTOR,
     evaluate_policy,
 )
+from lab.lab import policy1
 from tests.kube import Kube
 from tests.unit.deploy.manifests import Obj
 
@@ -34,18 +35,8 @@ POLICY = (POLICY_GROUP, POLICY_VERSION, POLICY_PLURAL)
 KIND = "CiliumL2AnnouncementPolicy"
 T0 = 1683906000.0  # 2023-05-12T15:40:00Z
 
-# The seed's example policy (docs: "Policies").
-SEED_SPEC: Obj = {
-    "serviceSelector": {"matchLabels": {"color": "blue"}},
-    "nodeSelector": {
-        "matchExpressions": [
-            {"key": "node-role.kubernetes.io/control-plane", "operator": "DoesNotExist"}
-        ]
-    },
-    "interfaces": ["^eth[0-9]+"],
-    "externalIPs": True,
-    "loadBalancerIPs": True,
-}
+# The seed's example policy (docs: "Policies"), as the lab applies it.
+SEED_SPEC: Obj = policy1()["spec"]
 
 
 def body(name: str, spec: Any) -> Obj:

@@ -68,9 +68,11 @@ class Harness:
             return [(e.ip, e.network_interface, e.origins) for e in r.all(L2_ANNOUNCE)]
 
 
-@pytest.fixture
-def h() -> Iterator[Harness]:
+def started(external_ips: bool = False) -> Harness:
+    """A harness with node1 (zone a), two selected devices, empty Services and policies, and
+    its elector and announcer running."""
     h = Harness()
+    h.announcer.external_ips = external_ips
     h.write(NODES, Node("node1", (("zone", "a"),)), init=True)
     h.write(
         DEVICES,
@@ -82,6 +84,12 @@ def h() -> Iterator[Harness]:
     h.write(POLICIES, init=True)
     h.elector.start()
     h.announcer.start()
+    return h
+
+
+@pytest.fixture
+def h() -> Iterator[Harness]:
+    h = started()
     yield h
     h.announcer.stop()
     h.elector.stop(release_timeout=0.5)

@@ -18,33 +18,18 @@ from agent.policy.evaluate import (
 )
 from agent.service_status import ServiceStatusWriter
 from statedb import Database, Status, StatusKind
-from statedb.tables import CATALOGUE, DEVICES, L2_ANNOUNCE, NODES, POLICIES, SERVICES
-from statedb.tables.devices import Device, DeviceAddress
+from statedb.tables import CATALOGUE, L2_ANNOUNCE, POLICIES, SERVICES
 from statedb.tables.l2_announce import L2AnnounceEntry, Origin
-from statedb.tables.nodes import Node
 from statedb.tables.policies import Policy
 from statedb.tables.services import Service
-from tests.unit.announcer.test_announcer import LEASE, RED, Harness, until
+from tests.unit.announcer.test_announcer import LEASE, RED, Harness, started, until
 
 NOT_IN_WITHOUT_VALUES = {"matchExpressions": [{"key": "x", "operator": "NotIn"}]}
 RED_ORIGIN = Origin("default", "red")
 
 
 def start(external_ips: bool = False) -> Harness:
-    h = Harness()
-    h.announcer.external_ips = external_ips
-    h.write(NODES, Node("node1", (("zone", "a"),)), init=True)
-    h.write(
-        DEVICES,
-        Device(2, "eth0", addresses=(DeviceAddress("198.51.100.2"),), selected=True),
-        Device(3, "eth1", addresses=(DeviceAddress("203.0.113.2"),), selected=True),
-        init=True,
-    )
-    h.write(SERVICES, init=True)
-    h.write(POLICIES, init=True)
-    h.elector.start()
-    h.announcer.start()
-    return h
+    return started(external_ips)
 
 
 @pytest.fixture
