@@ -68,12 +68,16 @@ def binaries(say: Callable[[str], None] | None = None) -> Path:
         [str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert proc.stderr is not None and proc.stdout is not None
+    said = []
     for line in proc.stderr:  # the build's progress, as it happens
+        said.append(line.rstrip())
         if say is not None:
-            say(line.rstrip())
+            say(said[-1])
     out = proc.stdout.read()
     if proc.wait() != 0 or not out.strip():
-        raise ControlPlaneError(f"{BUILD_SCRIPT.name} failed (exit {proc.returncode})")
+        raise ControlPlaneError(
+            f"{BUILD_SCRIPT.name} failed (exit {proc.returncode}):\n" + "\n".join(said[-10:])
+        )
     return Path(out.strip().splitlines()[-1])
 
 

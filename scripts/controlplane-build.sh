@@ -7,14 +7,20 @@
 #   scripts/controlplane-build.sh            build if missing, print the bin directory
 #   L2ANNOUNCER_CONTROLPLANE_CACHE=DIR ...   cache root (default /var/cache/l2announcer/controlplane)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+self=$(realpath "$0")
+cd "$(dirname "$self")/.."
 root=$PWD/lab/go
-cache_root=${L2ANNOUNCER_CONTROLPLANE_CACHE:-/var/cache/l2announcer/controlplane}
+# Root's default is shared by every checkout on the machine; anyone else caches in their home.
+default_cache=/var/cache/l2announcer/controlplane
+[ "$(id -u)" -eq 0 ] || default_cache=${XDG_CACHE_HOME:-$HOME/.cache}/l2announcer/controlplane
+cache_root=${L2ANNOUNCER_CONTROLPLANE_CACHE:-$default_cache}
 
-# Go's own installer puts it in /usr/local/go; a non-login shell may not have it on PATH.
-[ -x /usr/local/go/bin/go ] && PATH=$PATH:/usr/local/go/bin
-if ! command -v go >/dev/null 2>&1; then
-    echo "controlplane-build: no 'go' on PATH; the control plane needs Go >= 1.26 (see README)" >&2
+# Go's own installer puts it in /usr/local/go, which a non-login shell may not have on PATH; it
+# goes first, before an older distribution Go (Debian 12's is 1.19).
+[ -x /usr/local/go/bin/go ] && PATH=/usr/local/go/bin:$PATH
+go_minor=$(go env GOVERSION 2>/dev/null | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+if [ -z "$go_minor" ] || [ "$go_minor" -lt 26 ]; then
+    echo "controlplane-build: the control plane needs Go >= 1.26 on PATH (found: $(go env GOVERSION 2>/dev/null || echo none))" >&2
     exit 1
 fi
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
@@ -24,7 +30,7 @@ k8s=$(version_of kubernetes k8s.io/kubernetes)
 etcd=$(version_of etcd go.etcd.io/etcd/server/v3)
 helm=$(version_of helm helm.sh/helm/v4)
 # The key: what decides the binaries (Go, the modules, this script's flags).
-key=$( { go version; cat "$root"/*/go.mod "$root"/*/go.sum "$0"; } | sha256sum | cut -c1-12)
+key=$( { go version; cat "$root"/*/go.mod "$root"/*/go.sum "$self"; } | sha256sum | cut -c1-12)
 dest=$cache_root/k8s-$k8s-etcd-$etcd-helm-$helm-$key
 binaries=(etcd etcdctl kube-apiserver kube-controller-manager kubectl helm)
 
@@ -57,6 +63,7 @@ done
 
 echo "controlplane-build: building Kubernetes $k8s, etcd $etcd, helm $helm into $dest" >&2
 echo "controlplane-build: the first build takes about 8 minutes on 2 cores (downloads included)" >&2
+rm -rf "$cache_root"/.build.*  # what a killed build left (we hold the lock)
 work=$(mktemp -d "$cache_root/.build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 start=$SECONDS
