@@ -21,7 +21,7 @@ from tests.kube import Kube, kube_for_test, start_control_plane
 _TESTS = Path(__file__).parent
 _NEEDS_ROOT = {"privileged", "e2e"}
 
-# The venv's own tools (l2dbg, l2lab, and kubectl where the bootstrap had to install one) come
+# The venv's own tools (l2dbg, l2lab) come
 # first, as they would for a user who activated it.
 _VENV_BIN = str(Path(sys.executable).parent)
 if _VENV_BIN not in os.environ.get("PATH", "").split(os.pathsep):

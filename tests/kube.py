@@ -63,12 +63,16 @@ def start_control_plane(
     cp = ControlPlane(
         directory, binaries(say=print), audit_policy=audit_policy, apiserver_args=apiserver_args
     ).start()
-    cp.kubectl("apply", "-f", str(CRD))
-    cp.kubectl("wait", "--for=condition=established", "--timeout=60s", "-f", str(CRD))
-    # Established is not listable yet: until its watch cache is filled, a list of the policies
-    # gets 429 "storage is (re)initializing".
-    policies = "/apis/cilium.io/v2alpha1/ciliuml2announcementpolicies"
-    wait_for(lambda: cp.get(policies)[0] == 200, 60.0, "the policies listable")
+    try:
+        cp.kubectl("apply", "-f", str(CRD))
+        cp.kubectl("wait", "--for=condition=established", "--timeout=60s", "-f", str(CRD))
+        # Established is not listable yet: until its watch cache is filled, a list of the
+        # policies gets 429 "storage is (re)initializing".
+        policies = "/apis/cilium.io/v2alpha1/ciliuml2announcementpolicies"
+        wait_for(lambda: cp.get(policies)[0] == 200, 60.0, "the policies listable")
+    except BaseException:
+        cp.stop()  # its processes run in their own sessions: nothing else would stop them
+        raise
     print(f"control plane ready in {cp.timings['ready']:.1f}s: {cp.url}")
     return cp
 
@@ -229,12 +233,16 @@ class Kube:
             )
 
     def close(self) -> None:
-        for undo in reversed(self._cleanup):
-            with contextlib.suppress(client.ApiException):
-                undo()
-        with contextlib.suppress(client.ApiException):
-            self.core.delete_namespace(self.namespace)
-        self.api.close()  # type: ignore[no-untyped-call]
+        """Undo what the test registered, then delete its namespace; one failing undo (a
+        connection error as well as an API error) never keeps the rest from running."""
+        try:
+            for undo in reversed(self._cleanup):
+                with contextlib.suppress(Exception):
+                    undo()
+            with contextlib.suppress(Exception):
+                self.core.delete_namespace(self.namespace)
+        finally:
+            self.api.close()  # type: ignore[no-untyped-call]
 
 
 @contextlib.contextmanager

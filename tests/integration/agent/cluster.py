@@ -596,6 +596,7 @@ def running_cluster(kube: Kube, tmp: Path, nodes: int = 3) -> Iterator[Cluster]:
         print(c.logs())
         raise
     finally:
+        # Whatever a test stopped, the session needs it, and close() needs it first.
+        kube.cp.cont("etcd")
+        kube.cp.cont("kube-apiserver")
         c.close()
-        with suppress(Exception):
-            kube.cp.cont("kube-apiserver")  # whatever a test stopped, the session needs it

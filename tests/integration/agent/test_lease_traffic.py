@@ -70,6 +70,8 @@ def test_lease_requests_per_second_do_not_grow_with_followers(cluster: Cluster) 
     report = f"3 agents: {three:.2f}/s {dict(three_verbs)}; 6 agents: {six:.2f}/s {dict(six_verbs)}"
     print(report)
     assert three > 0 and six > 0, report
-    limit = SERVICES / RETRY_PERIOD
+    # One renewal per lease per retry period, counted by arrival: a renewal that arrives late
+    # puts two in one window's edge, hence the margin. Followers add nothing (checked above).
+    limit = 1.2 * SERVICES / RETRY_PERIOD
     assert three <= limit and six <= limit, report
     assert cluster.each_announced_once(ips)

@@ -7,7 +7,7 @@ the agent cannot have that many in flight, renewals queue, pass the renew deadli
 lost and taken back, over and over. Here the agent reaches the apiserver through a FaultProxy
 that holds every answer back 300 ms, and holds 150 leases (75 renewals a second, more than 22 in
 flight; a fixed 8 lease workers made at most 25 a second): every Service must stay announced by
-it, no lease lost. (The session's Service range holds 254 ClusterIPs, so the load is made of
+it, no lease lost. (The session's Service range holds about 250 ClusterIPs, so the load is made of
 latency rather than of more Services.)"""
 
 from __future__ import annotations
