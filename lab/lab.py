@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import signal
@@ -43,6 +42,7 @@ import yaml
 from agent.config import Config, ConfigError, clamp_lease_timings, parse_value
 from agent.durations import parse_duration
 from agent.leases import record
+from agent.leases.churn import needed_qps
 from lab import controlplane, netns
 from lab.controlplane import ControlPlane, ControlPlaneError, Ports, write_kubeconfig
 from lab.netns import LabError
@@ -456,7 +456,7 @@ def agent_args(state: LabState, node: str) -> list[str]:
             l2_announcements_retry_period=parse_duration(retry),
         )
     )
-    qps = max(5, math.ceil(1.5 * state.services / effective.l2_announcements_renew_deadline))
+    qps = max(5, needed_qps(state.services, effective.l2_announcements_renew_deadline))
     return [
         str(VENV_BIN / "l2agent"),
         "--enable-l2-announcements",

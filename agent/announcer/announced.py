@@ -14,11 +14,14 @@ lease is lost), so "has a programmed pair" implies "holds the lease".
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from agent.changes_loop import ChangesLoop
 from statedb import Change, Database, StatusKind
 from statedb.tables.l2_announce import L2_ANNOUNCE, L2AnnounceEntry, Origin
+
+log = logging.getLogger("l2announcer.announcer")
 
 Pair = tuple[str, str]  # (IP, interface)
 OnAnnounced = Callable[[Origin, list[Pair]], None]
@@ -50,7 +53,10 @@ class AnnouncedServices(ChangesLoop[L2AnnounceEntry]):
         new = sorted(o for o in now if o not in self._announced)
         self._announced = now
         for origin in new:
-            self._on_announced(origin, now[origin])
+            try:
+                self._on_announced(origin, now[origin])
+            except Exception:  # one Service's report must not hide the others'
+                log.exception("Reporting %s/%s as announced failed", origin.namespace, origin.name)
 
     def announced(self) -> dict[Origin, list[Pair]]:
         """Each Service with programmed pairs, and the pairs (as of the last batch)."""

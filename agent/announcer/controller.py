@@ -126,11 +126,6 @@ class Announcer:
         for c in self._consumers.values():
             c.close()
 
-    def service_of(self, lease: str) -> tuple[str, str] | None:
-        """The (namespace, name) of the Service a lease we campaign for belongs to."""
-        with self._lock:
-            return self._wanted.get(lease)
-
     # -- elector callback ---------------------------------------------------------------------
 
     def on_leadership(self, lease: str, leading: bool, reason: str) -> None:
@@ -172,7 +167,11 @@ class Announcer:
         for ch in self._consumers[LEASES.name].changes():
             self.elector.observe(ch.row.name, None if ch.deleted else record_from_row(ch.row))
             holder = "" if ch.deleted else ch.row.holder
-            if self._on_other_holder is not None and holder not in ("", self.node_name):
+            if (
+                self._on_other_holder is not None
+                and holder not in ("", self.node_name)
+                and not self.elector.is_leading(ch.row.name)  # not a stale row
+            ):
                 with self._lock:
                     svc = self._wanted.get(ch.row.name)
                 if svc is not None:
@@ -296,7 +295,11 @@ class Announcer:
     def _campaign(self, selected: dict[str, tuple[Service, list[PolicyView]]]) -> None:
         for lease in [x for x in self._wanted if x not in selected]:
             self.elector.want(lease, False)
-            del self._wanted[lease]
+            dropped = self._wanted.pop(lease)
+            if self._on_other_holder is not None:
+                # No longer followed: whoever holds it next, our next announcement is news
+                # (a Service deleted and created again, a node selected again later).
+                self._on_other_holder(*dropped, "")
         new = [x for x in selected if x not in self._wanted]
         for lease in new:
             s = selected[lease][0]

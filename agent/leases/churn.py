@@ -79,7 +79,7 @@ class ChurnMonitor:
 
     def waited(self, seconds: float, now: float) -> None:
         """A lease request waited ``seconds`` on this side before it was sent (rate limiter)."""
-        if seconds > 0:
+        if seconds >= self.renew_deadline / 4:  # only a wait that long counts (_cause)
             self._waits.append((now, seconds))
 
     # -- health --------------------------------------------------------------------------------

@@ -149,8 +149,9 @@ class Elector:
         with self._cond:
             if self._thread is None or self._stopping:
                 return
-            self._stopping = True
+            # The deadline first: _submit reads both without the lock.
             self._release_deadline = self._clock.monotonic() + release_timeout
+            self._stopping = True
             for name, e in self._elections.items():
                 e.set_wanted(False)
                 self._dirty.add(name)

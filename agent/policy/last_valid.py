@@ -4,9 +4,8 @@ A policy whose current version fails a check (bad node selector, bad interface r
 selector) gets its condition, but its Services stay selected by the last version of it that this
 agent saw pass every check: the agent keeps evaluating that version against the node's current
 labels and devices, and switches to the current version as soon as it is valid again. A typo in a
-working policy costs nothing but the condition and a warning; MetalLB and kube-vip keep their last
-good configuration likewise. (The reference returned on the error and left the Services to be
-withdrawn by the next event.)
+working policy costs nothing but the condition and a warning. (The reference returned on the
+error and left the Services to be withdrawn by the next event.)
 
 What is remembered lives in the agent's memory only. An agent that starts while a policy is
 invalid has never seen a valid version of it, so it treats the policy as absent, as the reference

@@ -191,3 +191,18 @@ def test_l2_announce_is_initialized_only_after_our_old_leases_are_taken_back() -
         h.announcer.stop()
         h.elector.stop(release_timeout=0.5)
         h.db.close()
+
+
+def test_a_service_no_longer_campaigned_for_is_reported_so_its_next_announcement_is_news(
+    h: Harness,
+) -> None:
+    # The Service status writer skips announcing a Service whose annotation already names this
+    # node; a Service deleted (or unselected) and back must be announced again, so dropping its
+    # campaign reports it like another holder would.
+    seen: list[tuple[str, str, str]] = []
+    h.announcer._on_other_holder = lambda ns, name, holder: seen.append((ns, name, holder))
+    h.write(POLICIES, Policy("p1", 1, None, None, ("^eth0$",), False, True))
+    h.write(SERVICES, RED)
+    until(lambda: len(h.entries()) == 1)
+    h.delete(SERVICES, RED)
+    until(lambda: ("default", "red", "") in seen)
