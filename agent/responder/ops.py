@@ -137,14 +137,27 @@ class ResponderOps:
                 try:
                     ifindex, _mac = self._device(row.network_interface)
                 except LookupError:
-                    return  # the device is gone; prune removes any key left behind
-            self.garp.cancel(row.ip, ifindex)
-            self._garp_due.discard((row.ip, ifindex))
-            try:
-                self.map.delete(row.ip, ifindex)
-            except OSError as e:
-                raise RuntimeError(f"delete {row.ip}@{ifindex}: {e}") from None
+                    # The device is gone and what we knew of it was forgotten (it changed just
+                    # before, see forget_interfaces): this IP's keys on interfaces that no longer
+                    # exist are this row's. Left to the next prune they would be answered for
+                    # minutes by a stale key.
+                    with self.db.read_txn() as r:
+                        present = {d.ifindex for d in r.all(DEVICES)}
+                    gone = [k for k in self.map.keys() if k[0] == row.ip and k[1] not in present]  # noqa: SIM118
+                    for _ip, stale in gone:
+                        self._delete_key(row.ip, stale)
+                    self._detach_idle()
+                    return
+            self._delete_key(row.ip, ifindex)
             self._detach_idle()
+
+    def _delete_key(self, ip: str, ifindex: int) -> None:
+        self.garp.cancel(ip, ifindex)
+        self._garp_due.discard((ip, ifindex))
+        try:
+            self.map.delete(ip, ifindex)
+        except OSError as e:
+            raise RuntimeError(f"delete {ip}@{ifindex}: {e}") from None
 
     def prune(self, rows: Iterable[L2AnnounceEntry]) -> None:
         with self._lock:

@@ -178,3 +178,17 @@ def test_through_the_reconciler_garp_failure_is_the_rows_status_until_it_heals(r
         assert rec.health() == "OK, 1 object(s)"
     finally:
         rec.stop(5)
+
+
+def test_delete_after_the_interface_changed_and_vanished_still_removes_its_key(rig: Rig) -> None:
+    # eth1 appears, its key is added, the device watcher sees it change (forget_interfaces),
+    # then eth1 is deleted before the row is reconciled again: the row's delete must still
+    # remove the key of the interface that is gone, not leave it to a prune minutes later.
+    rig.ops.update(E("198.51.100.10", "eth0"))
+    rig.ops.update(E("198.51.100.10", "eth1"))
+    rig.ops.forget_interfaces({"eth1"})
+    with rig.db.write_txn(DEVICES) as txn:
+        txn.delete(DEVICES, Device(3, "eth1", hw_addr="02:00:00:00:00:03", selected=True))
+    rig.ops.delete(E("198.51.100.10", "eth1"))
+    assert rig.map.keys() == [("198.51.100.10", 2)]
+    assert ("198.51.100.10", 3) in rig.garp.cancelled
