@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client, config
 
 from lab.controlplane import ControlPlane, binaries, write_kubeconfig
@@ -69,7 +68,7 @@ def start_control_plane(
         # Established is not listable yet: until its watch cache is filled, a list of the
         # policies gets 429 "storage is (re)initializing".
         policies = "/apis/cilium.io/v2alpha1/ciliuml2announcementpolicies"
-        wait_for(lambda: cp.get(policies)[0] == 200, 60.0, "the policies listable")
+        until(lambda: cp.get(policies)[0] == 200, 60.0, "the policies listable")
     except BaseException:
         cp.stop()  # its processes run in their own sessions: nothing else would stop them
         raise
@@ -260,13 +259,11 @@ def kube_for_test(cp: ControlPlane, work: Path) -> Iterator[Kube]:
         kube.close()
 
 
-def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
+def until(pred: Callable[[], bool], timeout: float, what: str = "condition") -> float:
+    """Seconds until ``pred`` held; an AssertionError naming ``what`` if not within ``timeout``."""
+    start = time.monotonic()
     while not pred():
-        if time.monotonic() > deadline:
+        if time.monotonic() - start > timeout:
             raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.05)
-
-
-def load_yaml(path: Path) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+        time.sleep(0.02)
+    return time.monotonic() - start

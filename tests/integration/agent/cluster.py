@@ -51,6 +51,7 @@ from statedb import ReadOnlyDatabase, Table
 from statedb.tables import L2_ANNOUNCE
 from tests.faultproxy import FaultProxy
 from tests.kube import AuditEvent, Kube
+from tests.kube import until as until  # the agent tests' one wait helper, from here too
 
 REPO = Path(__file__).resolve().parents[3]
 FAST = FAST_TIMERS
@@ -77,15 +78,6 @@ REQUESTS_ONLY_AUDIT = {
         {"level": "None"},
     ],
 }
-
-
-def until(pred: Callable[[], bool], timeout: float, what: str = "condition") -> float:
-    start = time.monotonic()
-    while not pred():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.02)
-    return time.monotonic() - start
 
 
 def settles(pred: Callable[[], bool], hold: float, timeout: float, what: str = "state") -> float:

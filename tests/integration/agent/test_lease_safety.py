@@ -35,14 +35,23 @@ CUT_LEASE_DURATION = 6.0
 RATE = ("--k8s-client-qps=200", "--k8s-client-burst=400")
 
 
-def test_three_agents_fifty_services_never_share_a_lease(cluster: Cluster) -> None:
-    ip_of = cluster.services(50, app="demo")
+def announced_by_three(
+    cluster: Cluster, services: int, timers: tuple[str, str, str], proxied: bool = False
+) -> tuple[dict[str, str], list[str]]:
+    """Services 1..n announced once each by three agents, watched for doubles from the start;
+    returns lease name -> IP and the IPs."""
+    ip_of = cluster.services(services, app="demo")
     ips = list(ip_of.values())
     for node in NODES:
-        cluster.start_agent(node, FAST, RATE)
+        cluster.start_agent(node, timers, RATE, proxied=proxied)
     cluster.watch_for_overlaps(ips)
     until(lambda: cluster.each_announced_once(ips), 60, "every service announced once")
-    time.sleep(1.0)
+    time.sleep(1.0)  # a second of steady state before the disruption
+    return ip_of, ips
+
+
+def test_three_agents_fifty_services_never_share_a_lease(cluster: Cluster) -> None:
+    ip_of, ips = announced_by_three(cluster, 50, FAST)
 
     # A planned handover, then a crash: leases change hands both ways.
     first, first_held = cluster.busiest()
@@ -87,14 +96,8 @@ def test_a_holder_cut_off_withdraws_before_its_lease_can_expire(
 ) -> None:
     """One node's connections to the apiserver stall (nothing moves, nothing closes: its requests
     time out on its own clock) or are reset and refused, while the other nodes work on."""
-    ip_of = cluster.services(3, app="demo")
+    ip_of, ips = announced_by_three(cluster, 3, CUT, proxied=True)
     lease, ip = cluster.lease(1), ip_of[cluster.lease(1)]
-    ips = list(ip_of.values())
-    for node in NODES:
-        cluster.start_agent(node, CUT, RATE, proxied=True)
-    cluster.watch_for_overlaps(ips)
-    until(lambda: cluster.each_announced_once(ips), 30, "every service announced once")
-    time.sleep(1.0)
     (holder,) = cluster.announcers(ip)
     mine = {i for i in ips if i in cluster.announced(holder)}
     proxy = cluster.proxies[holder]
@@ -144,13 +147,7 @@ def test_every_holder_withdraws_while_the_apiserver_is_stopped(cluster: Cluster)
     """The apiserver itself stalls (SIGSTOP: connections are accepted by the kernel, nothing is
     answered): every holder must stop announcing before its lease can expire, and once the
     apiserver resumes, every Service is announced once again."""
-    ip_of = cluster.services(6, app="demo")
-    ips = list(ip_of.values())
-    for node in NODES:
-        cluster.start_agent(node, CUT, RATE)
-    cluster.watch_for_overlaps(ips)
-    until(lambda: cluster.each_announced_once(ips), 30, "every service announced once")
-    time.sleep(1.0)
+    ip_of, ips = announced_by_three(cluster, 6, CUT)
     cp = cluster.kube.cp
     cp.signal("kube-apiserver", signal.SIGSTOP)
     try:

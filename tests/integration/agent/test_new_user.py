@@ -82,6 +82,14 @@ def passes(c: Cluster, n: int = 3) -> None:
         time.sleep(0.3)
 
 
+def one_agent_one_service(cluster: Cluster, interfaces: list[str]) -> None:
+    """policy1 with ``interfaces`` over service-1's load balancer IP, then node1's agent."""
+    cluster.policy("policy1", {"loadBalancerIPs": True, "interfaces": interfaces})
+    cluster.service("service-1", "198.51.100.11")
+    nudge_service(cluster)
+    cluster.start_agent("node1", FAST)
+
+
 def nudge_service(c: Cluster) -> None:
     c.core.create_namespaced_service(
         c.namespace,
@@ -144,10 +152,7 @@ def test_a_bad_edit_of_a_working_policy_keeps_the_service_announced(
 def test_an_agent_that_starts_with_only_an_invalid_policy_announces_nothing_and_says_so(
     cluster: Cluster,
 ) -> None:
-    cluster.policy("policy1", {"loadBalancerIPs": True, "interfaces": ["eth[0-"]})
-    cluster.service("service-1", "198.51.100.11")
-    nudge_service(cluster)
-    cluster.start_agent("node1", FAST)
+    one_agent_one_service(cluster, ["eth[0-"])
     until(lambda: bool(warnings(cluster, "node1", "policy event")), 30, "the warning")
     passes(cluster)
     (line,) = warnings(cluster, "node1", "policy event")
@@ -192,10 +197,7 @@ def test_external_ips_are_announced_only_with_enable_external_ips(cluster: Clust
 def test_a_held_lease_with_nothing_to_announce_is_not_reported_as_announced(
     cluster: Cluster,
 ) -> None:
-    cluster.policy("policy1", {"loadBalancerIPs": True, "interfaces": ["^wlan[0-9]+"]})
-    cluster.service("service-1", "198.51.100.11")
-    nudge_service(cluster)
-    cluster.start_agent("node1", FAST)
+    one_agent_one_service(cluster, ["^wlan[0-9]+"])
     until(lambda: cluster.holder(cluster.lease(1)) == "node1", 30, "lease held")
     until(lambda: "nothing to announce" in health(cluster, "node1", "l2-announcer"), 10, "why")
     passes(cluster)

@@ -31,7 +31,7 @@ from agent.leases.api import Forbidden
 from agent.leases.record import LeaseRecord, micro_time
 from agent.service_status import kubernetes_writers
 from lab.controlplane import ControlPlane, write_kubeconfig
-from tests.kube import Kube, wait_for
+from tests.kube import Kube, until
 from tests.unit.deploy.manifests import CRDS, DEPLOY, NAMESPACE, Obj, load_docs, rules
 
 SA = "l2announcer"
@@ -147,7 +147,7 @@ def agent(kube: Kube) -> Agent:
     )
     a = Agent(kube, objects, kubeconfig)
     # The authorizer reads roles and bindings from its informers: new ones count a moment later.
-    wait_for(
+    until(
         lambda: a.can_i("update", "leases", kube.namespace) and a.can_i("list", "services"),
         10.0,
         "the shipped RBAC in force",
@@ -332,7 +332,7 @@ def test_the_agents_own_requests_succeed(agent: Agent, agent_api: Any) -> None:
         _policy(kube, kube.name("policy1"), {"loadBalancerIPs": True})
 
     def make_pod() -> None:
-        wait_for(
+        until(
             lambda: bool(
                 kube.core.list_namespaced_service_account(
                     kube.namespace, field_selector="metadata.name=default"
@@ -510,7 +510,7 @@ def test_without_the_lease_role_the_agent_gets_the_seeds_403(agent: Agent, agent
             return True
         return False
 
-    wait_for(forbidden, 10.0, "a 403 for the lease")
+    until(forbidden, 10.0, "a 403 for the lease")
     # The seed's log line (kube-system/cilium there, this test's namespace and ServiceAccount
     # here), word for word from the real server.
     assert str(denied[-1]) == (
@@ -523,7 +523,7 @@ def test_without_the_lease_role_the_agent_gets_the_seeds_403(agent: Agent, agent
 
     # Restoring the shipped Role heals it, with the same token and client.
     apply(kube, [agent.of_kind("Role")])
-    wait_for(lambda: not forbidden(), 10.0, "the lease readable again")
+    until(lambda: not forbidden(), 10.0, "the lease readable again")
     assert leases.get(LEASE, timeout=10) is None
 
 

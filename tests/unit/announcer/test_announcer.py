@@ -87,13 +87,17 @@ def started(external_ips: bool = False) -> Harness:
     return h
 
 
+def stopped(h: Harness) -> None:
+    h.announcer.stop()
+    h.elector.stop(release_timeout=0.5)
+    h.db.close()
+
+
 @pytest.fixture
 def h() -> Iterator[Harness]:
     h = started()
     yield h
-    h.announcer.stop()
-    h.elector.stop(release_timeout=0.5)
-    h.db.close()
+    stopped(h)
 
 
 RED = Service("default", "red", (("app", "red"),), "LoadBalancer", "", None, ("198.51.100.10",))

@@ -22,23 +22,17 @@ from statedb.tables import CATALOGUE, L2_ANNOUNCE, POLICIES, SERVICES
 from statedb.tables.l2_announce import L2AnnounceEntry, Origin
 from statedb.tables.policies import Policy
 from statedb.tables.services import Service
-from tests.unit.announcer.test_announcer import LEASE, RED, Harness, started, until
+from tests.unit.announcer.test_announcer import LEASE, RED, Harness, started, stopped, until
 
 NOT_IN_WITHOUT_VALUES = {"matchExpressions": [{"key": "x", "operator": "NotIn"}]}
 RED_ORIGIN = Origin("default", "red")
 
 
-def start(external_ips: bool = False) -> Harness:
-    return started(external_ips)
-
-
 @pytest.fixture
 def h() -> Iterator[Harness]:
-    h = start()
+    h = started()
     yield h
-    h.announcer.stop()
-    h.elector.stop(release_timeout=0.5)
-    h.db.close()
+    stopped(h)
 
 
 def policy(generation: int, **kw: Any) -> Policy:
@@ -127,7 +121,7 @@ def test_external_ips_are_not_announced_while_enable_external_ips_is_false(
 
 
 def test_external_ips_are_announced_when_enable_external_ips_is_true() -> None:
-    h = start(external_ips=True)
+    h = started(external_ips=True)
     try:
         h.write(POLICIES, policy(1, external_ips=True))
         h.write(SERVICES, BOTH)
@@ -142,9 +136,7 @@ def test_external_ips_are_announced_when_enable_external_ips_is_true() -> None:
         )
         assert h.announcer.external_ips_ignored == set()
     finally:
-        h.announcer.stop()
-        h.elector.stop(release_timeout=0.5)
-        h.db.close()
+        stopped(h)
 
 
 # -- 4. a held lease with nothing to announce ---------------------------------------------------
