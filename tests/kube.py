@@ -16,6 +16,7 @@ import contextlib
 import datetime
 import functools
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -257,6 +258,15 @@ def kube_for_test(cp: ControlPlane, work: Path) -> Iterator[Kube]:
         yield kube
     finally:
         kube.close()
+
+
+def pinned_kubernetes_version() -> str:
+    """The k8s.io/kubernetes release lab/go/kubernetes/go.mod pins: what the lab and the tests
+    run, and the Kubernetes version the chart is rendered for."""
+    gomod = (REPO / "lab" / "go" / "kubernetes" / "go.mod").read_text()
+    m = re.search(r"^\s*(?:require\s+)?k8s\.io/kubernetes (v\S+)", gomod, re.M)
+    assert m, gomod
+    return m.group(1)
 
 
 def until(pred: Callable[[], bool], timeout: float, what: str = "condition") -> float:

@@ -39,6 +39,7 @@ from tests.e2e.lab_extras import (
     summary,
     until,
 )
+from tests.kube import pinned_kubernetes_version
 
 FAST = FAST_TIMERS
 REFERENCE = REFERENCE_TIMERS  # the reference's default timers
@@ -173,21 +174,13 @@ def test_up_announces_every_service_from_its_holder_only(name: str) -> None:
     assert re.search(r"^node1\s+198\.51\.100\.11\s+pid \d+", status, re.M), status
 
 
-def _pinned_kubernetes_version() -> str:
-    """The k8s.io/kubernetes release lab/go/kubernetes/go.mod pins (what the lab must run)."""
-    gomod = (Path(lab.REPO) / "lab" / "go" / "kubernetes" / "go.mod").read_text()
-    m = re.search(r"^\s*(?:require\s+)?k8s\.io/kubernetes (v\S+)", gomod, re.M)
-    assert m, gomod
-    return m.group(1)
-
-
 def test_the_lab_runs_the_real_control_plane_and_nodes_see_their_own_sys(name: str) -> None:
     """Issue 12's acceptance in the lab: the real server's version and readiness through the
     built kubectl, deploy/'s RBAC as the agents' ServiceAccount sees it, a node's own /sys, and
     the API faults as a node's own connections see them."""
     state = up(name, nodes=1, services=0)
     version = l2lab(name, "kubectl", "--", "version")
-    assert f"Server Version: {_pinned_kubernetes_version()}" in version, version
+    assert f"Server Version: {pinned_kubernetes_version()}" in version, version
     assert l2lab(name, "kubectl", "--", "get", "--raw", "/readyz").strip() == "ok"
     account = "--as=system:serviceaccount:kube-system:l2announcer"
     can_i = ("kubectl", "--", "auth", "can-i", account)

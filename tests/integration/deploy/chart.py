@@ -15,9 +15,10 @@ from pathlib import Path
 import yaml
 
 from lab.controlplane import binaries
+from tests.kube import pinned_kubernetes_version
 from tests.unit.deploy.manifests import CHART, NAMESPACE, Obj, load_docs_from_text
 
-KUBE_VERSION = "v1.37.2"  # the pinned release (lab/go/kubernetes/go.mod)
+KUBE_VERSION = pinned_kubernetes_version()
 RELEASE = "l2announcer"
 
 
