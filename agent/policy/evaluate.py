@@ -129,18 +129,24 @@ def _valid_ips(ips: Iterable[str]) -> list[str]:
     return out
 
 
+def _policy_ips(s: Service, v: PolicyView) -> list[str]:
+    """The IPs of ``s`` that policy ``v`` announces: load balancer IPs first, then external IPs
+    (one place, so that what is announced and why nothing is never disagree)."""
+    ips: list[str] = []
+    if v.load_balancer_ips:
+        ips += _valid_ips(s.load_balancer_ips)
+    if v.external_ips:
+        ips += _valid_ips(s.external_ips or ())
+    return ips
+
+
 def desired_entries(s: Service, policies: Sequence[PolicyView]) -> dict[tuple[str, str], Origin]:
     """(IP, interface) pairs the holder of ``s``'s lease announces, for each selecting policy:
     load balancer IPs first, then external IPs, each on every device of that policy."""
     origin = Origin(s.namespace, s.name)
     out: dict[tuple[str, str], Origin] = {}
     for v in policies:
-        ips: list[str] = []
-        if v.load_balancer_ips:
-            ips += _valid_ips(s.load_balancer_ips)
-        if v.external_ips:
-            ips += _valid_ips(s.external_ips or ())
-        for ip in ips:
+        for ip in _policy_ips(s, v):
             for dev in v.devices:
                 out[(ip, dev)] = origin
     return out
@@ -161,12 +167,7 @@ def why_nothing_to_announce(
                 if selected_devices
                 else "this node has no selected device"
             )
-        ips = []
-        if v.load_balancer_ips:
-            ips += _valid_ips(s.load_balancer_ips)
-        if v.external_ips:
-            ips += _valid_ips(s.external_ips or ())
-        if not ips:
+        if not _policy_ips(s, v):
             kinds = [
                 k
                 for k, on in (
