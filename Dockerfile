@@ -47,6 +47,7 @@ RUN --mount=type=secret,id=pip-ca \
 
 COPY README.md /src/README.md
 COPY statedb /src/statedb
+COPY common /src/common
 COPY agent /src/agent
 COPY dbg /src/dbg
 COPY bpf /src/bpf

@@ -29,7 +29,7 @@ from agent.service_status import ServiceStatusWriter, kubernetes_writers
 
 if TYPE_CHECKING:
     from agent.announcer.controller import Announcer
-    from statedb.tables.l2_announce import Origin
+    from common.tables.l2_announce import Origin
 
 log = logging.getLogger("l2announcer.agent")
 
@@ -61,8 +61,8 @@ class Agent:
     # -- start --------------------------------------------------------------------------------
 
     def start(self) -> None:
+        from common.tables import CATALOGUE
         from statedb import Database
-        from statedb.tables import CATALOGUE
 
         c = self.config
         self.db = Database.open(Path(c.state_dir) / DB_FILE, CATALOGUE.values())
@@ -222,9 +222,9 @@ class Agent:
         from agent.responder.ops import ResponderOps
         from bpf.datapath import Datapath
         from bpf.garp import GarpSender
+        from common.tables.l2_announce import L2_ANNOUNCE
         from statedb.reconciler import Config as ReconcilerConfig
         from statedb.reconciler import Reconciler
-        from statedb.tables.l2_announce import L2_ANNOUNCE
 
         c = self.config
         self.datapath = Datapath(

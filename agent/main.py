@@ -87,8 +87,8 @@ def _probe(state_dir: str, liveness: bool) -> int:
     from pathlib import Path
 
     from agent.modules import HEARTBEAT
+    from common.tables.health import HEALTH
     from statedb import ReadOnlyDatabase, StateDBError
-    from statedb.tables.health import HEALTH
 
     try:
         with ReadOnlyDatabase.open(Path(state_dir) / "statedb.sqlite") as ro, ro.snapshot() as s:

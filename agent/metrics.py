@@ -27,10 +27,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from common.tables.devices import DEVICES
+from common.tables.health import HEALTH
+from common.tables.l2_announce import L2_ANNOUNCE
 from statedb import Database, StatusKind
-from statedb.tables.devices import DEVICES
-from statedb.tables.health import HEALTH
-from statedb.tables.l2_announce import L2_ANNOUNCE
 
 log = logging.getLogger("l2announcer.metrics")
 

@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping
 
 from agent.changes_loop import ChangesLoop
 from agent.config import KEYS, Config, display_value
+from common.tables.config import CONFIG, ConfigEntry
+from common.tables.health import HEALTH, Health
+from common.tables.pods import PODS, Pod
 from statedb import Change, Database
-from statedb.tables.config import CONFIG, ConfigEntry
-from statedb.tables.health import HEALTH, Health
-from statedb.tables.pods import PODS, Pod
 
 log = logging.getLogger("l2announcer.agent")
 

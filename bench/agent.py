@@ -40,9 +40,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common.tables import L2_ANNOUNCE  # noqa: E402
 from lab.controlplane import ControlPlane  # noqa: E402
 from statedb import ReadOnlyDatabase  # noqa: E402
-from statedb.tables import L2_ANNOUNCE  # noqa: E402
 from tests.integration.agent.cluster import (  # noqa: E402
     DEFAULT,
     REQUESTS_ONLY_AUDIT,

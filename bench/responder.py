@@ -34,11 +34,11 @@ def _inner() -> dict[str, float]:
     from agent.responder.ops import ResponderOps
     from bpf.datapath import Datapath
     from bpf.garp import GarpSender
+    from common.tables import DEVICES, L2_ANNOUNCE
+    from common.tables.devices import Device
+    from common.tables.l2_announce import L2AnnounceEntry
     from statedb import Database
     from statedb.reconciler import Config, Reconciler
-    from statedb.tables import DEVICES, L2_ANNOUNCE
-    from statedb.tables.devices import Device
-    from statedb.tables.l2_announce import L2AnnounceEntry
 
     subprocess.run(
         ["ip", "link", "add", "l2b0", "type", "veth", "peer", "name", "l2b1"], check=True

@@ -27,9 +27,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common.tables import CATALOGUE, L2_ANNOUNCE  # noqa: E402
+from common.tables.l2_announce import L2AnnounceEntry, Origin  # noqa: E402
 from statedb import Database  # noqa: E402
-from statedb.tables import CATALOGUE, L2_ANNOUNCE  # noqa: E402
-from statedb.tables.l2_announce import L2AnnounceEntry, Origin  # noqa: E402
 
 TARGETS = {
     "upserts_per_s_file": (">=", 50_000),

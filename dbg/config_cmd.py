@@ -13,11 +13,11 @@ from typing import Annotated
 
 import typer
 
+from common.tables.config import CONFIG, ConfigEntry
 from dbg import statedb_ops
 from dbg.errors import DbgError, report
 from dbg.output import DataOutput, write_data
 from dbg.statedb_cmd import state_dir_of
-from statedb.tables.config import CONFIG, ConfigEntry
 
 READ_ONLY = "#### Read-only configurations ####"
 READ_WRITE = "##### Read-write configurations #####"

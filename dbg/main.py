@@ -49,7 +49,7 @@ def _fast(args: list[str]) -> bool:
 
     if not args or not args[0].startswith(("statedb", "--state-dir")):
         return False
-    from statedb.tables import CATALOGUE
+    from common.tables import CATALOGUE
 
     req = fast.parse(args, frozenset(CATALOGUE))
     if req is None:

@@ -1,4 +1,4 @@
-"""The ``l2dbg statedb`` command group: one subcommand per table of ``statedb.tables.CATALOGUE``
+"""The ``l2dbg statedb`` command group: one subcommand per table of ``common.tables.CATALOGUE``
 (generated, so a new table needs no CLI code), plus ``dump`` and ``query``."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from common.tables import CATALOGUE
 from dbg import statedb_ops
 from dbg.duration import parse_duration
 from dbg.errors import PROG, DbgError, report
 from dbg.output import DataOutput, Output
 from statedb import Table
-from statedb.tables import CATALOGUE
 
 STATE_DIR_HELP = (
     "Directory holding statedb.sqlite [default: $L2ANNOUNCER_STATE_DIR, else /run/l2announcer]."

@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from common.tables import CATALOGUE
 from dbg.errors import DbgError
 from dbg.output import DataOutput, Grid, Line, Output, wants_rich, write_data, write_grid
 from statedb import ReadOnlyDatabase, Snapshot, StateDBError, StateDBNotFound, Table
 from statedb.table import quote_name
-from statedb.tables import CATALOGUE
 
 DEFAULT_STATE_DIR = "/run/l2announcer"
 STATE_DIR_ENV = "L2ANNOUNCER_STATE_DIR"

@@ -15,10 +15,10 @@ from typing import Annotated
 
 import typer
 
+from common.tables import CONFIG, DEVICES, HEALTH, L2_ANNOUNCE, LEASES
 from dbg import statedb_ops
 from dbg.errors import DbgError, report
 from dbg.statedb_cmd import state_dir_of
-from statedb.tables import CONFIG, DEVICES, HEALTH, L2_ANNOUNCE, LEASES
 
 SERVICE_PROXIES = ("kube-proxy", "cilium-agent", "kube-router", "antrea-agent")
 LEASE_PREFIX = "cilium-l2announce"  # the agent's lease names: <prefix>-<namespace>-<name>

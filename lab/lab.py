@@ -536,10 +536,10 @@ class NodeView:
 
 
 def node_view(state: LabState, node: str) -> NodeView:
+    from common.tables import L2_ANNOUNCE
+    from common.tables.health import HEALTH
     from statedb.readonly import ReadOnlyDatabase
     from statedb.status import StatusKind
-    from statedb.tables import L2_ANNOUNCE
-    from statedb.tables.health import HEALTH
 
     path = state.node_state_dir(node) / "statedb.sqlite"
     announced: dict[str, str] = {}

@@ -13,7 +13,7 @@ The picture::
       consumer = db.register_consumer("x", t1)
       consumer.changes()  # current rows, then every upsert/delete in revision order
 
-It knows nothing about Kubernetes or BPF; the table catalogue lives in ``statedb.tables``.
+It knows nothing about Kubernetes or BPF; the table catalogue lives in ``common.tables``.
 """
 
 import importlib

@@ -18,8 +18,8 @@ import logging
 from collections.abc import Callable
 
 from agent.changes_loop import ChangesLoop
+from common.tables.l2_announce import L2_ANNOUNCE, L2AnnounceEntry, Origin
 from statedb import Change, Database, StatusKind
-from statedb.tables.l2_announce import L2_ANNOUNCE, L2AnnounceEntry, Origin
 
 log = logging.getLogger("l2announcer.announcer")
 

@@ -48,14 +48,14 @@ from agent.policy.evaluate import (
     why_nothing_to_announce,
 )
 from agent.policy.last_valid import LastValidPolicies
+from common.tables.devices import DEVICES
+from common.tables.l2_announce import L2_ANNOUNCE, L2AnnounceEntry, Origin
+from common.tables.leases import LEASES
+from common.tables.nodes import NODES
+from common.tables.policies import POLICIES, Policy
+from common.tables.services import SERVICES, Service
 from statedb import Database, Status, Table
 from statedb.changes import Consumer
-from statedb.tables.devices import DEVICES
-from statedb.tables.l2_announce import L2_ANNOUNCE, L2AnnounceEntry, Origin
-from statedb.tables.leases import LEASES
-from statedb.tables.nodes import NODES
-from statedb.tables.policies import POLICIES, Policy
-from statedb.tables.services import SERVICES, Service
 
 log = logging.getLogger("l2announcer.announcer")
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from agent.logfmt import fields
 from agent.policy.evaluate import PolicyView
-from statedb.tables.policies import Policy
+from common.tables.policies import Policy
 
 log = logging.getLogger("l2announcer.announcer")
 

@@ -25,8 +25,8 @@ from agent.devices.pyroute2_source import Pyroute2Source
 from agent.devices.selection import kernel_supports_l3_devices
 from agent.devices.source import NetlinkError, NetlinkSource, Update
 from agent.devices.table_sync import DeviceTableSync
+from common.tables.devices import DEVICES, Device
 from statedb import Database
-from statedb.tables.devices import DEVICES, Device
 
 log = logging.getLogger(__name__)
 

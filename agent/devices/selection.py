@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from agent.devices.options import DevicesOptions
-from statedb.tables.devices import Device
+from common.tables.devices import Device
 
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8

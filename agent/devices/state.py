@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from agent.devices.selection import IFF_UP, RouteFacts, is_global_unicast
 from agent.devices.source import AddrUpdate, LinkUpdate, RouteUpdate, Update
-from statedb.tables.devices import Device, DeviceAddress
+from common.tables.devices import Device, DeviceAddress
 
 MAIN_TABLE = 254
 LOCAL_TABLE = 255

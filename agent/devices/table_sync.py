@@ -18,8 +18,8 @@ from agent.devices.options import DevicesOptions
 from agent.devices.selection import select_device
 from agent.devices.source import Update
 from agent.devices.state import NetState
+from common.tables.devices import DEVICES, Device
 from statedb import Database, WriteTxn
-from statedb.tables.devices import DEVICES, Device
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 from agent.k8s.reflector import Mapping, Obj
 from agent.leases.api import Conflict, Forbidden, LeaseAPIError, NotFound
 from agent.leases.record import LEASE_PREFIX, LeaseRecord
-from statedb.tables.leases import LEASES, Lease
+from common.tables.leases import LEASES, Lease
 
 log = logging.getLogger("l2announcer.leases")
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from agent.k8s.leases import LEASE_MAPPING
 from agent.k8s.reflector import KubernetesSource, Mapping, Obj
-from statedb.tables.nodes import NODES, Node
-from statedb.tables.pods import PODS, Pod
-from statedb.tables.policies import POLICIES, Policy
-from statedb.tables.services import SERVICES, Service
+from common.tables.nodes import NODES, Node
+from common.tables.pods import PODS, Pod
+from common.tables.policies import POLICIES, Policy
+from common.tables.services import SERVICES, Service
 
 POLICY_GROUP, POLICY_VERSION, POLICY_PLURAL = (
     "cilium.io",

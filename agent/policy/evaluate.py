@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 from agent.policy.interfaces import InterfaceRegexError, compile_interfaces, select_devices
 from agent.policy.selector import Selector, SelectorError, compile_selector
-from statedb.tables.l2_announce import Origin
-from statedb.tables.policies import Policy
-from statedb.tables.services import Service
+from common.tables.l2_announce import Origin
+from common.tables.policies import Policy
+from common.tables.services import Service
 
 L2_LOAD_BALANCER_CLASS = "io.cilium/l2-announcer"
 LABEL_SERVICE_NAMESPACE = "io.kubernetes.service.namespace"

@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from agent.policy.evaluate import PolicyView, evaluate_policy
-from statedb.tables.policies import Policy
+from common.tables.policies import Policy
 
 
 class LastValidPolicies:

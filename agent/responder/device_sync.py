@@ -14,10 +14,10 @@ import logging
 
 from agent.changes_loop import ChangesLoop
 from agent.responder.ops import ResponderOps
+from common.tables.devices import DEVICES, Device
+from common.tables.l2_announce import L2_ANNOUNCE, L2AnnounceEntry
 from statedb import Change, Database, Status
 from statedb.reconciler import Reconciler
-from statedb.tables.devices import DEVICES, Device
-from statedb.tables.l2_announce import L2_ANNOUNCE, L2AnnounceEntry
 
 log = logging.getLogger("l2announcer.l2-responder")
 

@@ -22,10 +22,10 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from bpf.garp import GarpError
+from common.tables.devices import DEVICES
+from common.tables.l2_announce import L2AnnounceEntry
 from statedb import Database, ReadTxn
 from statedb.reconciler import PermanentError
-from statedb.tables.devices import DEVICES
-from statedb.tables.l2_announce import L2AnnounceEntry
 
 log = logging.getLogger("l2announcer.l2-responder")
 

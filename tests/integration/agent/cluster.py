@@ -46,9 +46,9 @@ from urllib.parse import urlsplit
 import yaml
 from kubernetes import client
 
+from common.tables import L2_ANNOUNCE
 from lab.state import FAST_TIMERS, REFERENCE_TIMERS
 from statedb import ReadOnlyDatabase, Table
-from statedb.tables import L2_ANNOUNCE
 from tests.faultproxy import FaultProxy
 from tests.kube import AuditEvent, Kube
 from tests.kube import until as until  # the agent tests' one wait helper, from here too

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from statedb.tables.leases import LEASES
+from common.tables.leases import LEASES
 from tests.integration.agent.cluster import DEFAULT, Cluster, running_cluster, until
 from tests.kube import Kube
 

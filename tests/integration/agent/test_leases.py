@@ -17,8 +17,8 @@ from agent.leases.api import Conflict
 from agent.leases.elector import Elector
 from agent.leases.record import LeaseRecord, micro_time
 from agent.leases.state import Timings
+from common.tables.leases import LEASES
 from statedb import Database
-from statedb.tables.leases import LEASES
 from tests.kube import Kube
 
 NAME = "cilium-l2announce-default-service-red"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from statedb.tables import HEALTH
+from common.tables import HEALTH
 from tests.integration.agent.cluster import FAST, Cluster, until
 
 POLICY = ("cilium.io", "v2alpha1", "ciliuml2announcementpolicies")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from common.tables.devices import DEVICES, Device
 from statedb import ReadOnlyDatabase
 from statedb.errors import StateDBNotFound
-from statedb.tables.devices import DEVICES, Device
 
 RUNNER = Path(__file__).with_name("run_controller.py")
 # How long a change may take to reach the table before a test fails. The target is well under

@@ -15,8 +15,8 @@ import threading
 from agent.devices.controller import DevicesController
 from agent.devices.options import DevicesOptions, devices_option_from_string
 from agent.devices.pyroute2_source import Pyroute2Source
+from common.tables.devices import DEVICES
 from statedb import Database
-from statedb.tables.devices import DEVICES
 
 
 def main() -> None:

@@ -150,7 +150,7 @@ LEAK_CHECK = """
 import os, threading
 from agent.devices.controller import DevicesController, DevicesControllerConfig
 from statedb import Database
-from statedb.tables.devices import DEVICES
+from common.tables.devices import DEVICES
 
 def fds():
     return len(os.listdir("/proc/self/fd"))

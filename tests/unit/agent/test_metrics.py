@@ -7,11 +7,11 @@ import urllib.request
 from prometheus_client import generate_latest
 
 from agent.metrics import Metrics
+from common.tables import DEVICES, HEALTH, L2_ANNOUNCE
+from common.tables.devices import Device
+from common.tables.health import Health
+from common.tables.l2_announce import L2AnnounceEntry, Origin
 from statedb import Database, Status, StatusKind
-from statedb.tables import DEVICES, HEALTH, L2_ANNOUNCE
-from statedb.tables.devices import Device
-from statedb.tables.health import Health
-from statedb.tables.l2_announce import L2AnnounceEntry, Origin
 
 
 def test_series_from_state_bpf_counters_and_hooks() -> None:

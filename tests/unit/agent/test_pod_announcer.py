@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from agent.modules import PodAnnouncer
+from common.tables.pods import PODS, Pod
 from statedb import Database
-from statedb.tables.pods import PODS, Pod
 
 IFINDEX = 7
 

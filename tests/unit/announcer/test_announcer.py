@@ -13,13 +13,13 @@ from agent.announcer.controller import Announcer
 from agent.leases.elector import Elector
 from agent.leases.record import LeaseRecord
 from agent.leases.state import Timings
+from common.tables import CATALOGUE, DEVICES, L2_ANNOUNCE, NODES, POLICIES, SERVICES
+from common.tables.devices import Device, DeviceAddress
+from common.tables.l2_announce import Origin
+from common.tables.nodes import Node
+from common.tables.policies import Policy
+from common.tables.services import Service
 from statedb import Database, Table
-from statedb.tables import CATALOGUE, DEVICES, L2_ANNOUNCE, NODES, POLICIES, SERVICES
-from statedb.tables.devices import Device, DeviceAddress
-from statedb.tables.l2_announce import Origin
-from statedb.tables.nodes import Node
-from statedb.tables.policies import Policy
-from statedb.tables.services import Service
 from tests.unit.leases.fake_api import FakeLeaseAPI
 
 LEASE = "cilium-l2announce-default-red"

@@ -17,11 +17,11 @@ from agent.policy.evaluate import (
     COND_BAD_SERVICE_SELECTOR,
 )
 from agent.service_status import ServiceStatusWriter
+from common.tables import CATALOGUE, L2_ANNOUNCE, POLICIES, SERVICES
+from common.tables.l2_announce import L2AnnounceEntry, Origin
+from common.tables.policies import Policy
+from common.tables.services import Service
 from statedb import Database, Status, StatusKind
-from statedb.tables import CATALOGUE, L2_ANNOUNCE, POLICIES, SERVICES
-from statedb.tables.l2_announce import L2AnnounceEntry, Origin
-from statedb.tables.policies import Policy
-from statedb.tables.services import Service
 from tests.unit.announcer.test_announcer import LEASE, RED, Harness, started, stopped, until
 
 NOT_IN_WITHOUT_VALUES = {"matchExpressions": [{"key": "x", "operator": "NotIn"}]}

@@ -12,7 +12,7 @@ from agent.announcer.policy_log import CLEARED_MESSAGE, ERROR_MESSAGE, PolicyLog
 from agent.logfmt import LogfmtFormatter
 from agent.policy.evaluate import COND_BAD_INTERFACE_REGEX
 from agent.policy.last_valid import LastValidPolicies
-from statedb.tables.policies import Policy
+from common.tables.policies import Policy
 
 NODE = {"kubernetes.io/hostname": "node1"}
 DEVICES = ["eth0"]

@@ -13,12 +13,12 @@ from typing import Any
 
 from typer.testing import CliRunner
 
+from common.tables import CATALOGUE, DEVICES, L2_ANNOUNCE
+from common.tables.devices import Device, DeviceAddress
+from common.tables.l2_announce import L2AnnounceEntry, Origin
 from dbg.cli import app
 from dbg.main import main, preprocess
 from statedb import Database, Status, StatusKind, Table
-from statedb.tables import CATALOGUE, DEVICES, L2_ANNOUNCE
-from statedb.tables.devices import Device, DeviceAddress
-from statedb.tables.l2_announce import L2AnnounceEntry, Origin
 
 REPO = Path(__file__).resolve().parents[3]
 GOLDEN = REPO / "tests" / "golden" / "l2dbg"

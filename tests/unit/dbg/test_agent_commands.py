@@ -10,13 +10,13 @@ from typer.testing import CliRunner
 
 from agent.config import resolve
 from agent.modules import write_config
+from common.tables import CATALOGUE, DEVICES, HEALTH, L2_ANNOUNCE, LEASES
+from common.tables.devices import Device
+from common.tables.health import Health
+from common.tables.l2_announce import L2AnnounceEntry, Origin
+from common.tables.leases import Lease
 from dbg.cli import app
 from statedb import Database, Status, StatusKind
-from statedb.tables import CATALOGUE, DEVICES, HEALTH, L2_ANNOUNCE, LEASES
-from statedb.tables.devices import Device
-from statedb.tables.health import Health
-from statedb.tables.l2_announce import L2AnnounceEntry, Origin
-from statedb.tables.leases import Lease
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ COMMANDS = dict(_commands())
 
 
 def test_the_command_tree_has_the_catalogue_tables() -> None:
-    from statedb.tables import CATALOGUE
+    from common.tables import CATALOGUE
 
     for name in CATALOGUE:
         assert f"l2dbg statedb {name}" in COMMANDS

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from statedb.tables import DEVICES
+from common.tables import DEVICES
 from tests.unit.dbg.fixtures import Outcome, assert_golden, invoke, invoke_main, open_db
 
 

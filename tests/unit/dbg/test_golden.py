@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from statedb.tables import DEVICES
+from common.tables import DEVICES
 from tests.unit.dbg.fixtures import (
     ETH0,
     LO,

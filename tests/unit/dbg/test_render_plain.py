@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+from common.tables import DEVICES, L2_ANNOUNCE
+from common.tables.l2_announce import L2AnnounceEntry
 from dbg.render_plain import TabWriter, format_table, header_cells
-from statedb.tables import DEVICES, L2_ANNOUNCE
-from statedb.tables.l2_announce import L2AnnounceEntry
 from tests.unit.dbg.fixtures import ETH0, LO
 
 DEVICES_EXAMPLE = (

@@ -71,8 +71,8 @@ def test_deleted_rows_are_struck_through() -> None:
 
 
 def test_watch_on_a_terminal_aligns_batches(state_dir: Path) -> None:
+    from common.tables import L2_ANNOUNCE
     from dbg.watch import watch
-    from statedb.tables import L2_ANNOUNCE
 
     def stop(_seconds: float) -> None:
         raise KeyboardInterrupt

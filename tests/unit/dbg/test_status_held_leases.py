@@ -8,12 +8,12 @@ from typer.testing import CliRunner
 
 from agent.config import resolve
 from agent.modules import write_config
+from common.tables import CATALOGUE, HEALTH, L2_ANNOUNCE, LEASES
+from common.tables.health import Health
+from common.tables.l2_announce import L2AnnounceEntry, Origin
+from common.tables.leases import Lease
 from dbg.cli import app
 from statedb import Database, Status, StatusKind
-from statedb.tables import CATALOGUE, HEALTH, L2_ANNOUNCE, LEASES
-from statedb.tables.health import Health
-from statedb.tables.l2_announce import L2AnnounceEntry, Origin
-from statedb.tables.leases import Lease
 
 RED = "cilium-l2announce-default-service-red"
 WLAN = "cilium-l2announce-default-wlan-only"

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from common.tables import L2_ANNOUNCE
+from common.tables.l2_announce import L2AnnounceEntry
 from dbg.output import Output
 from dbg.watch import HEADER_EVERY, watch
 from statedb import Database, Status, StatusKind
-from statedb.tables import L2_ANNOUNCE
-from statedb.tables.l2_announce import L2AnnounceEntry
 from tests.unit.dbg.fixtures import REPO, invoke, l2dbg_executable, open_db, write_rows
 
 A = L2AnnounceEntry("198.51.100.10", "eth0")
@@ -77,7 +77,7 @@ def test_changes_and_deletions_are_printed_as_they_commit(tmp_path: Path) -> Non
 
 
 def test_a_commit_to_another_table_prints_nothing(tmp_path: Path) -> None:
-    from statedb.tables import DEVICES
+    from common.tables import DEVICES
     from tests.unit.dbg.fixtures import LO
 
     with open_db(tmp_path) as db:

@@ -11,8 +11,8 @@ import pytest
 
 from agent.devices.controller import DevicesController, DevicesControllerConfig
 from agent.devices.options import DevicesOptions
+from common.tables.devices import DEVICES, Device
 from statedb import Database
-from statedb.tables.devices import DEVICES, Device
 
 from .fake_netlink import FakeNetlink
 from .helpers import addr, gone, route, uplink

@@ -13,7 +13,7 @@ from agent.devices.selection import (
     kernel_supports_l3_devices,
     select_device,
 )
-from statedb.tables.devices import Device, DeviceAddress
+from common.tables.devices import Device, DeviceAddress
 
 UP_BCAST_MCAST_RUNNING = 0x1043
 ADDR = (DeviceAddress("198.51.100.2"),)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.devices.source import Update
 from agent.devices.state import NetState
-from statedb.tables.devices import DeviceAddress
+from common.tables.devices import DeviceAddress
 
 from .helpers import DOWN, addr, gone, link, route, uplink
 

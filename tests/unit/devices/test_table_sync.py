@@ -10,8 +10,8 @@ import pytest
 
 from agent.devices.options import DevicesOptions
 from agent.devices.table_sync import DeviceTableSync
+from common.tables.devices import DEVICES, Device
 from statedb import Database
-from statedb.tables.devices import DEVICES, Device
 
 from .helpers import addr, gone, link, route, uplink
 

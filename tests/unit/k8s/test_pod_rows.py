@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.k8s.objects import pod_row
-from statedb.tables.pods import Pod
+from common.tables.pods import Pod
 
 
 def test_a_pod_keeps_its_uid_addresses_and_host_network() -> None:

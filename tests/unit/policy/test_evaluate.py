@@ -16,9 +16,9 @@ from agent.policy.evaluate import (
     selecting_policies,
     service_labels,
 )
-from statedb.tables.l2_announce import Origin
-from statedb.tables.policies import Policy
-from statedb.tables.services import Service
+from common.tables.l2_announce import Origin
+from common.tables.policies import Policy
+from common.tables.services import Service
 
 NODE = {"kubernetes.io/hostname": "node1", "zone": "a"}
 DEVICES = ["eth0", "eth1"]

@@ -16,8 +16,8 @@ from agent.policy.evaluate import (
     why_nothing_to_announce,
 )
 from agent.policy.last_valid import LastValidPolicies
-from statedb.tables.policies import Policy
-from statedb.tables.services import Service
+from common.tables.policies import Policy
+from common.tables.services import Service
 
 NODE = {"kubernetes.io/hostname": "node1"}
 DEVICES = ["eth0", "eth1"]

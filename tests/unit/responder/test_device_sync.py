@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from agent.responder.device_sync import DeviceSync
+from common.tables import DEVICES, L2_ANNOUNCE
+from common.tables.devices import Device
+from common.tables.l2_announce import L2AnnounceEntry
 from statedb.reconciler import Config, Reconciler
-from statedb.tables import DEVICES, L2_ANNOUNCE
-from statedb.tables.devices import Device
-from statedb.tables.l2_announce import L2AnnounceEntry
 from tests.unit.responder.test_ops import Rig
 
 

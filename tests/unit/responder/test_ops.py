@@ -8,11 +8,11 @@ import pytest
 
 from agent.responder.ops import ResponderOps
 from bpf.garp import GarpError
+from common.tables import DEVICES, L2_ANNOUNCE
+from common.tables.devices import Device
+from common.tables.l2_announce import L2AnnounceEntry
 from statedb import Database, StatusKind
 from statedb.reconciler import Config, PermanentError, Reconciler
-from statedb.tables import DEVICES, L2_ANNOUNCE
-from statedb.tables.devices import Device
-from statedb.tables.l2_announce import L2AnnounceEntry
 
 
 class FakeMap:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from common.tables import CATALOGUE
 from statedb import Database
-from statedb.tables import CATALOGUE
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "statedb.md"
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from common.tables import CATALOGUE, L2_ANNOUNCE
+from common.tables.l2_announce import L2AnnounceEntry, Origin
 from statedb import Database, Status, StatusKind
-from statedb.tables import CATALOGUE, L2_ANNOUNCE
-from statedb.tables.l2_announce import L2AnnounceEntry, Origin
 
 
 def test_l2_announce_prints_in_the_references_key_order() -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from common.tables._codecs import labels_codec
 from statedb.table import Table
-from statedb.tables._codecs import labels_codec
 
 
 @dataclass(frozen=True, slots=True)

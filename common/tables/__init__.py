@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.tables.config import CONFIG
+from common.tables.devices import DEVICES
+from common.tables.health import HEALTH
+from common.tables.l2_announce import L2_ANNOUNCE
+from common.tables.leases import LEASES
+from common.tables.nodes import NODES
+from common.tables.pods import PODS
+from common.tables.policies import POLICIES
+from common.tables.services import SERVICES
 from statedb.table import Table
-from statedb.tables.config import CONFIG
-from statedb.tables.devices import DEVICES
-from statedb.tables.health import HEALTH
-from statedb.tables.l2_announce import L2_ANNOUNCE
-from statedb.tables.leases import LEASES
-from statedb.tables.nodes import NODES
-from statedb.tables.pods import PODS
-from statedb.tables.policies import POLICIES
-from statedb.tables.services import SERVICES
 
 CATALOGUE: dict[str, Table[Any]] = {
     t.name: t
