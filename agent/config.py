@@ -8,7 +8,8 @@ directory (a mounted ConfigMap); otherwise the default applies.
 
 Bad values refuse to start (``ConfigError``: one line naming the key, the value, where it came
 from and what is allowed). Timer relations that are wrong are clamped as the reference does, with
-its warning, reported once (decision 4).
+its warning, but reported once per agent rather than once per Service, so that a wrong value does
+not bury the log.
 """
 
 from __future__ import annotations
@@ -350,10 +351,10 @@ def resolve(flags: Mapping[str, str], env: Mapping[str, str] | None = None) -> R
 
 
 def clamp_lease_timings(c: Config) -> tuple[Config, tuple[str, ...]]:
-    """The reference's timing rules (§1.5.1), in order; each that fires adds its warning.
+    """The reference's lease-timing clamps, in its order; each that fires adds its warning.
 
-    Rule 5's reference message says "retry-period / 2" but sets the retry period to half the
-    renew deadline; the message here says what actually changes.
+    The last rule's reference message says "retry-period / 2" but sets the retry period to half
+    the renew deadline; the message here says what actually changes.
     """
     lease = c.l2_announcements_lease_duration
     renew = c.l2_announcements_renew_deadline

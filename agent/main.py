@@ -57,7 +57,7 @@ def _run(**kwargs: Any) -> None:
     import logging
 
     log = logging.getLogger("l2announcer.agent")
-    for warning in resolved.warnings:  # the clamp warnings, once each (decision 4)
+    for warning in resolved.warnings:  # the clamp warnings: once per agent, not per Service
         log.warning("%s", warning)
     agent = Agent(resolved.config, resolved.sources, datapath=not no_datapath)
     done = threading.Event()
@@ -169,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     app.command()(_command())
     args = normalize_argv(sys.argv[1:] if argv is None else argv)
     # Not click's standalone mode: its usage errors are several lines (usage, hint, error), and
-    # a bad command line must be one line naming what is wrong and what is allowed (decision 4).
+    # a bad command line must be one line naming what is wrong and what is allowed, the line a
+    # crash-looping pod's log shows.
     try:
         code = app(args=args, prog_name="l2agent", standalone_mode=False)
     except typer.Abort:

@@ -3,7 +3,8 @@
 Series (all prefixed ``l2announcer_``; documented in docs/metrics.md):
 
 - ``arp_responses_sent_total{ip,interface}``: ARP requests the datapath answered, read from the
-  BPF map's counters at scrape time (they survive agent restarts, decision 1);
+  BPF map's counters at scrape time (the map is pinned and only missing keys are written, so
+  they survive reconciliation and agent restarts);
 - ``gratuitous_arp_sent_total{ip,interface}``: gratuitous ARPs sent;
 - ``announced{namespace,service,ip,interface}``: 1 per (IP, interface) this node answers for, with
   the Service wanting it ("which node owns my IP?");

@@ -1,6 +1,6 @@
 """The responder's rules as a pure Python function: what a correct responder answers, byte for byte.
 
-It is the executable specification of ``l2_responder.c`` (reference §6.2 plus our extra checks):
+It is the executable specification of ``l2_responder.c`` (the reference's checks plus ours):
 the fuzz test sends thousands of frames to the real program and compares every reply with
 :func:`expected_reply`; unit tests pin the rules down one by one. Keep the two in step.
 

@@ -15,10 +15,11 @@ keeps answering from the pinned maps while that agent's last stamp is younger th
 ``start()`` does not stamp: the keys it inherits may describe leases that have moved since, so
 the new agent vouches for them (``start_stamping()``) only once its reconciler has rebuilt the
 table and pruned the map. If that happens within the max age of the old agent's last stamp, ARP
-is answered throughout; if it does not, the datapath goes silent, exactly as decision 8 wants for
-an agent that cannot renew. ``attach()`` swaps the new program in atomically; both programs share
-the pinned maps, so counters and keys carry over. ``stamp_on_start=True`` is for processes that
-own their map content outright (the standalone loader, tests).
+is answered throughout; if it does not, the datapath goes silent, as it must for an agent that
+cannot renew (it may no longer hold the leases its keys describe). ``attach()`` swaps the new
+program in atomically; both programs share the pinned maps, so counters and keys carry over.
+``stamp_on_start=True`` is for processes that own their map content outright (the standalone
+loader, tests).
 """
 
 from __future__ import annotations

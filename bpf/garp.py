@@ -1,4 +1,4 @@
-"""Gratuitous ARP on takeover, in the RFC 5227 form (decision 6), sent as a short burst.
+"""Gratuitous ARP on takeover, in the RFC 5227 form, sent as a short burst.
 
 The frame is an ARP *reply* to broadcast with sender IP = target IP = VIP and target MAC = sender
 MAC. The last part matters: Linux only lets a gratuitous reply override a neighbour entry updated
@@ -7,8 +7,9 @@ broadcast is ignored then, so clients that just resolved the old holder would ke
 
 A burst (default 3 packets, 0.5 s apart) covers a lost first packet. :class:`GarpSender` sends
 the first packet synchronously, so the caller sees its error at once and can retry with backoff
-(decision 2), and leaves the rest to a scheduler thread; :meth:`GarpSender.cancel` drops the rest
-when the VIP is lost mid-burst, so a former holder never keeps announcing itself.
+(while the map entry is already written), and leaves the rest to a scheduler thread;
+:meth:`GarpSender.cancel` drops the rest when the VIP is lost mid-burst, so a former holder never
+keeps announcing itself.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@
 //
 // Checks, in addition to the reference (cilium bpf/lib/arp.h): protocol type IPv4, lengths 6/4,
 // the Ethernet source is neither our own MAC nor a group address, and the frame carries no
-// (hardware-accelerated) VLAN tag. The agent's liveness stamp must be fresh (decision 8).
+// (hardware-accelerated) VLAN tag. The agent's liveness stamp must be younger than the renew
+// deadline (not the lease duration), so a wedged holder is silent before any other node can
+// acquire its lease.
 //
 // The pin paths are passed as -D defines so that the maps live under the configured BPF root;
 // bcc opens a pinned map that already exists instead of creating it, so counters survive restarts.
@@ -143,7 +145,7 @@ int l2_responder(struct __sk_buff *skb)
     if (!agent_is_live())
         return PASS;
 
-    /* Rewrite in place (reference §6.2 step 4): length, padding, hrd/pro/hln/pln unchanged. */
+    /* Rewrite in place, as the reference does: length, padding, hrd/pro/hln/pln unchanged. */
     __u8 requester[6];
     __u8 sip[4];
     __builtin_memcpy(requester, f.h_source, 6);

@@ -1,4 +1,4 @@
-"""The agent's heartbeat to the datapath (decision 8).
+"""The agent's heartbeat to the datapath, which stops answering when the heartbeat stops.
 
 A thread writes ``time.monotonic_ns()`` into the pinned liveness map every second. The program
 compares it with ``bpf_ktime_get_ns()`` (the same CLOCK_MONOTONIC) and stops answering once the

@@ -6,7 +6,7 @@ Three maps live under the BPF root (default ``/sys/fs/bpf/tc/globals``):
   with a ``responses_sent`` counter. Same name, layout and BTF as the reference, so the seed's
   ``bpftool map dump pinned ...`` works unchanged.
 - ``l2announcer_liveness`` (:class:`LivenessMap`): the agent's last CLOCK_MONOTONIC stamp and the
-  maximum age after which the program stops answering (decision 8).
+  maximum age (the renew deadline) after which the program stops answering.
 - ``l2announcer_ifaces`` (:class:`IfaceMap`): each attached interface's MAC, so that one compiled
   program serves every interface.
 
@@ -136,7 +136,8 @@ class ResponderMap(_PinnedMap):
         """Insert with a zero counter unless present (BPF_NOEXIST); True when it was inserted.
 
         Never overwrites: an existing counter keeps counting across reconciliations and agent
-        restarts (decision 1), and the caller learns whether the key is new (GARP only then).
+        restarts (the reference rewrote it, resetting the counter), and the caller learns whether
+        the key is new (GARP only then).
         """
         try:
             syscall.update(self._fd, encode_key(ip, ifindex), _U64.pack(0), syscall.BPF_NOEXIST)

@@ -2,7 +2,8 @@
 
 The reference prints ``#### Read-only configurations ####`` then ``%-34s: %v`` lines sorted by
 name, then ``##### Read-write configurations #####``. The values come from the agent's ``config``
-table; durations print as ``15s``, not as the reference's float nanoseconds (decision 9).
+table; durations print as ``15s``, not as the reference's float nanoseconds (``1.5e+10``), which
+nobody reads at a glance.
 """
 
 from __future__ import annotations

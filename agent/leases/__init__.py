@@ -1,4 +1,6 @@
-"""Per-Service Lease election (decision 7): our own elector with client-go semantics.
+"""Per-Service Lease election: our own elector with client-go semantics, plus lease watches
+instead of polling, a timeout on every request and an immediate takeover of a released lease
+(the Python client's ``kubernetes.leaderelection`` has no timeouts, no release and a wall clock).
 
 - record.py: the Lease fields the election uses, MicroTime formatting, lease names.
 - state.py: the election of ONE lease as a pure state machine (inputs: what we want, what we

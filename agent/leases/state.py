@@ -6,7 +6,7 @@ lease watch and from our own responses), the outcome of our requests (``complete
 (``drain_events``). Nothing here sleeps, talks to the network or reads a clock, so every rule can be
 tested with virtual time, and many electors can be simulated against one fake API server.
 
-The rules are client-go's (reference §1.5.2) with decision 7's changes:
+The rules are client-go's (jittered retries, release on cancel), with these changes:
 - expiry is judged on the local monotonic clock from when a change of the record was last
   observed, never from the record's renewTime;
 - a leader stops leading once ``renew_deadline`` has passed since the *sending* of its last
@@ -40,7 +40,7 @@ class Timings:
     retry_period: float
 
     def __post_init__(self) -> None:
-        # The config clamps (reference §1.5.1) guarantee these; an elector must never run without.
+        # The config's lease-timing clamps guarantee these; an elector must never run without.
         if not (self.lease_duration > self.renew_deadline > self.retry_period * JITTER_FACTOR > 0):
             raise ValueError(
                 "lease timings need lease duration > renew deadline > retry period * 1.2 > 0"

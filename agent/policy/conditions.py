@@ -1,4 +1,4 @@
-"""Policy status conditions: what to write, and only when it changes (decision 5).
+"""Policy status conditions: what to write, and only when it changes.
 
 The reference rewrites every condition it checks, from every node, on every pass, refreshing
 ``lastTransitionTime`` each time. Here a condition is written only when its status, message or

@@ -1,10 +1,10 @@
 """Which Services this node campaigns for, and what the holder of a Service's lease announces.
 
-Pure functions over table rows (reference §1.3, §1.4, §1.7), level-triggered: the announcer
+Pure functions over table rows, by the reference's rules, level-triggered: the announcer
 recomputes from the current rows rather than patching state event by event, so an event applied
 in a different order gives the same answer. Where the reference has a quirk, this says so:
-- the load-balancer class filter applies on every path (decision 3; the reference skipped it
-  when a policy was re-applied);
+- the load-balancer class filter applies on every path (the reference skipped it when a policy
+  was re-applied, so a Service of another class could be announced until its next update);
 - policies that select a Service are taken in name order (the reference used map order).
 """
 
@@ -55,7 +55,8 @@ class PolicyView:
 def evaluate_policy(
     p: Policy, node_labels: Mapping[str, str], selected_devices: Sequence[str]
 ) -> PolicyView:
-    """Reference §1.4's order: node selector, then interfaces, then service selector."""
+    """The reference's order, which decides the error reported when several checks would fail:
+    node selector, then interfaces, then service selector."""
     checks: dict[str, str | None] = {}
     try:
         node_selector = compile_selector(p.node_selector)

@@ -1,6 +1,6 @@
 """Policy ``interfaces``: Go RE2 regular expressions, unanchored, OR-ed, over the selected devices
-in ifindex order (reference §1.4 step 3). google-re2 is the same engine as Go's regexp; its error
-texts are rewritten to Go's (``error parsing regexp: missing closing ]: `[eth` ``)."""
+in ifindex order, as the reference gathers them. google-re2 is the same engine as Go's regexp;
+its error texts are rewritten to Go's (``error parsing regexp: missing closing ]: `[eth` ``)."""
 
 from __future__ import annotations
 

@@ -3,10 +3,12 @@
 - ``update``: resolve the interface through the devices table (not netlink: the table is the one
   view of devices the whole agent shares), attach this agent's program to it once (replacing a
   previous agent's, which may be an older version, atomically), add the key only if
-  it is missing (counters survive, decision 1) and send a gratuitous ARP burst only for a key that
-  was missing (so a restarted agent does not announce again). A failed GARP never blocks the key
-  (decision 2): the key stays, the row shows ``garp <ip>@<ifindex>: ...`` and the retry sends
-  the GARP again. IPv6 rows get a permanent "not supported yet" status (NDP is planned).
+  it is missing (so its ``responses_sent`` counter survives reconciliation and restarts) and send
+  a gratuitous ARP burst only for a key that was missing (so a restarted agent does not announce
+  again). A failed GARP never blocks the key, because the VIP must be answered even when the
+  announcement could not go out: the key stays, the row shows ``garp <ip>@<ifindex>: ...`` and
+  the retry sends the GARP again. IPv6 rows get a permanent "not supported yet" status (NDP is
+  planned).
 - ``delete``: remove the key, cancel a burst still going, detach from an interface left with no
   key.
 - ``prune``: remove every key no row wants (stale keys of a previous agent), detach idle

@@ -75,7 +75,8 @@ def summary(proc: subprocess.Popen[str]) -> dict[str, Any]:
 
 def add_eth1(state: LabState, node: str) -> int:
     """A second LAN interface ``eth1`` on ``node`` (a veth to the LAN bridge, 198.51.100.199/24,
-    with a default route: a veth is selected only with one, reference rule 9); its ifindex."""
+    with a default route: without a ``--devices`` filter a veth is selected only with one); its
+    ifindex."""
     lan, node_ns = state.lan_netns, state.netns_of(node)
     netns.ip("link", "add", "x" + node, "type", "veth", "peer", "name", "eth1",
              "netns", node_ns, netns=lan)  # fmt: skip

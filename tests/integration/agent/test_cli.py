@@ -1,5 +1,5 @@
 """Every invalid configuration value refuses to start the real ``l2agent`` with exactly one line on
-stderr, naming the key, the value and what is allowed, and exit code 2 (issue 5, decision 4)."""
+stderr, naming the key, the value and what is allowed, and exit code 2 (issue 5)."""
 
 from __future__ import annotations
 

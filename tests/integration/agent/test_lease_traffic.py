@@ -1,4 +1,4 @@
-"""Lease traffic at steady state does not grow with nodes (issue 5, decision 7): followers watch
+"""Lease traffic at steady state does not grow with nodes (issue 5): followers watch
 leases instead of polling them, so three agents and six agents make the same lease requests per
 second (leaders renewing), at most services / retry period. Measured from the apiserver's audit
 log over a window after the agents have settled.

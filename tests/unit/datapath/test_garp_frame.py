@@ -1,4 +1,4 @@
-"""The gratuitous ARP frame (decision 6): RFC 5227 reply to broadcast, tha = sha, 60 bytes."""
+"""The gratuitous ARP frame: RFC 5227 reply to broadcast, tha = sha, 60 bytes."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ UPDATE_ENV = "L2DBG_UPDATE_GOLDEN"
 
 UP, BROADCAST, LOOPBACK, MULTICAST, RUNNING = 0x1, 0x2, 0x8, 0x1000, 0x40
 
-# The two rows of reference-behaviour.md §3.5.
+# The two rows of the reference's ``cilium-dbg statedb devices`` example.
 LO = Device(
     ifindex=1,
     name="lo",

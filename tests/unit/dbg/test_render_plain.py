@@ -1,5 +1,5 @@
-"""The plain layout against the reference's own examples (reference-behaviour.md §3.5, §4,
-§10.5), byte for byte."""
+"""The plain layout against the reference's own examples (its ``devices`` and ``l2-announce``
+tables, laid out by its tabwriter rules), byte for byte."""
 
 from __future__ import annotations
 

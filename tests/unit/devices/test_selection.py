@@ -1,4 +1,4 @@
-"""Every selection rule of reference §3.3, in order, with the reference's reason strings."""
+"""Every device selection rule of the reference, in its order, with its reason strings."""
 
 from __future__ import annotations
 
@@ -279,7 +279,7 @@ def test_rule_7_l3_device_needs_kernel_5_8() -> None:
     assert select_device(l3, ROUTED, AUTO, l3_devices_supported=True) == (True, "")
     # A device with a MAC is unaffected by the kernel.
     assert select_device(dev(), ROUTED, AUTO, l3_devices_supported=False) == (True, "")
-    # Rule 7 comes after rule 6 and before rule 8.
+    # The L3 check (rule 7) comes after the master check (6), before the excluded prefixes (8).
     enslaved = dataclasses.replace(l3, master_index=2)
     assert select_device(enslaved, ROUTED, AUTO, l3_devices_supported=False)[1] == (
         "bridged or bonded to ifindex 2"

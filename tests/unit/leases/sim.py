@@ -4,7 +4,7 @@ Time advances in fixed ticks. Requests take a random latency, are applied at the
 through, and answer at the end; a partitioned node's requests never reach the server and fail at
 their timeout, and its watch stalls (on heal it sees the current record). The watch delivers
 every server change to each connected node after a random lag. A killed node stops at once, but
-its datapath keeps answering until its liveness stamp is ``renew_deadline`` old (decision 8):
+its datapath keeps answering until its liveness stamp is ``renew_deadline`` old (the max age):
 that is when it stops "announcing" for the safety check.
 """
 

@@ -1,4 +1,5 @@
-"""Selection rules of reference §1.3-1.4 and §1.7, table-driven, including the quirks we fix."""
+"""The reference's rules for Service eligibility, policy handling and the announced entries,
+table-driven, including the quirks we fix."""
 
 from __future__ import annotations
 
