@@ -220,6 +220,7 @@ class Agent:
     def _start_datapath(self) -> None:
         from agent.responder.device_sync import DeviceSync
         from agent.responder.ops import ResponderOps
+        from agent.runtime.clock import RealClock
         from bpf.datapath import Datapath
         from bpf.garp import GarpSender
         from common.tables.l2_announce import L2_ANNOUNCE
@@ -248,7 +249,12 @@ class Agent:
         ops = ResponderOps(self.db, self.datapath.responder, self.datapath, self.garp)
         # The reference's full reconciliation ran every 5 minutes; prune as often.
         self.responder = Reconciler(
-            self.db, L2_ANNOUNCE, ops, ReconcilerConfig(prune_interval=300.0), name="l2-responder"
+            self.db,
+            L2_ANNOUNCE,
+            ops,
+            ReconcilerConfig(prune_interval=300.0),
+            clock=RealClock(),
+            name="l2-responder",
         )
         self.responder.start()
         self.device_sync = DeviceSync(self.db, ops, self.responder)

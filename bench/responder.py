@@ -32,6 +32,7 @@ TARGETS = {"commit_to_map_p99_ms": ("<=", 20.0), "full_reconcile_4096_s": ("<=",
 
 def _inner() -> dict[str, float]:
     from agent.responder.ops import ResponderOps
+    from agent.runtime.clock import RealClock
     from bpf.datapath import Datapath
     from bpf.garp import GarpSender
     from common.tables import DEVICES, L2_ANNOUNCE
@@ -65,7 +66,7 @@ def _inner() -> dict[str, float]:
         garp = GarpSender(3, 0.5)
         garp.start()
         ops = ResponderOps(db, dp.responder, dp, garp)
-        rec = Reconciler(db, L2_ANNOUNCE, ops, Config(), name="l2-responder")
+        rec = Reconciler(db, L2_ANNOUNCE, ops, Config(), clock=RealClock(), name="l2-responder")
         rec.start()
         try:
             # 1. commit -> map entry, one row at a time.
@@ -117,7 +118,7 @@ def _inner() -> dict[str, float]:
             txn.upsert(DEVICES, Device(ifindex, "l2b0", hw_addr=mac, selected=True))
             txn.register_initializer(L2_ANNOUNCE, "bench")
         ops = ResponderOps(db, dp.responder, dp, GarpSender(1, 0.5))
-        rec = Reconciler(db, L2_ANNOUNCE, ops, Config(), name="l2-responder")
+        rec = Reconciler(db, L2_ANNOUNCE, ops, Config(), clock=RealClock(), name="l2-responder")
         rec.start()
         t0 = time.perf_counter()
         with db.write_txn(L2_ANNOUNCE) as txn:

@@ -31,7 +31,7 @@ from agent.leases.api import Conflict, Forbidden, LeaseAPI, LeaseAPIError, NotFo
 from agent.leases.churn import ChurnMonitor
 from agent.leases.record import LeaseRecord
 from agent.leases.state import LeaseElection, Outcome, Request, Timings
-from statedb.reconciler.clock import Clock, RealClock
+from agent.runtime.clock import Clock, RealClock
 
 log = logging.getLogger("l2announcer.leases")
 

@@ -6,7 +6,7 @@ committed with a compare-and-swap on the reconciled revision, per-row exponentia
 after initialization). See ``reconciler.py`` for the loop, ``config.py`` for every setting.
 """
 
-from statedb.reconciler.clock import Clock, FakeClock, RealClock
+from statedb.reconciler.clock import Clock
 from statedb.reconciler.config import Config
 from statedb.reconciler.operations import Operations, PermanentError
 from statedb.reconciler.reconciler import Reconciler
@@ -15,10 +15,8 @@ from statedb.reconciler.retries import RetryQueue, backoff
 __all__ = [
     "Clock",
     "Config",
-    "FakeClock",
     "Operations",
     "PermanentError",
-    "RealClock",
     "Reconciler",
     "RetryQueue",
     "backoff",

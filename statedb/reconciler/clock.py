@@ -1,17 +1,12 @@
-"""Injected time (style habit 14): the reconciler never calls ``time`` directly.
+"""What the reconciler needs from a clock. The caller injects one (the agent's runtime clock, or a
+fake one in tests): the reconciler never reads ``time`` itself, so tests move time by hand.
 
-Retry and prune deadlines are kept in ``monotonic()`` seconds, so a wall-clock step (NTP, a
-suspended VM) can neither fire every retry at once nor stall them; ``now()`` is wall-clock time and
-only stamps ``Status.updated_at`` for display. ``real_timeout`` maps "this much clock time from
-now" to how long a thread should block: the real clock blocks for exactly that long, the fake clock
-blocks until woken, because its time moves only when a test calls ``advance()``.
+Retry and prune deadlines are kept in ``monotonic()`` seconds, so a wall-clock step can neither
+fire every retry at once nor stall them; ``now()`` only stamps ``Status.updated_at`` for display.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
 from typing import Protocol
 
 
@@ -28,52 +23,3 @@ class Clock(Protocol):
         """How long to block (real seconds) for ``seconds`` of this clock to pass; None: until
         woken."""
         ...
-
-
-class RealClock:
-    """The clock of the running agent."""
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def now(self) -> float:
-        return time.time()
-
-    def real_timeout(self, seconds: float) -> float | None:
-        return max(0.0, seconds)
-
-
-class FakeClock:
-    """A clock for tests: it stands still until ``advance()``, which then calls the listeners
-    (``on_advance``) so a waiting loop re-checks its deadlines. Thread-safe."""
-
-    def __init__(self, monotonic: float = 1000.0, now: float = 1_700_000_000.0) -> None:
-        self._lock = threading.Lock()
-        self._monotonic = monotonic
-        self._now = now
-        self._listeners: list[Callable[[], None]] = []
-
-    def monotonic(self) -> float:
-        with self._lock:
-            return self._monotonic
-
-    def now(self) -> float:
-        with self._lock:
-            return self._now
-
-    def real_timeout(self, seconds: float) -> float | None:
-        return None
-
-    def on_advance(self, listener: Callable[[], None]) -> None:
-        with self._lock:
-            self._listeners.append(listener)
-
-    def advance(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("a clock does not go back")
-        with self._lock:
-            self._monotonic += seconds
-            self._now += seconds
-            listeners = list(self._listeners)
-        for listener in listeners:
-            listener()

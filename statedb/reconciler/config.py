@@ -6,9 +6,7 @@ where it has a reason to (see agent configuration). Durations are seconds as flo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from statedb.reconciler.clock import Clock, RealClock
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +33,6 @@ class Config:
     """Seconds the loop pauses after an unexpected exception of its own (not of an operation)
     before trying again (default 1 s), so a persistent bug logs once a second, not in a hot
     loop."""
-
-    clock: Clock = field(default_factory=RealClock)
-    """Where time comes from (style habit 14); tests pass a ``FakeClock``."""
 
     def __post_init__(self) -> None:
         if not self.retry_min > 0:

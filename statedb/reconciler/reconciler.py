@@ -28,6 +28,7 @@ from typing import Any, Generic, TypeVar
 
 from statedb.changes import Consumer
 from statedb.db import Database
+from statedb.reconciler.clock import Clock
 from statedb.reconciler.config import Config
 from statedb.reconciler.operations import Operations, PermanentError
 from statedb.reconciler.retries import RetryItem, RetryQueue
@@ -68,6 +69,7 @@ class Reconciler(Generic[R]):
         ops: Operations[R],
         config: Config | None = None,
         *,
+        clock: Clock,
         name: str | None = None,
     ) -> None:
         if table.status_field is None:
@@ -78,7 +80,7 @@ class Reconciler(Generic[R]):
         self.config = config or Config()
         self.name = name or f"reconciler:{table.name}"
         self._status_field: str = table.status_field
-        self._clock = self.config.clock
+        self._clock = clock
 
         # Loop-thread state.
         self._consumer: Consumer[R] | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from agent.responder.device_sync import DeviceSync
+from agent.runtime.clock import RealClock
 from common.tables import DEVICES, L2_ANNOUNCE
 from common.tables.devices import Device
 from common.tables.l2_announce import L2AnnounceEntry
@@ -22,7 +23,9 @@ def until(pred: object, timeout: float = 5.0) -> None:
 
 def test_recreated_interface_gets_its_keys_back_and_an_announcement() -> None:
     rig = Rig()
-    rec = Reconciler(rig.db, L2_ANNOUNCE, rig.ops, Config(retry_min=0.01), name="l2-responder")
+    rec = Reconciler(
+        rig.db, L2_ANNOUNCE, rig.ops, Config(retry_min=0.01), clock=RealClock(), name="l2-responder"
+    )
     sync = DeviceSync(rig.db, rig.ops, rec)
     rec.start()
     sync.start()

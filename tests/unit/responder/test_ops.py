@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from agent.responder.ops import ResponderOps
+from agent.runtime.clock import RealClock
 from bpf.garp import GarpError
 from common.tables import DEVICES, L2_ANNOUNCE
 from common.tables.devices import Device
@@ -163,7 +164,9 @@ def test_a_previous_agents_filter_gets_this_agents_program_on_first_update() -> 
 
 def test_through_the_reconciler_garp_failure_is_the_rows_status_until_it_heals(rig: Rig) -> None:
     rig.garp.fail = 1
-    rec = Reconciler(rig.db, L2_ANNOUNCE, rig.ops, Config(retry_min=0.01), name="l2-responder")
+    rec = Reconciler(
+        rig.db, L2_ANNOUNCE, rig.ops, Config(retry_min=0.01), clock=RealClock(), name="l2-responder"
+    )
     rec.start()
     try:
         with rig.db.write_txn(L2_ANNOUNCE) as txn:

@@ -1,5 +1,5 @@
-"""Scenario scripts for the reconciler (style habit 10): steps and expected results in one text
-file, in a small txtar-like format::
+"""Scenario scripts for the reconciler: steps and expected results in one text file, in a small
+txtar-like format, so a behaviour change reads as a diff of a script::
 
     # comment
     start retry_min=0.015625 prune_interval=10 initialized=false
@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.runtime.clock import FakeClock
 from statedb import Database
-from statedb.reconciler import Config, FakeClock, Reconciler
+from statedb.reconciler import Config, Reconciler
 from tests.unit.statedb_reconciler.support import (
     OBJECTS,
     WAIT,
@@ -128,7 +129,7 @@ class Runner:
             if initialized:
                 txn.initializer_done(OBJECTS, "sync")
         self.target = FakeTarget(self.clock.monotonic)
-        self.rec = Reconciler(self.db, OBJECTS, self.target, Config(clock=self.clock, **opts))
+        self.rec = Reconciler(self.db, OBJECTS, self.target, Config(**opts), clock=self.clock)
         self.clock.on_advance(self.rec.wake)
         self.rec.start()
         if initialized:

@@ -8,8 +8,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.runtime.clock import FakeClock
 from statedb import Database, Status, Table
-from statedb.reconciler import Config, FakeClock, Reconciler
+from statedb.reconciler import Config, Reconciler
 
 WAIT = 5.0  # real seconds any condition may take before a test gives up (never reached when green)
 
@@ -171,7 +172,7 @@ def rig(initialized: bool = True, **config: Any) -> Iterator[Rig]:
     target = FakeTarget(clock.monotonic)
     config.setdefault("retry_min", 1 / 64)
     config.setdefault("error_backoff", 0.005)
-    rec = Reconciler(db, OBJECTS, target, Config(clock=clock, **config))
+    rec = Reconciler(db, OBJECTS, target, Config(**config), clock=clock)
     clock.on_advance(rec.wake)
     rec.start()
     try:

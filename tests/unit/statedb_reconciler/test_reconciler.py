@@ -14,6 +14,7 @@ from itertools import pairwise
 
 import pytest
 
+from agent.runtime.clock import RealClock
 from statedb import Database, Status, StatusKind, Table
 from statedb.reconciler import Config, Reconciler
 from tests.unit.statedb_reconciler.support import (
@@ -312,7 +313,7 @@ def test_a_table_without_a_status_field_is_refused() -> None:
         to_json=lambda p: {},
     )
     with Database.open(None, [plain]) as db, pytest.raises(TypeError, match="no Status field"):
-        Reconciler(db, plain, FakeTarget(lambda: 0.0))  # type: ignore[misc]
+        Reconciler(db, plain, FakeTarget(lambda: 0.0), clock=RealClock())  # type: ignore[misc]
 
 
 def test_real_clock_and_defaults_reconcile_too() -> None:
@@ -320,7 +321,7 @@ def test_real_clock_and_defaults_reconcile_too() -> None:
     db = Database.open(None, [OBJECTS])
     target = FakeTarget(lambda: 0.0)
     target.fail("update", "a", "transient")
-    rec = Reconciler(db, OBJECTS, target, Config(retry_min=0.005))
+    rec = Reconciler(db, OBJECTS, target, Config(retry_min=0.005), clock=RealClock())
     rec.start()
     try:
         upsert(db, Obj("a", "1"))
