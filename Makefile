@@ -15,9 +15,11 @@ bootstrap:
 controlplane:
 	@scripts/controlplane-build.sh >/dev/null
 
+# The layers and which package may talk to which outside system: .importlinter.
 lint: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: bootstrap
 	$(VENV)/bin/mypy
