@@ -15,8 +15,9 @@
 // deadline (not the lease duration), so a wedged holder is silent before any other node can
 // acquire its lease.
 //
-// The pin paths are passed as -D defines so that the maps live under the configured BPF root;
-// bcc opens a pinned map that already exists instead of creating it, so counters survive restarts.
+// The pin paths are passed as -D defines so that the maps live under the configured BPF root, and
+// so are the map sizes, so that bpf/maps.py holds the one definition of them. bcc opens a pinned
+// map that already exists instead of creating it, so counters survive restarts.
 
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/pkt_cls.h>
@@ -30,6 +31,9 @@
 #endif
 #ifndef L2_PIN_IFACES
 #error "L2_PIN_IFACES (pin path of l2announcer_ifaces) must be defined"
+#endif
+#if !defined(L2_RESPONDER_MAX_ENTRIES) || !defined(L2_IFACES_MAX_ENTRIES)
+#error "the map sizes (bpf/maps.py) must be defined"
 #endif
 
 #define PASS TC_ACT_UNSPEC
@@ -58,10 +62,11 @@ struct l2announcer_iface {
 };
 
 BPF_TABLE_PINNED("hash", struct l2_responder_v4_key, struct l2_responder_v4_stats,
-                 cilium_l2_responder_v4, 4096, L2_PIN_RESPONDER, BPF_F_NO_PREALLOC);
-BPF_TABLE_PINNED("array", __u32, __u64, l2announcer_liveness, 2, L2_PIN_LIVENESS);
-BPF_TABLE_PINNED("hash", __u32, struct l2announcer_iface, l2announcer_ifaces, 4096, L2_PIN_IFACES,
+                 cilium_l2_responder_v4, L2_RESPONDER_MAX_ENTRIES, L2_PIN_RESPONDER,
                  BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("array", __u32, __u64, l2announcer_liveness, 2, L2_PIN_LIVENESS);
+BPF_TABLE_PINNED("hash", __u32, struct l2announcer_iface, l2announcer_ifaces,
+                 L2_IFACES_MAX_ENTRIES, L2_PIN_IFACES, BPF_F_NO_PREALLOC);
 
 /* Ethernet header + Ethernet/IPv4 ARP body: the 42 bytes we read and rewrite. */
 struct arp_frame {

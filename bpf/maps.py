@@ -32,7 +32,11 @@ DEFAULT_BPF_ROOT = "/sys/fs/bpf/tc/globals"
 RESPONDER_MAP_NAME = "cilium_l2_responder_v4"
 LIVENESS_MAP_NAME = "l2announcer_liveness"
 IFACES_MAP_NAME = "l2announcer_ifaces"
+# Map sizes: the program is compiled with these (bpf/program.py passes them as defines), and a
+# pinned map keeps the size it was created with. 4096 VIP-interface pairs per node, and 4096
+# attached interfaces, are far beyond what one node announces.
 RESPONDER_MAX_ENTRIES = 4096
+IFACES_MAX_ENTRIES = 4096
 
 _KEY = struct.Struct("=4sI")  # ip4 bytes as on the wire (network order), ifindex host order
 _U64 = struct.Struct("=Q")

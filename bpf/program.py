@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from bpf.maps import IFACES_MAP_NAME, LIVENESS_MAP_NAME, RESPONDER_MAP_NAME, pin_path
+from bpf.maps import (
+    IFACES_MAP_NAME,
+    IFACES_MAX_ENTRIES,
+    LIVENESS_MAP_NAME,
+    RESPONDER_MAP_NAME,
+    RESPONDER_MAX_ENTRIES,
+    pin_path,
+)
 
 PROGRAM_SOURCE = "l2_responder.c"
 BPF_FS_MAGIC = 0xCAFE4A11
@@ -100,6 +107,8 @@ def load(bpf_root: str) -> LoadedProgram:
         _define("L2_PIN_RESPONDER", pin_path(bpf_root, RESPONDER_MAP_NAME)),
         _define("L2_PIN_LIVENESS", pin_path(bpf_root, LIVENESS_MAP_NAME)),
         _define("L2_PIN_IFACES", pin_path(bpf_root, IFACES_MAP_NAME)),
+        f"-DL2_RESPONDER_MAX_ENTRIES={RESPONDER_MAX_ENTRIES}",
+        f"-DL2_IFACES_MAX_ENTRIES={IFACES_MAX_ENTRIES}",
     ]
     try:
         b = BPF(text=source().encode(), cflags=cflags)
