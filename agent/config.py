@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.durations import format_duration, parse_duration
+from common.durations import format_duration, parse_duration
 
 ENV_PREFIX = "L2ANNOUNCER_"
 

@@ -48,7 +48,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.durations import parse_duration  # noqa: E402
+from common.durations import parse_duration  # noqa: E402
 from common.tables.leases import LEASES  # noqa: E402
 from lab.controlplane import ControlPlane  # noqa: E402
 from tests.integration.agent.cluster import (  # noqa: E402

@@ -11,10 +11,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from dbg.duration import DEFAULT_WATCH, is_duration
+from common.durations import is_interval
 from dbg.errors import DbgError, report
 
 WATCH_FLAGS = ("-w", "--watch")
+DEFAULT_WATCH = "1s"  # the interval of a bare -w
 
 
 def preprocess(args: Sequence[str]) -> list[str]:
@@ -30,7 +31,7 @@ def preprocess(args: Sequence[str]) -> list[str]:
             break
         if arg in WATCH_FLAGS:
             nxt = args[i + 1] if i + 1 < len(args) else None
-            if nxt is not None and is_duration(nxt):
+            if nxt is not None and is_interval(nxt):
                 out.append(f"--watch={nxt}")
                 i += 2
                 continue

@@ -12,7 +12,6 @@ from typer.core import TyperGroup
 
 from common.tables import CATALOGUE
 from dbg import statedb_ops
-from dbg.duration import parse_duration
 from dbg.errors import PROG, DbgError, report
 from dbg.output import DataOutput, Output
 from statedb import Table
@@ -106,9 +105,10 @@ def _table_command(table: Table[Any]) -> None:
             run(statedb_ops.show_table, directory, table.name, output, sys.stdout)
             return
         from dbg.watch import watch as watch_table
+        from dbg.watch import watch_interval
 
         def go() -> None:
-            interval = parse_duration(watch, "--watch interval")
+            interval = watch_interval(watch)
             watch_table(directory, table, output, interval, sys.stdout, count=count)
 
         run(go)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from common.durations import parse_interval
 from dbg.errors import DbgError
 from dbg.output import Line, Output, to_yaml_text, wants_rich
 from dbg.render_plain import TabWriter, header_cells
@@ -29,6 +30,15 @@ from statedb import ReadOnlyDatabase, Table
 from statedb.readonly import wal_path
 
 HEADER_EVERY = 100
+
+
+def watch_interval(text: str) -> float:
+    """Seconds of a ``--watch`` interval (``100ms``, ``2s``, or a bare ``2``); DbgError saying
+    how to write one if ``text`` is not."""
+    try:
+        return parse_interval(text, "--watch interval")
+    except ValueError as e:
+        raise DbgError(str(e)) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,9 +40,9 @@ from typing import Any
 import yaml
 
 from agent.config import Config, ConfigError, clamp_lease_timings, parse_value
-from agent.durations import parse_duration
 from agent.leases import record
 from agent.leases.churn import needed_qps
+from common.durations import parse_duration
 from lab import controlplane, netns
 from lab.controlplane import ControlPlane, ControlPlaneError, Ports, write_kubeconfig
 from lab.netns import LabError

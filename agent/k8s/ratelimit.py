@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from agent.durations import format_duration
+from common.durations import format_duration
 
 log = logging.getLogger("l2announcer.k8s")
 

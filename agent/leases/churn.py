@@ -22,7 +22,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from agent.durations import format_duration
+from common.durations import format_duration
 
 WINDOW = 60.0  # seconds: long enough to see a flap cycle at the default timers (15s/5s/2s)
 THRESHOLD = 3  # losses + re-acquisitions + failed renewals; one API blip gives 2 per lease

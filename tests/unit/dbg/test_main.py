@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from dbg.duration import parse_duration
 from dbg.errors import DbgError
 from dbg.fast import Request, parse
 from dbg.main import preprocess
 from dbg.output import Output
+from dbg.watch import watch_interval
 from tests.unit.dbg.fixtures import REPO, invoke, invoke_main
 
 TABLES = frozenset({"devices", "l2-announce"})
@@ -55,13 +55,13 @@ def test_watch_takes_an_optional_interval(args: list[str], expected: list[str]) 
     ],
 )
 def test_durations(text: str, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds)
+    assert watch_interval(text) == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("text", ["", "soon", "1x", "s", "0s", "-1s", "1s 2s"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(DbgError):
-        parse_duration(text)
+        watch_interval(text)
 
 
 @pytest.mark.parametrize(

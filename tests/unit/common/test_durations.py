@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.durations import format_duration, parse_duration, parse_duration_ns
+from common.durations import format_duration, parse_duration, parse_duration_ns
 
 
 @pytest.mark.parametrize(

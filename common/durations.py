@@ -1,8 +1,14 @@
-"""Go-syntax durations (``15s``, ``500ms``, ``1m30s``), as the reference's flags take them.
+"""Go-syntax durations (``15s``, ``500ms``, ``1m30s``), as the agent's flags and l2dbg take them.
 
 Parsing follows Go's ``time.ParseDuration``: a sequence of decimal numbers, each with a unit
 (ns, us, µs, ms, s, m, h); a lone ``0`` is allowed. Formatting follows ``Duration.String``, so
-``l2dbg config --all`` prints ``15s`` rather than the reference's ``1.5e+10`` (decision 9).
+``l2dbg config --all`` prints ``15s`` where Cilium's flag dump prints nanoseconds as a float
+(``1.5e+10``), which nobody reads at a glance.
+
+``parse_interval`` is the forgiving form for an interval typed at a prompt (``l2dbg -w 2``): a
+bare number is seconds, a convenience Go does not offer, and the interval must be positive.
+
+Only the standard library is imported: l2dbg loads this module on every start.
 """
 
 from __future__ import annotations
@@ -13,14 +19,15 @@ from decimal import Decimal
 _UNITS_NS = {
     "ns": 1,
     "us": 1_000,
-    "µs": 1_000,
-    "μs": 1_000,
+    "µs": 1_000,  # MICRO SIGN, as Go accepts
+    "μs": 1_000,  # GREEK SMALL LETTER MU, as Go accepts
     "ms": 1_000_000,
     "s": 1_000_000_000,
     "m": 60_000_000_000,
     "h": 3_600_000_000_000,
 }
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_NUMBER = re.compile(r"\d+(?:\.\d*)?|\.\d+")
 
 
 def parse_duration_ns(text: str) -> int:
@@ -46,8 +53,34 @@ def parse_duration_ns(text: str) -> int:
 
 
 def parse_duration(text: str) -> float:
-    """Seconds of a Go duration string."""
+    """Seconds of a Go duration string; ValueError if it is not one."""
     return parse_duration_ns(text) / 1e9
+
+
+def parse_interval(text: str, what: str = "duration") -> float:
+    """Seconds of a positive interval: a Go duration or a bare number of seconds.
+
+    ValueError otherwise, its text naming ``what`` and saying how to write one, ready to show
+    to the person who typed it."""
+    s = text.strip()
+    try:
+        seconds = float(s) if _NUMBER.fullmatch(s) else parse_duration(s)
+    except ValueError:
+        raise ValueError(
+            f'invalid {what} "{text}": use a number with a unit, like 100ms, 2s or 1m'
+        ) from None
+    if seconds <= 0:
+        raise ValueError(f'invalid {what} "{text}": it must be greater than zero')
+    return seconds
+
+
+def is_interval(text: str) -> bool:
+    """Whether ``parse_interval`` accepts ``text``."""
+    try:
+        parse_interval(text)
+    except ValueError:
+        return False
+    return True
 
 
 def format_duration(seconds: float) -> str:
