@@ -1,2 +1,3 @@
-"""Policy evaluation: label selectors, interface regexes, and which Services this node may
-announce on which interfaces, by the reference's rules, as pure functions over table rows."""
+"""Policy evaluation: interface regexes, and which Services this node may announce on which
+interfaces (label selectors are common.apimachinery's), by Cilium's rules, as pure functions
+over table rows."""

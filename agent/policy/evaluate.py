@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agent.policy.interfaces import InterfaceRegexError, compile_interfaces, select_devices
-from agent.policy.selector import Selector, SelectorError, compile_selector
+from common.apimachinery import Selector, SelectorError, compile_selector
 from common.tables.l2_announce import Origin
 from common.tables.policies import Policy
 from common.tables.services import Service

@@ -4,7 +4,13 @@ from typing import Any
 
 import pytest
 
-from agent.policy.selector import SelectorError, compile_selector
+from common.apimachinery import (
+    SelectorError,
+    compile_selector,
+    is_dns1123_subdomain,
+    label_value_problems,
+    qualified_name_problems,
+)
 
 LABELS = {"app": "red", "io.kubernetes.service.namespace": "default", "tier": "web"}
 
@@ -75,3 +81,31 @@ def test_several_errors_are_aggregated_like_apimachinery() -> None:
     text = str(e.value)
     assert text.startswith('[key: Invalid value: "": name part must be non-empty, values: ')
     assert text.endswith("]")
+
+
+@pytest.mark.parametrize(
+    ("key", "valid"),
+    [
+        ("app", True),
+        ("node-role.kubernetes.io/control-plane", True),
+        ("a" * 63, True),
+        ("a" * 64, False),
+        ("Example.com/x", False),
+        ("/x", False),
+        ("a/b/c", False),
+        ("-app", False),
+    ],
+)
+def test_qualified_names(key: str, valid: bool) -> None:
+    assert (qualified_name_problems(key) == []) is valid
+
+
+def test_label_values_may_be_empty_but_not_too_long() -> None:
+    assert label_value_problems("") == []
+    assert label_value_problems("a" * 64) == ["must be no more than 63 characters"]
+
+
+def test_dns1123_subdomains_are_lowercase_and_bounded() -> None:
+    assert is_dns1123_subdomain("example.com")
+    assert not is_dns1123_subdomain("Example.com")
+    assert not is_dns1123_subdomain("a" * 254)
