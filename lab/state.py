@@ -32,7 +32,6 @@ RUN_DIR = Path(os.environ.get("L2LAB_RUN_DIR", "/run/l2lab"))
 # The LAN: documentation addresses only (RFC 5737). .1 is the switch's management address, where
 # kube-apiserver listens; .2 the client; nodes from .11; Service VIPs from .101.
 LAN_PREFIX = "198.51.100"
-LAN_CIDR = f"{LAN_PREFIX}.0/24"
 API_LAN_IP = f"{LAN_PREFIX}.1"
 CLIENT_IP = f"{LAN_PREFIX}.2"
 NODE_BASE = 10
@@ -149,9 +148,6 @@ class LabState:
     @property
     def kubectl_path(self) -> Path:
         return Path(self.bin_dir) / "kubectl"
-
-    def node_dir(self, node: str) -> Path:
-        return self.dir / node
 
     def node_kubeconfig(self, node: str) -> Path:
         return self.dir / node / "kubeconfig"
