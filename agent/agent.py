@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.config import Config
-from agent.leases.record import lease_name
 from agent.metrics import Metrics
 from agent.modules import HealthPublisher, Periodic, PodAnnouncer, write_config
 from agent.service_status import ServiceStatusWriter, kubernetes_writers
+from common.leases import lease_name
 
 if TYPE_CHECKING:
     from agent.announcer.controller import Announcer

@@ -15,13 +15,13 @@ from typing import Annotated
 
 import typer
 
+from common.leases import lease_name
 from common.tables import CONFIG, DEVICES, HEALTH, L2_ANNOUNCE, LEASES
 from dbg import statedb_ops
 from dbg.errors import DbgError, report
 from dbg.statedb_cmd import state_dir_of
 
 SERVICE_PROXIES = ("kube-proxy", "cilium-agent", "kube-router", "antrea-agent")
-LEASE_PREFIX = "cilium-l2announce"  # the agent's lease names: <prefix>-<namespace>-<name>
 
 
 def service_proxy(proc: Path = Path("/proc")) -> str:
@@ -52,7 +52,7 @@ def render(state_dir: Path, proxy: str) -> str:
     pairs: dict[str, int] = {}
     for e in entries:
         for o in e.origins:
-            name = f"{LEASE_PREFIX}-{o.namespace}-{o.name}"
+            name = lease_name(o.namespace, o.name)
             pairs[name] = pairs.get(name, 0) + 1
     width = max((len(n) for n in held), default=0)
     followed = [x for x in leases if x.holder and x.holder != node]

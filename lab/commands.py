@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from agent.leases import record
+from common.leases import LEASE_PREFIX
 from lab import lab
 from lab.controlplane import COMPONENTS
 from lab.netns import LabError
@@ -59,7 +59,7 @@ def status_text(state: LabState) -> str:
     held = lab.leases(state)
     by_node: dict[str, list[str]] = {}
     for lease, holder in sorted(held.items()):
-        by_node.setdefault(holder, []).append(lease.removeprefix(record.LEASE_PREFIX + "-"))
+        by_node.setdefault(holder, []).append(lease.removeprefix(LEASE_PREFIX + "-"))
     lines = [
         f"lab {state.name}: {state.nodes} node(s), {state.services} Service(s), timers "
         f"{'/'.join(state.timers)} (lease duration/renew deadline/retry period), {state.phase}",

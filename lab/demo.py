@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from common.leases import lease_name
 from lab import lab, netns
 from lab.netns import LabError
 from lab.state import DEFAULT_NAME, FAST_TIMERS, LabState, node_mac
@@ -93,7 +94,7 @@ def _walk(name: str) -> int:
 
     narrate("One Lease per Service elects the node that answers ARP for its IPs:")
     out = show("kubectl", "--", "-n", "kube-system", "get", "lease", name=name)
-    holder = lab.leases(state).get(lab.lease_name("service-1"), "")
+    holder = lab.leases(state).get(lease_name("default", "service-1"), "")
     if holder not in state.node_states:
         raise LabError(f"no holder for service-1 in:\n{out}")
     holder_mac = node_mac(state.node_states[holder].index)
@@ -114,7 +115,7 @@ def _walk(name: str) -> int:
     show("agent", "kill", holder, name=name)
     killed = time.monotonic()
     new_mac, moved = _wait_for_move(state, vip, holder_mac, timeout=30.0)
-    new_holder = lab.leases(state).get(lab.lease_name("service-1"), "")
+    new_holder = lab.leases(state).get(lease_name("default", "service-1"), "")
     print(
         f"client's neighbour entry for {vip}: {holder_mac} -> {new_mac or '?'} "
         f"after {moved - killed:.2f}s",

@@ -40,9 +40,9 @@ from typing import Any
 import yaml
 
 from agent.config import Config, ConfigError, clamp_lease_timings, parse_value
-from agent.leases import record
 from agent.leases.churn import needed_qps
 from common.durations import parse_duration
+from common.leases import is_service_lease, lease_name
 from lab import controlplane, netns
 from lab.controlplane import ControlPlane, ControlPlaneError, Ports, write_kubeconfig
 from lab.netns import LabError
@@ -97,10 +97,6 @@ def policy1() -> dict[str, Any]:
             "loadBalancerIPs": True,
         },
     }
-
-
-def lease_name(service: str, namespace: str = "default") -> str:
-    return record.lease_name(namespace, service)
 
 
 # -- checks -------------------------------------------------------------------------------------
@@ -524,7 +520,7 @@ def leases(state: LabState) -> dict[str, str]:
     return {
         i["metadata"]["name"]: (i.get("spec") or {}).get("holderIdentity") or ""
         for i in items
-        if i["metadata"]["name"].startswith(record.LEASE_PREFIX + "-")
+        if is_service_lease(i["metadata"]["name"])
     }
 
 
@@ -573,7 +569,7 @@ def unannounced(state: LabState, views: dict[str, NodeView] | None = None) -> li
     views = {} if views is None else views
     waiting = []
     for service, address in state.vips().items():
-        holder = held.get(lease_name(service), "")
+        holder = held.get(lease_name("default", service), "")
         if holder not in state.node_states:
             waiting.append(f"{service}: no lease holder")
             continue

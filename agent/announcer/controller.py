@@ -36,9 +36,8 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.announcer.policy_log import PolicyLog
-from agent.k8s.leases import record_from_row
 from agent.leases.elector import Elector
-from agent.leases.record import lease_name
+from agent.leases.record import record_from_row
 from agent.logfmt import fields
 from agent.policy.conditions import updated_conditions
 from agent.policy.evaluate import (
@@ -48,6 +47,7 @@ from agent.policy.evaluate import (
     why_nothing_to_announce,
 )
 from agent.policy.last_valid import LastValidPolicies
+from common.leases import lease_name
 from common.tables.devices import DEVICES
 from common.tables.l2_announce import L2_ANNOUNCE, L2AnnounceEntry, Origin
 from common.tables.leases import LEASES

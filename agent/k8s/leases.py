@@ -14,7 +14,8 @@ from typing import Any
 
 from agent.k8s.reflector import Mapping, Obj
 from agent.leases.api import Conflict, Forbidden, LeaseAPIError, NotFound
-from agent.leases.record import LEASE_PREFIX, LeaseRecord
+from agent.leases.record import LeaseRecord, row_from_record
+from common.leases import LEASE_PREFIX, is_service_lease
 from common.tables.leases import LEASES, Lease
 
 log = logging.getLogger("l2announcer.leases")
@@ -34,32 +35,12 @@ def record_from_object(obj: Obj) -> LeaseRecord:
 
 def lease_row(obj: Obj) -> Lease | None:
     name = (obj.get("metadata") or {}).get("name", "")
-    if not name.startswith(LEASE_PREFIX + "-"):
+    if not is_service_lease(name):
         return None
-    r = record_from_object(obj)
-    return Lease(
-        name,
-        r.holder,
-        r.duration_seconds,
-        r.acquire_time,
-        r.renew_time,
-        r.transitions,
-        r.resource_version,
-    )
+    return row_from_record(name, record_from_object(obj))
 
 
 LEASE_MAPPING = Mapping(LEASES, lease_row, lambda o: (o["metadata"]["name"],))
-
-
-def record_from_row(row: Lease) -> LeaseRecord:
-    return LeaseRecord(
-        row.holder,
-        row.duration_seconds,
-        row.acquire_time,
-        row.renew_time,
-        row.transitions,
-        row.resource_version,
-    )
 
 
 def _body(namespace: str, name: str, r: LeaseRecord) -> dict[str, Any]:

@@ -1,16 +1,14 @@
-"""The parts of a coordination.k8s.io/v1 Lease that an election reads and writes."""
+"""The parts of a coordination.k8s.io/v1 Lease that an election reads and writes, MicroTime as
+the API server demands it, and the one mapping between a record and a row of the watched
+``leases`` table (the row is the record plus the lease's name, field for field)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
-LEASE_PREFIX = "cilium-l2announce"
-
-
-def lease_name(service_namespace: str, service_name: str) -> str:
-    """The reference's name: no escaping, no truncation (an over-long name fails at the API)."""
-    return f"{LEASE_PREFIX}-{service_namespace}-{service_name}"
+from common.tables.leases import Lease
 
 
 def micro_time(wall_seconds: float) -> str:
@@ -29,17 +27,19 @@ class LeaseRecord:
     resource_version: str = ""  # not part of the record's identity, see same_record()
 
     def same_record(self, other: LeaseRecord | None) -> bool:
-        """Whether ``other`` holds the same election data (client-go compares the raw record)."""
-        return other is not None and (
-            self.holder,
-            self.duration_seconds,
-            self.acquire_time,
-            self.renew_time,
-            self.transitions,
-        ) == (
-            other.holder,
-            other.duration_seconds,
-            other.acquire_time,
-            other.renew_time,
-            other.transitions,
-        )
+        """Whether ``other`` holds the same election data, whatever its resourceVersion
+        (client-go compares the raw record, which has none)."""
+        return other is not None and dataclasses.replace(
+            self, resource_version=""
+        ) == dataclasses.replace(other, resource_version="")
+
+
+RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(LeaseRecord))
+
+
+def record_from_row(row: Lease) -> LeaseRecord:
+    return LeaseRecord(**{f: getattr(row, f) for f in RECORD_FIELDS})
+
+
+def row_from_record(name: str, record: LeaseRecord) -> Lease:
+    return Lease(name, **{f: getattr(record, f) for f in RECORD_FIELDS})

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common.leases import lease_name
 from lab import lab, netns
 from lab.state import LabState
 
@@ -46,7 +47,7 @@ def until(pred: Callable[[], bool], what: str, timeout: float = 20.0, poll: floa
 
 
 def holder_of(state: LabState, service: str) -> str:
-    return lab.leases(state).get(lab.lease_name(service), "")
+    return lab.leases(state).get(lease_name("default", service), "")
 
 
 def neighbour(state: LabState, ip: str) -> str:

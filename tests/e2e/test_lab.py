@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from common.leases import lease_name
 from lab import lab, netns
 from lab.state import FAST_TIMERS, REFERENCE_TIMERS, RUN_DIR, LabState, lab_dir, node_mac
 from tests.e2e.lab_extras import (
@@ -153,7 +154,7 @@ def test_up_announces_every_service_from_its_holder_only(name: str) -> None:
 
         # kubectl shows the holder; its l2dbg shows the VIP on eth0.
         leases = l2lab(name, "kubectl", "--", "-n", "kube-system", "get", "lease")
-        assert re.search(rf"{lab.lease_name(service)}\s+{holder}\s", leases), leases
+        assert re.search(rf"{lease_name('default', service)}\s+{holder}\s", leases), leases
         table = l2lab(name, "exec", holder, "--", "l2dbg", "statedb", "l2-announce")
         assert re.search(rf"^{re.escape(vip)}\s+eth0\s*$", table, re.M), table
 
@@ -584,7 +585,7 @@ def test_missing_lease_rbac_logs_the_seeds_line_and_recovers_without_restart(nam
     state = up(name, nodes=2)
     vip = state.vips()["service-1"]
     holder = holder_of(state, "service-1")
-    lease = lab.lease_name("service-1")
+    lease = lease_name("default", "service-1")
     l2lab(name, "kubectl", "--", "-n", "kube-system", "delete", "rolebinding", "l2announcer")
     l2lab(name, "agent", "restart", holder)  # its first read of the lease is now refused
     seed_line = (

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from common.leases import lease_name
 from lab import lab
 from lab.state import FAST_TIMERS, LabState, node_mac
 from tests.e2e import test_lab
@@ -102,7 +103,7 @@ def test_enable_external_ips_decides_whether_external_ips_are_answered(
     path = state.dir / "external-1.json"
     path.write_text(json.dumps(EXTERNAL_SERVICE))
     kubectl(name, "apply", "-f", str(path))
-    lease = lab.lease_name("external-1")
+    lease = lease_name("default", "external-1")
 
     # enable-external-ips is false (the default): no lease, no answer, one warning per node.
     for node in state.node_states:

@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 import yaml
 from kubernetes import client
 
+from common.leases import is_service_lease, lease_name
 from common.tables import L2_ANNOUNCE
 from lab.state import FAST_TIMERS, REFERENCE_TIMERS
 from statedb import ReadOnlyDatabase, Table
@@ -56,7 +57,6 @@ from tests.kube import until as until  # the agent tests' one wait helper, from 
 REPO = Path(__file__).resolve().parents[3]
 FAST = FAST_TIMERS
 DEFAULT = REFERENCE_TIMERS
-LEASE_PREFIX = "cilium-l2announce-"
 SERVICE_NAMESPACE_LABEL = "io.kubernetes.service.namespace"
 
 # What an agent may do: the RBAC it is deployed with (the seed's lease verbs plus watch, in its
@@ -173,7 +173,7 @@ class Cluster:
     def lease(self, service: str | int) -> str:
         """The lease of Service ``service`` (or of ``service-<i>``) of this test."""
         name = f"service-{service}" if isinstance(service, int) else service
-        return f"{LEASE_PREFIX}{self.namespace}-{name}"
+        return lease_name(self.namespace, name)
 
     # -- credentials ------------------------------------------------------------------------
 
@@ -471,7 +471,7 @@ def lease_history(
             continue
         obj = e.response or {}
         name = e.name or (obj.get("metadata") or {}).get("name", "")
-        if not name.startswith(LEASE_PREFIX):
+        if not is_service_lease(name):
             continue
         spec = obj.get("spec") if obj.get("kind") == "Lease" else None
         holder = "" if e.verb == "delete" or spec is None else spec.get("holderIdentity") or ""
