@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 
 from agent.changes_loop import ChangesLoop
+from agent.runtime import Clock
 from common.tables.l2_announce import L2_ANNOUNCE, L2AnnounceEntry, Origin
 from statedb import Change, Database, StatusKind
 
@@ -28,10 +29,17 @@ OnAnnounced = Callable[[Origin, list[Pair]], None]
 
 
 class AnnouncedServices(ChangesLoop[L2AnnounceEntry]):
-    def __init__(self, db: Database, on_announced: OnAnnounced, reconciled: bool = True) -> None:
+    def __init__(
+        self,
+        db: Database,
+        on_announced: OnAnnounced,
+        reconciled: bool = True,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         """``on_announced`` is called when a Service goes from no programmed pair to some;
         ``reconciled``: only rows the responder reconciled (Done) count as programmed."""
-        super().__init__(db, L2_ANNOUNCE, "announced-services")
+        super().__init__(db, L2_ANNOUNCE, "announced-services", clock=clock)
         self._on_announced = on_announced
         self._reconciled = reconciled
         self._rows: dict[Pair, L2AnnounceEntry] = {}

@@ -1,13 +1,13 @@
 """The devices controller: the node's links, addresses and routes from netlink, written to the
 ``devices`` table with the reference's selection rules.
 
-    netlink (pyroute2_source) --updates--> controller (thread, batching, relist on error)
+    netlink (pyroute2_source) --updates--> controller (a job: batching, relist on error)
         --> table_sync (NetState in memory + select_device) --> statedb table ``devices``
 
 Modules: ``options`` (the ``devices`` / ``force-device-detection`` options), ``selection`` (the
 rules, a pure function), ``source`` (typed updates and the source interface), ``state`` (the
 in-memory view), ``table_sync`` (one transaction per listing or batch), ``controller`` (the
-thread), ``pyroute2_source`` (the real netlink source).
+job), ``pyroute2_source`` (the real netlink source).
 
 Use::
 

@@ -1,11 +1,11 @@
-"""The devices controller: a background thread that keeps ``devices`` in step with netlink.
+"""The devices controller: a background job that keeps ``devices`` in step with netlink.
 
-    start() --> register the table initializer, start the thread
-    thread:  open source (subscribe) -> dump -> full_sync (one txn, initializer done)
+    start() --> register the table initializer, start the job
+    job:     open source (subscribe) -> dump -> full_sync (one txn, initializer done)
              -> receive changes, batch them for ``batch_interval`` -> apply_batch (one txn)
-             on NetlinkError or any other failure: log, health "Degraded", close the source,
+             on NetlinkError or any other failure: log, health Degraded, close the source,
              wait ``restart_delay``, then start over with a fresh source and a full relist
-    stop()  --> tell the thread, join it (the source is closed by the thread)
+    stop()  --> stop the job and wait for it (the source is closed by the job)
 
 Netlink is lossy by design (the kernel drops events when the socket buffer is full), so the
 only safe recovery is a fresh subscription and a complete listing. The controller runs in
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ from agent.devices.pyroute2_source import Pyroute2Source
 from agent.devices.selection import kernel_supports_l3_devices
 from agent.devices.source import NetlinkError, NetlinkSource, Update
 from agent.devices.table_sync import DeviceTableSync
+from agent.runtime import Clock, Health, HealthReporter, Job, RealClock
 from common.tables.devices import DEVICES, Device
 from statedb import Database
 
@@ -64,12 +64,13 @@ class DevicesController:
         config: DevicesControllerConfig | None = None,
         source_factory: Callable[[], NetlinkSource] = Pyroute2Source,
         l3_devices_supported: bool | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
+        self.name = "devices"
         self._db = db
         self._config = config or DevicesControllerConfig()
         self._source_factory = source_factory
-        self._clock = clock
+        self._clock = clock or RealClock()
         l3 = kernel_supports_l3_devices() if l3_devices_supported is None else l3_devices_supported
         self._sync = DeviceTableSync(
             db,
@@ -77,43 +78,27 @@ class DevicesController:
             l3_devices_supported=l3,
             dead_link_retention=self._config.dead_link_retention,
         )
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._health = "Stopped"
+        self.health = HealthReporter(self.name, initial=Health.stopped())
+        self._job = Job("devices-controller", self._run, health=self.health)
         self._restarts = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._job.running:
             raise RuntimeError("devices controller already started")
         self._sync.register_initializer()
-        self._stopping.clear()
-        self._set_health("Starting: listing links, addresses and routes")
-        self._thread = threading.Thread(target=self._run, name="devices-controller", daemon=True)
-        self._thread.start()
+        self.health.starting("listing links, addresses and routes")
+        self._job.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stopping.set()
-        thread.join(timeout)
-        if thread.is_alive():
-            log.warning("devices controller did not stop within %.1fs", timeout)
-        self._set_health("Stopped")
+        self._job.stop(timeout)
 
     def wait_initialized(self, timeout: float | None) -> bool:
         """Block until the first full listing is committed (True) or the timeout passes."""
         return self._db.wait_initialized(DEVICES, timeout)
 
     # -- observation ----------------------------------------------------------------------------
-
-    def health(self) -> str:
-        """One line: ``OK: ...``, ``Starting: ...``, ``Degraded: ...`` or ``Stopped``."""
-        with self._lock:
-            return self._health
 
     @property
     def restarts(self) -> int:
@@ -124,66 +109,67 @@ class DevicesController:
         """Selected rows as last committed, in ifindex order."""
         return [r for _i, r in sorted(self._sync.rows.items()) if r.selected]
 
-    def _set_health(self, text: str) -> None:
-        with self._lock:
-            self._health = text
-
     def _ok(self) -> None:
         rows = self._sync.rows
         selected = self._sync.selected_names()
         names = f" ({' '.join(selected)})" if selected else ""
-        self._set_health(f"OK: {len(rows)} devices, {len(selected)} selected{names}")
+        self.health.ok(f"{len(rows)} devices, {len(selected)} selected{names}")
+        self._job.succeeded()  # clears a failure the job's guard caught, if any
 
-    # -- the thread -----------------------------------------------------------------------------
+    # -- the job --------------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
+    def _run(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
             source: NetlinkSource | None = None
             try:
                 source = self._source_factory()
                 source.open()
-                self._sync.full_sync(source.dump(), self._clock())
+                self._sync.full_sync(source.dump(), self._clock.monotonic())
                 self._ok()
-                self._follow(source)
+                self._follow(source, stopping)
             except NetlinkError as e:
-                self._failed(f"netlink error: {e}")
+                self._failed(f"netlink error: {e}", stopping)
             except Exception as e:
                 # A bug or a database error must not end the controller silently.
                 log.exception("devices controller failed")
-                self._failed(f"{type(e).__name__}: {e}")
+                self._failed(f"{type(e).__name__}: {e}", stopping)
             finally:
                 if source is not None:
                     try:
                         source.close()
                     except Exception:
                         log.exception("closing the netlink source failed")
-            if not self._stopping.is_set():
-                self._stopping.wait(self._config.restart_delay)
+            if not stopping.is_set():
+                stopping.wait(self._config.restart_delay)
 
-    def _failed(self, what: str) -> None:
-        if self._stopping.is_set():
+    def _failed(self, what: str, stopping: threading.Event) -> None:
+        if stopping.is_set():
             return
         self._restarts += 1
         log.warning("%s; relisting in %gs", what, self._config.restart_delay)
-        self._set_health(f"Degraded: {what}; relisting in {self._config.restart_delay:g}s")
+        self.health.degraded(f"{what}; relisting in {self._config.restart_delay:g}s")
 
-    def _follow(self, source: NetlinkSource) -> None:
+    def _follow(self, source: NetlinkSource, stopping: threading.Event) -> None:
         """Receive changes and write them in batches until stopped (or an error is raised)."""
         cfg = self._config
+        clock = self._clock
         pending: list[Update] = []
         deadline: float | None = None
-        while not self._stopping.is_set():
+        while not stopping.is_set():
             wait = cfg.poll_interval
             if deadline is not None:
-                wait = min(wait, max(0.0, deadline - self._clock()))
+                # A fake clock says "until woken" (None): keep polling at the usual pace, the
+                # batch goes out once the test has moved its time past the deadline.
+                left = clock.real_timeout(deadline - clock.monotonic())
+                wait = min(wait, left) if left is not None else wait
             updates = source.receive(wait)
             if updates:
                 if deadline is None:
-                    deadline = self._clock() + cfg.batch_interval
+                    deadline = clock.monotonic() + cfg.batch_interval
                 pending.extend(updates)
-            if deadline is not None and self._clock() >= deadline:
+            if deadline is not None and clock.monotonic() >= deadline:
                 batch, pending, deadline = pending, [], None
-                if self._sync.apply_batch(batch, self._clock()):
+                if self._sync.apply_batch(batch, clock.monotonic()):
                     self._ok()
 
 

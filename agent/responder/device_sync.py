@@ -14,6 +14,7 @@ import logging
 
 from agent.changes_loop import ChangesLoop
 from agent.responder.ops import ResponderOps
+from agent.runtime import Clock
 from common.tables.devices import DEVICES, Device
 from common.tables.l2_announce import L2_ANNOUNCE, L2AnnounceEntry
 from statedb import Change, Database, Status
@@ -24,9 +25,14 @@ log = logging.getLogger("l2announcer.l2-responder")
 
 class DeviceSync(ChangesLoop[Device]):
     def __init__(
-        self, db: Database, ops: ResponderOps, reconciler: Reconciler[L2AnnounceEntry]
+        self,
+        db: Database,
+        ops: ResponderOps,
+        reconciler: Reconciler[L2AnnounceEntry],
+        *,
+        clock: Clock | None = None,
     ) -> None:
-        super().__init__(db, DEVICES, "l2-responder:devices")
+        super().__init__(db, DEVICES, "device-sync", clock=clock)
         self.ops = ops
         self.reconciler = reconciler
         self._seen: dict[str, tuple[int, str]] = {}  # name -> (ifindex, mac)

@@ -40,7 +40,7 @@ def main() -> None:
         print("started", flush=True)
         done.wait()
         ctl.stop()
-        print("stopped", ctl.health(), flush=True)
+        print("stopped", ctl.health.current(), flush=True)
 
 
 if __name__ == "__main__":

@@ -66,19 +66,19 @@ def test_start_lists_and_initializes_then_stop_joins_and_closes(
 ) -> None:
     threads = threading.active_count()
     ctl = DevicesController(db, config=FAST, source_factory=net.factory, l3_devices_supported=True)
-    assert ctl.health() == "Stopped"
+    assert str(ctl.health.current()) == "Stopped"
     ctl.start()
     assert ctl.wait_initialized(3.0)
     assert set(names(db)) == {"eth0", "veth0"}
-    eventually(lambda: ctl.health().startswith("OK"))
-    assert ctl.health() == "OK: 2 devices, 1 selected (eth0)"
+    eventually(lambda: str(ctl.health.current()).startswith("OK"))
+    assert str(ctl.health.current()) == "OK: 2 devices, 1 selected (eth0)"
     assert [d.name for d in ctl.selected_devices()] == ["eth0"]
     with pytest.raises(RuntimeError):
         ctl.start()
     ctl.stop()
     assert threading.active_count() == threads
     assert net.opened == net.closed == 1
-    assert ctl.health() == "Stopped"
+    assert str(ctl.health.current()) == "Stopped"
     ctl.stop()  # idempotent
 
 
@@ -136,7 +136,7 @@ def test_netlink_error_relists_from_scratch(
     eventually(lambda: set(names(db)) == {"eth0", "eth5"})
     assert started.restarts == 1
     eventually(lambda: net.closed == 1 and net.opened == 2)
-    eventually(lambda: started.health().startswith("OK"))
+    eventually(lambda: str(started.health.current()).startswith("OK"))
     net.push(addr(5, "192.0.2.55"))  # the new subscription is followed
     eventually(lambda: len(names(db)["eth5"].addresses) == 2)
 
@@ -147,11 +147,13 @@ def test_health_is_degraded_while_netlink_fails(db: Database, net: FakeNetlink) 
     ctl = DevicesController(db, config=cfg, source_factory=net.factory, l3_devices_supported=True)
     ctl.start()
     try:
-        eventually(lambda: ctl.health().startswith("Degraded"))
-        assert "subscribe failed" in ctl.health() and "relisting in 0.3s" in ctl.health()
+        eventually(lambda: str(ctl.health.current()).startswith("Degraded"))
+        assert "subscribe failed" in str(ctl.health.current()) and "relisting in 0.3s" in str(
+            ctl.health.current()
+        )
         assert not db.initialized(DEVICES)
         assert ctl.wait_initialized(3.0)
-        eventually(lambda: ctl.health().startswith("OK"))
+        eventually(lambda: str(ctl.health.current()).startswith("OK"))
     finally:
         ctl.stop()
     assert net.opened == 2 and net.closed == 1  # the failed open left nothing to close
@@ -162,7 +164,7 @@ def test_an_unexpected_failure_restarts_instead_of_killing_the_thread(
 ) -> None:
     net.break_subscription(RuntimeError("bug"))
     eventually(lambda: started.restarts == 1)
-    eventually(lambda: started.health().startswith("OK"))
+    eventually(lambda: str(started.health.current()).startswith("OK"))
     net.push(addr(2, "198.51.100.3"))
     eventually(lambda: len(names(db)["eth0"].addresses) == 2)
 
@@ -172,7 +174,7 @@ def test_stop_during_restart_delay_is_prompt(db: Database, net: FakeNetlink) -> 
     net.fail_open = 100
     ctl = DevicesController(db, config=cfg, source_factory=net.factory, l3_devices_supported=True)
     ctl.start()
-    eventually(lambda: ctl.health().startswith("Degraded"))
+    eventually(lambda: str(ctl.health.current()).startswith("Degraded"))
     t = time.monotonic()
     ctl.stop()
     assert time.monotonic() - t < cfg.restart_delay / 3, "stop waited for the restart delay"
