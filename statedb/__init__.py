@@ -25,8 +25,8 @@ _EXPORTS = {
     "Change": "statedb.changes",
     "Consumer": "statedb.changes",
     "Database": "statedb.db",
-    "ReadTxn": "statedb.db",
-    "WriteTxn": "statedb.db",
+    "ReadTxn": "statedb.read_txn",
+    "WriteTxn": "statedb.write_txn",
     "StateDBError": "statedb.errors",
     "StateDBNotFound": "statedb.errors",
     "TableNotLockedForWriting": "statedb.errors",
@@ -38,12 +38,13 @@ _EXPORTS = {
     "Status": "statedb.status",
     "StatusKind": "statedb.status",
     "Column": "statedb.table",
+    "Index": "statedb.table",
     "Table": "statedb.table",
 }
 
 if TYPE_CHECKING:
     from statedb.changes import Change, Consumer
-    from statedb.db import Database, ReadTxn, WriteTxn
+    from statedb.db import Database
     from statedb.errors import (
         StateDBError,
         StateDBNotFound,
@@ -52,9 +53,11 @@ if TYPE_CHECKING:
         UnknownTable,
         WriterLocked,
     )
+    from statedb.read_txn import ReadTxn
     from statedb.readonly import ReadOnlyDatabase, Snapshot
     from statedb.status import Status, StatusKind
-    from statedb.table import Column, Table
+    from statedb.table import Column, Index, Table
+    from statedb.write_txn import WriteTxn
 
 
 def __getattr__(name: str) -> Any:
@@ -69,6 +72,7 @@ __all__ = [
     "Column",
     "Consumer",
     "Database",
+    "Index",
     "ReadOnlyDatabase",
     "ReadTxn",
     "Snapshot",

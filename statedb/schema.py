@@ -56,8 +56,8 @@ def create_table(sdb: sqlite_utils.Database, table: Table[Any]) -> None:
         not_null=set(columns),
     )
     t.create_index([REVISION_COLUMN])
-    for name, cols in table.indexes.items():
-        t.create_index(list(cols), index_name=f"{table.sql_name}_by_{name}")
+    for index in table.indexes.values():
+        t.create_index(list(index.columns), index_name=f"{table.sql_name}_by_{index.name}")
     sdb.table("_statedb_tables").insert(
         {
             "name": table.name,

@@ -6,6 +6,11 @@ field needs a FieldCodec (JSON text for lists, three columns for a Status, ...).
 is therefore readable from the row type, and it is a user-facing interface: operators query it.
 Every table also gets an internal ``_revision`` column, the global revision of the row's last
 change.
+
+A table's secondary indexes are queried through typed handles taken once, at import time, next to
+the table: ``DEVICES_SELECTED = DEVICES.index("selected")``, then ``txn.list(DEVICES_SELECTED,
+True)``. A misspelt index name fails when the table's module loads, and a misspelt handle is a
+NameError that ruff and mypy see, instead of an error at the first query.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from statedb.errors import StateDBError
 from statedb.status import Status, StatusKind
 
 R = TypeVar("R")
@@ -71,6 +77,24 @@ STATUS_CODEC = FieldCodec(
 )
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Index(Generic[R]):
+    """A secondary index of ``table``: rows whose ``columns`` equal the values asked for.
+
+    Take it from ``Table.index(name)``; a read transaction's ``list(index, *values)`` uses it.
+    """
+
+    table: Table[R]
+    name: str
+    columns: tuple[str, ...]
+    # Built once: lookups by index run on hot paths (the announcer reads the selected devices
+    # every round).
+    sql_list: str
+
+    def __repr__(self) -> str:
+        return f"Index({self.table.name!r}, {self.name!r})"
+
+
 def quote_name(name: str) -> str:
     """A table or column name as an SQL identifier (every statement built from names uses it)."""
     return '"' + name.replace('"', '""') + '"'
@@ -80,8 +104,8 @@ class Table(Generic[R]):
     """One table of the state database.
 
     ``name`` is what users type (``l2dbg statedb l2-announce``); ``sql_name`` is the SQLite table
-    (``l2_announce``). ``primary_key`` and ``indexes`` name dataclass fields that map to plain
-    columns. ``header``/``format_row`` give the l2dbg table; ``to_json`` the -o json/yaml form;
+    (``l2_announce``). ``primary_key`` and the columns of ``indexes`` (index name -> columns) name
+    dataclass fields that map to plain columns; ``index(name)`` gives the handle to query one. ``header``/``format_row`` give the l2dbg table; ``to_json`` the -o json/yaml form;
     ``sort_key``, when the key's SQL order is not its natural order (IP addresses as text), gives
     the primary-key order l2dbg prints in.
     """
@@ -110,7 +134,7 @@ class Table(Generic[R]):
         self.header = tuple(header)
         self.format_row = format_row
         self.to_json = to_json
-        self.indexes = {k: tuple(v) for k, v in (indexes or {}).items()}
+        index_columns = {k: tuple(v) for k, v in (indexes or {}).items()}
         self.sort_key = sort_key
         self.doc = doc
         codecs = dict(codecs or {})
@@ -139,12 +163,23 @@ class Table(Generic[R]):
         self.columns = tuple(columns)
         self.column_names = tuple(c.name for c in columns)
         plain = {f for f, c, _n in self._fields if c is None}
-        for key in (self.primary_key, *self.indexes.values()):
+        for key in (self.primary_key, *index_columns.values()):
             for k in key:
                 if k not in plain:
                     raise TypeError(f"{name}: key field {k!r} must be a plain column")
         self._pk_positions = tuple(self.column_names.index(k) for k in self.primary_key)
         self._build_sql()
+        self.indexes: dict[str, Index[R]] = {
+            index_name: Index(self, index_name, cols, self._sql_where(cols))
+            for index_name, cols in index_columns.items()
+        }
+
+    def index(self, name: str) -> Index[R]:
+        """The handle of the secondary index ``name``, to take once where the table is declared."""
+        try:
+            return self.indexes[name]
+        except KeyError:
+            raise StateDBError(f'table "{self.name}" has no index "{name}"') from None
 
     # -- rows <-> column values ---------------------------------------------------------------
 
@@ -195,14 +230,8 @@ class Table(Generic[R]):
         self.sql_select = f"SELECT {col_list} FROM {t}"
         self.sql_order = f" ORDER BY {pk}"
         self.sql_get = f"{self.sql_select} WHERE {where_pk}"
-        # One SELECT per secondary index, built once: lookups by index run on hot paths (the
-        # announcer reads the selected devices every round).
-        self.sql_list = {
-            name: f"{self.sql_select} WHERE "
-            + " AND ".join(f"{quote_name(c)} = ?" for c in index_cols)
-            + self.sql_order
-            for name, index_cols in self.indexes.items()
-        }
+        revision = quote_name(REVISION_COLUMN)
+        self.sql_since = f"{self.sql_select} WHERE {revision} > ? ORDER BY {revision} LIMIT ?"
         if data:
             sets = ", ".join(
                 f"{quote_name(c)} = excluded.{quote_name(c)}" for c in (*data, REVISION_COLUMN)
@@ -222,10 +251,14 @@ class Table(Generic[R]):
         self.sql_set_if_revision = (
             f"UPDATE {t} SET "
             + ", ".join(f"{quote_name(c)} = ?" for c in (*data, REVISION_COLUMN))
-            + f" WHERE {where_pk} AND {quote_name(REVISION_COLUMN)} = ?"
+            + f" WHERE {where_pk} AND {revision} = ?"
         )
-        self.data_columns = tuple(data)
         self._data_positions = tuple(self.column_names.index(c) for c in data)
+
+    def _sql_where(self, columns: Sequence[str]) -> str:
+        """The rows whose ``columns`` equal the parameters, in primary-key order."""
+        where = " AND ".join(f"{quote_name(c)} = ?" for c in columns)
+        return f"{self.sql_select} WHERE {where}{self.sql_order}"
 
     def data_values(self, values: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(values[i] for i in self._data_positions)

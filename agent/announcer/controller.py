@@ -48,7 +48,7 @@ from agent.policy.evaluate import (
 )
 from agent.policy.last_valid import LastValidPolicies
 from common.leases import lease_name
-from common.tables.devices import DEVICES
+from common.tables.devices import DEVICES, DEVICES_SELECTED
 from common.tables.l2_announce import L2_ANNOUNCE, L2AnnounceEntry, Origin
 from common.tables.leases import LEASES
 from common.tables.nodes import NODES
@@ -186,7 +186,7 @@ class Announcer:
             if node is None:
                 return
             labels = dict(node.labels)
-            devices = [d.name for d in r.list(DEVICES, "selected", True)]
+            devices = [d.name for d in r.list(DEVICES_SELECTED, True)]
             policies = r.all(POLICIES)
             services = r.all(SERVICES)
         views = self._policies.evaluate(policies, labels, devices)

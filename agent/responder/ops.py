@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from bpf.garp import GarpError
-from common.tables.devices import DEVICES
+from common.tables.devices import DEVICES, DEVICES_BY_NAME
 from common.tables.l2_announce import L2AnnounceEntry
 from statedb import Database, ReadTxn
 from statedb.reconciler import PermanentError
@@ -71,7 +71,7 @@ class ResponderOps:
         if r is None:
             with self.db.read_txn() as own:
                 return self._device(name, own)
-        found = r.list(DEVICES, "name", name)
+        found = r.list(DEVICES_BY_NAME, name)
         if not found:
             raise LookupError(f"link index: no device named {name!r}")
         d = found[0]

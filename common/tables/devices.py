@@ -100,4 +100,7 @@ DEVICES: Table[Device] = Table(
     doc="Network devices of this node and whether each is selected for announcements.",
 )
 
-__all__ = ["DEVICES", "Device", "DeviceAddress"]
+DEVICES_BY_NAME = DEVICES.index("name")
+DEVICES_SELECTED = DEVICES.index("selected")
+
+__all__ = ["DEVICES", "DEVICES_BY_NAME", "DEVICES_SELECTED", "Device", "DeviceAddress"]

@@ -32,6 +32,8 @@ ITEMS: Table[Item] = Table(
     to_json=lambda i: {"key": i.key, "value": i.value},
 )
 
+ITEMS_BY_VALUE = ITEMS.index("value")
+
 OTHERS: Table[Other] = Table(
     name="others",
     sql_name="others",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from statedb import Database, StateDBError, TableNotLockedForWriting, TransactionClosed
-from tests.unit.statedb.conftest import ITEMS, OTHERS, Item, Other
+from tests.unit.statedb.conftest import ITEMS, ITEMS_BY_VALUE, OTHERS, Item, Other
 
 
 def test_commit_publishes_all_tables_at_once(db: Database) -> None:
@@ -125,9 +125,9 @@ def test_secondary_index_query_in_primary_key_order(db: Database) -> None:
         for key, value in (("c", 1), ("a", 1), ("b", 2)):
             txn.upsert(ITEMS, Item(key, value))
     with db.read_txn() as r:
-        assert [i.key for i in r.list(ITEMS, "value", 1)] == ["a", "c"]
-        with pytest.raises(StateDBError, match='no index "nope"'):
-            r.list(ITEMS, "nope", 1)
+        assert [i.key for i in r.list(ITEMS_BY_VALUE, 1)] == ["a", "c"]
+    with pytest.raises(StateDBError, match='no index "nope"'):
+        ITEMS.index("nope")
 
 
 def test_initializers_mark_the_table_initialized_when_all_are_done(db: Database) -> None:
