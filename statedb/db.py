@@ -118,8 +118,10 @@ class Database:
         try:
             if self._closed:
                 raise StateDBError("the database is closed")
+            # Built before BEGIN: naming an unknown table must not leave a transaction open.
+            txn = WriteTxn(self, self._conn, self._graveyard, tables)
             self._conn.execute("BEGIN IMMEDIATE")
-            return WriteTxn(self, self._conn, self._graveyard, tables)
+            return txn
         except BaseException:
             self._lock.release()
             raise

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from statedb import Database, StateDBError, TableNotLockedForWriting, TransactionClosed
+from statedb import (
+    Database,
+    StateDBError,
+    TableNotLockedForWriting,
+    TransactionClosed,
+    UnknownTable,
+)
 from tests.unit.statedb.conftest import ITEMS, ITEMS_BY_VALUE, OTHERS, Item, Other
 
 
@@ -91,6 +97,16 @@ def test_identical_rewrite_is_a_no_op(db: Database) -> None:
 def test_writing_a_table_not_named_at_begin_is_refused(db: Database) -> None:
     with db.write_txn(ITEMS) as txn, pytest.raises(TableNotLockedForWriting, match="others"):
         txn.upsert(OTHERS, Other(1))
+
+
+def test_naming_an_unknown_table_leaves_the_database_writable() -> None:
+    with Database.open(None, [ITEMS]) as db:
+        with pytest.raises(UnknownTable):
+            db.write_txn(ITEMS, OTHERS)
+        with db.write_txn(ITEMS) as txn:
+            txn.upsert(ITEMS, Item("a"))
+        with db.read_txn() as r:
+            assert r.all(ITEMS) == [Item("a")]
 
 
 def test_delete_of_missing_key_is_false_and_spends_nothing(db: Database) -> None:
