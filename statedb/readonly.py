@@ -72,14 +72,6 @@ class Snapshot:
             pairs.sort(key=lambda p: key(p[0]))
         return pairs
 
-    def query(
-        self, sql: str, params: tuple[Any, ...] = ()
-    ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run a read-only statement; returns (column names, rows)."""
-        cur = self._conn.execute(sql, params)
-        names = [d[0] for d in cur.description or ()]
-        return names, cur.fetchall()
-
 
 def wal_path(file: Path) -> Path:
     """SQLite's write-ahead log of ``file``: present while a writer has it open."""
