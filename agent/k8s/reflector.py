@@ -3,8 +3,8 @@
 A reflector lists (a consistent read), replaces the table's rows with what it got in one write
 transaction, marks the table initialized, then watches from the list's resourceVersion, applying
 each event as it comes. It reads raw JSON (``_preload_content=False``), not the client's models,
-to step around the traps of ``kubernetes.watch.Watch`` (spec §1.7): bookmarks handed through as
-dicts, a silent single retry on 410, reconnects without backoff, strict model parsing.
+to step around the traps of ``kubernetes.watch.Watch``: bookmarks handed through as dicts, a
+silent single retry on 410, reconnects without backoff, strict model parsing.
 
 - A watch that ends (server timeout) resumes from the last resourceVersion seen.
 - ``410 Gone`` (in the response or as an in-stream ERROR event) means the history is compacted:
@@ -14,6 +14,9 @@ dicts, a silent single retry on 410, reconnects without backoff, strict model pa
   logged once as "waiting for ..." and retried until the resource appears.
 - Each event is turned into a row by ``to_row`` (None drops the object, e.g. a Service another
   load balancer class owns); a DELETED event, or an object whose row became None, deletes it.
+
+Each reflector is one job; its health is Starting until the first list, OK while listing and
+watching work, Degraded (with the error) while they fail.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from agent.runtime import Clock, Health, HealthReporter, Job, Level, RealClock
 from statedb import Database, Table
 
 log = logging.getLogger("l2announcer.k8s")
@@ -84,6 +88,7 @@ class Reflector(Generic[R]):
         rand: Callable[[], float] = random.random,
         on_event: Callable[[str, Obj], None] | None = None,
         backoff: tuple[float, float] = (BACKOFF_MIN, BACKOFF_MAX),
+        clock: Clock | None = None,
     ) -> None:
         self.db = db
         self.source = source
@@ -92,36 +97,40 @@ class Reflector(Generic[R]):
         self._rand = rand
         self._on_event = on_event
         self._backoff_min, self._backoff_max = backoff
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._clock = clock or RealClock()
+        self._woken = threading.Event()  # ends a backoff pause early: stop, or fake time moved
+        add_listener = getattr(self._clock, "on_advance", None)
+        if add_listener is not None:
+            add_listener(self._woken.set)
         self._last_error = ""
-        self.health = "Starting"
+        self.health = HealthReporter(self.name, initial=Health(Level.STARTING))
+        self._job = Job(self.name, self._run, wake=self._interrupt, health=self.health)
         self.lists = 0  # for tests: how many times it (re)listed
         table = mapping.table
         with db.write_txn(table) as txn:
             txn.register_initializer(table, self.name)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
+        self._job.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
+        self._job.stop(timeout)
+
+    def _interrupt(self) -> None:
+        self._woken.set()
         self.source.interrupt()  # a watch blocks until the server sends something
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, stopping: threading.Event) -> None:
         backoff = self._backoff_min
-        while not self._stop.is_set():
+        while not stopping.is_set():
             try:
                 rv = self._relist()
                 backoff = self._backoff_min
                 self._ok()
-                while not self._stop.is_set():
-                    rv = self._watch_once(rv)
+                while not stopping.is_set():
+                    rv = self._watch_once(rv, stopping)
                     self._ok()
             except ApiStatusError as e:
                 if e.status == 410:
@@ -130,14 +139,26 @@ class Reflector(Generic[R]):
                 self._failed(e, e.status)
             except Exception as e:  # transport errors, bad JSON: never kill the reflector
                 self._failed(e, 0)
-            self._stop.wait(backoff * (1 + self._rand() * 0.5))
+            self._pause(backoff * (1 + self._rand() * 0.5), stopping)
             backoff = min(self._backoff_max, backoff * 2)
+
+    def _pause(self, seconds: float, stopping: threading.Event) -> None:
+        """Wait ``seconds`` of the clock before retrying, or until stopped."""
+        clock = self._clock
+        until = clock.monotonic() + seconds
+        while not stopping.is_set():
+            left = until - clock.monotonic()
+            if left <= 0:
+                return
+            self._woken.wait(clock.real_timeout(left))
+            self._woken.clear()  # both conditions are checked again after this: no lost wake-up
 
     def _ok(self) -> None:
         if self._last_error:
             log.info("%s: recovered", self.name)
         self._last_error = ""
-        self.health = "OK"
+        self.health.ok()
+        self._job.succeeded()  # clears a failure the job's guard caught, if any
 
     def _failed(self, e: Exception, status: int) -> None:
         what = str(e) or type(e).__name__
@@ -146,7 +167,7 @@ class Reflector(Generic[R]):
         if what != self._last_error:
             log.warning("%s: %s", self.name, what)
         self._last_error = what
-        self.health = f"Degraded: {what}"
+        self.health.degraded(what)
 
     def _relist(self) -> str:
         objects, rv = self.source.list()
@@ -169,9 +190,9 @@ class Reflector(Generic[R]):
             self._notify("ADDED", obj)
         return rv
 
-    def _watch_once(self, rv: str) -> str:
+    def _watch_once(self, rv: str, stopping: threading.Event) -> str:
         m = self.mapping
-        for event in self.source.watch(rv, self._stop):
+        for event in self.source.watch(rv, stopping):
             kind = event.get("type")
             obj = event.get("object") or {}
             if kind == "ERROR":
@@ -190,7 +211,7 @@ class Reflector(Generic[R]):
                     txn.upsert(m.table, row)
             self._notify(kind, obj)
             rv = new_rv or rv
-            if self._stop.is_set():
+            if stopping.is_set():
                 break
         return rv
 
