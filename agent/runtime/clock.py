@@ -2,9 +2,10 @@
 
 Deadlines (lease expiry, retries, prunes, backoff) are kept in ``monotonic()`` seconds, so a
 wall-clock step (NTP, a suspended VM) can neither fire every deadline at once nor stall them;
-``now()`` is wall-clock time, only for display and timestamps written for people. ``real_timeout`` maps "this much clock time from
-now" to how long a thread should block: the real clock blocks for exactly that long, the fake clock
-blocks until woken, because its time moves only when a test calls ``advance()``.
+``now()`` is wall-clock time, only for display and timestamps written for people.
+``real_timeout`` maps "this much clock time from now" to how long a thread should block: the real
+clock blocks for exactly that long, the fake clock blocks until woken, because its time moves only
+when a test calls ``advance()``.
 """
 
 from __future__ import annotations

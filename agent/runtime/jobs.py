@@ -45,7 +45,7 @@ class Job:
     def __init__(
         self,
         name: str,
-        run: Callable[[threading.Event], None],
+        run: Callable[[threading.Event], object],
         *,
         wake: Callable[[], None] | None = None,
         health: HealthReporter | None = None,
@@ -85,6 +85,8 @@ class Job:
         if thread.is_alive():
             log.warning("job %s did not stop within %.1fs", self.name, timeout)
             return False
+        # A failure caught while stopping would otherwise outlive the job: Stopped is the truth.
+        self.health.recovered()
         self.health.stopped()
         return True
 
@@ -168,7 +170,7 @@ class OneShot(Job):
     def __init__(
         self,
         name: str,
-        fn: Callable[[threading.Event], None],
+        fn: Callable[[threading.Event], object],
         *,
         wake: Callable[[], None] | None = None,
         health: HealthReporter | None = None,
