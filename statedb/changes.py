@@ -45,20 +45,20 @@ class Consumer(Generic[R]):
         # Everything at or below `revision` has been handed out. Tombstones at or below `floor`
         # predate the consumer and are never delivered to it.
         self.revision = 0
-        self.floor = floor
-        self.closed = False
+        self._floor = floor
+        self._closed = False
 
     @property
     def passed(self) -> int:
         """The revision up to which this consumer no longer needs tombstones."""
-        return max(self.revision, self.floor)
+        return max(self.revision, self._floor)
 
     def changes(self, limit: int | None = None) -> list[Change[R]]:
         """The next changes in revision order (at most ``limit``), marking them as passed."""
         table = self.table
         # The read transaction holds the database lock, under which the graveyard works too.
         with self._db.read_txn() as txn:
-            if self.closed:
+            if self._closed:
                 raise StateDBError(f'consumer "{self.name}" is closed')
             live = txn.changed_since(table, self.revision, limit)
             dead = self._graveyard.since(table, self.passed, limit)
@@ -87,13 +87,7 @@ class Consumer(Generic[R]):
     def close(self) -> None:
         """Unregister: this consumer stops holding tombstones."""
         with self._db.read_txn():  # the database lock, as in changes()
-            if self.closed:
+            if self._closed:
                 return
-            self.closed = True
+            self._closed = True
             self._graveyard.untrack(self)
-
-    def __enter__(self) -> Consumer[R]:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
