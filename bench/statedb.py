@@ -1,4 +1,4 @@
-"""Benchmarks of the state database, against the targets of issue 2.
+"""Benchmarks of the state database, against the targets in ``TARGETS`` below.
 
 - upserts per second, batched 1,000 rows per commit (in memory, and in a WAL file on tmpfs as
   the agent runs it);
