@@ -1,4 +1,4 @@
-"""Every duration and limit of a reconciler, with its unit, default and reason (style habit 7).
+"""Every duration and limit of a reconciler, with its unit, default and reason, in one place.
 
 The defaults are the reference's (cilium/statedb ``reconciler``); the agent passes its own values
 where it has a reason to (see agent configuration). Durations are seconds as floats.

@@ -1,6 +1,7 @@
-"""What a reconciler does to its target: three idempotent operations (style habit 6).
+"""What a reconciler does to its target: three idempotent operations, so that a retry or the
+replay of every row after a restart can never do harm.
 
-They are plain synchronous callables, called from the reconciler's thread and never under the
+They are plain synchronous callables, called from the reconciler's loop and never under the
 database lock, so they may block on netlink or a BPF syscall. An operation reports failure by
 raising; the exception's message becomes the row's ``Status.error`` and the row is retried
 (unless the exception is a ``PermanentError``).

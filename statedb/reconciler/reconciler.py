@@ -1,7 +1,8 @@
 """The reconciler: pushes the rows of one table into a target (a BPF map, the kernel) and writes
 the outcome back onto each row's ``Status``.
 
-One background thread runs rounds::
+``run(stopping)`` is the loop; the caller runs it in a thread of its own (the agent's runtime
+job) and calls ``wake()`` after setting ``stopping``. The loop runs rounds::
 
     wait (change feed | retry due | prune due | wake)     <- Consumer.wait, no polling
       -> changes: Pending rows -> update, deleted rows -> delete   (other rows: our own status
@@ -14,7 +15,8 @@ One background thread runs rounds::
 
 Only the loop thread touches the consumer, the retry queue and the prune schedule; other threads
 (``health()``, ``wait_until_reconciled()``) read a summary published under ``_lock`` at the end
-of each round.
+of each round. The reconciler creates no thread itself: statedb is a library, and whoever runs the
+loop decides how it is supervised.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -41,6 +43,36 @@ Key = tuple[Hashable, ...]
 log = logging.getLogger(__name__)
 
 MAX_HEALTH_ERRORS = 10  # errors spelled out in health(); the rest are counted
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcilerHealth:
+    """What ``health()`` returns: the errors in force (rows in Error, failed deletes waiting for a
+    retry, the last prune's failure, an unexpected error of the loop) and the rows reconciled.
+
+    ``str()`` is the line a person reads: ``OK, N object(s)`` or ``Degraded: <errors>``.
+    """
+
+    errors: tuple[str, ...]
+    objects: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def message(self) -> str:
+        """The detail without the level: the object count, or the errors (at most
+        ``MAX_HEALTH_ERRORS`` spelled out, the rest counted)."""
+        if not self.errors:
+            return f"{self.objects} object(s)"
+        shown = list(self.errors[:MAX_HEALTH_ERRORS])
+        if len(self.errors) > MAX_HEALTH_ERRORS:
+            shown.append(f"and {len(self.errors) - MAX_HEALTH_ERRORS} more")
+        return "; ".join(shown)
+
+    def __str__(self) -> str:
+        return f"OK, {self.message}" if self.ok else f"Degraded: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +121,11 @@ class Reconciler(Generic[R]):
         self._initialized = False
         self._next_prune: float | None = None  # monotonic; None until initialized
 
-        # Signals from other threads.
+        # Signals from other threads. ``_stopping`` is the event ``run`` was given.
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._prune_requested = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._running = False
 
         # Published at the end of each round, read by health() and wait_until_reconciled().
         self._lock = threading.Lock()
@@ -107,32 +139,36 @@ class Reconciler(Generic[R]):
         self._prunes = 0  # completed prune attempts (tests wait on it)
         self._last_round = float("-inf")  # clock.monotonic() at the start of the last round
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    # -- running --------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Register the change feed and start the loop thread."""
-        if self._thread is not None:
-            raise RuntimeError(f"{self.name} was already started")
-        self._consumer = self.db.register_consumer(self.name, self.table)
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop the loop and wait for it; an operation in progress is let finish (ops are not
-        interruptible). Raises TimeoutError if the thread is still running after ``timeout``."""
-        thread = self._thread
-        if thread is None:
-            return
-        self._stopping.set()
-        self.wake()
-        thread.join(timeout)
-        if thread.is_alive():
-            raise TimeoutError(f"{self.name} did not stop within {timeout} s")
+    def run(self, stopping: threading.Event) -> None:
+        """The loop: register the change feed, reconcile round after round until ``stopping`` is
+        set (then call ``wake()`` so a waiting round notices), release the feed. An operation in
+        progress is let finish (operations are not interruptible). Runs once at a time."""
+        with self._progress:
+            if self._running:
+                raise RuntimeError(f"{self.name} is already running")
+            self._running = True
+        self._stopping = stopping
+        self._live.clear()  # the new feed delivers every current row again
+        try:
+            self._consumer = self.db.register_consumer(self.name, self.table)
+            self._loop()
+        finally:
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None
+            with self._progress:
+                self._running = False
+                self._progress.notify_all()
 
     def wake(self) -> None:
-        """Make the loop re-check its deadlines now (a FakeClock calls this from advance())."""
+        """Make the loop re-check its deadlines and its stop event now (a FakeClock calls this
+        from advance(); whoever stops the loop calls it after setting the event)."""
         self._wake.set()
         self.db.notify_waiters()
+        with self._progress:  # a wait_for_prunes(until=...) re-checks its stop condition
+            self._progress.notify_all()
 
     def trigger_prune(self) -> None:
         """Prune at the next round (or as soon as the table is initialized)."""
@@ -141,24 +177,20 @@ class Reconciler(Generic[R]):
 
     # -- the loop -------------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        try:
-            while not self._stopping.is_set():
-                try:
-                    self._round()
-                    self._wait()
-                except Exception as e:
-                    # Style habit 8: log, report degraded, recover; never die silently.
-                    log.exception("%s: unexpected error in the reconcile loop", self.name)
-                    with self._progress:
-                        self._loop_error = f"{type(e).__name__}: {_message(e)}"
-                        self._progress.notify_all()
-                    self._stopping.wait(self.config.error_backoff)
-                    self._resync()
-        finally:
-            if self._consumer is not None:
-                self._consumer.close()
-                self._consumer = None
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._round()
+                self._wait()
+            except Exception as e:
+                # A bug or a database failure mid-round must neither kill the loop silently nor
+                # spin: log it, report it in health(), pause, and redo what the round had taken.
+                log.exception("%s: unexpected error in the reconcile loop", self.name)
+                with self._progress:
+                    self._loop_error = f"{type(e).__name__}: {_message(e)}"
+                    self._progress.notify_all()
+                self._stopping.wait(self.config.error_backoff)
+                self._resync()
 
     def _resync(self) -> None:
         """After an unexpected error mid-round: whatever that round had taken is redone.
@@ -193,9 +225,13 @@ class Reconciler(Generic[R]):
             timeout = self._clock.real_timeout(delta)
 
         def interrupted() -> bool:
-            # Runs under the database lock at each notification: cheap checks only.
-            return self._wake.is_set() or (
-                not self._initialized and self.db.initialized(self.table)
+            # Runs under the database lock at each notification: cheap checks only. The stop
+            # event is checked too: a wake() that came before this round cleared ``_wake``
+            # must still end the wait.
+            return (
+                self._wake.is_set()
+                or self._stopping.is_set()
+                or (not self._initialized and self.db.initialized(self.table))
             )
 
         consumer.wait(timeout, until=interrupted)
@@ -358,26 +394,19 @@ class Reconciler(Generic[R]):
 
     # -- observation ----------------------------------------------------------------------------
 
-    def health(self) -> str:
-        """``OK, N object(s)``, or ``Degraded: <errors>`` (rows in Error, failed deletes waiting
-        for a retry, the last prune's failure, an unexpected error of the loop)."""
+    def health(self) -> ReconcilerHealth:
+        """The errors in force and the number of rows reconciled (see ``ReconcilerHealth``)."""
         with self._lock:
             errors = list(self._errors)
             if self._prune_error is not None:
                 errors.append(f"prune: {self._prune_error}")
             if self._loop_error is not None:
                 errors.append(f"reconciler: {self._loop_error}")
-            objects = self._objects
-        if not errors:
-            return f"OK, {objects} object(s)"
-        shown = errors[:MAX_HEALTH_ERRORS]
-        if len(errors) > MAX_HEALTH_ERRORS:
-            shown.append(f"and {len(errors) - MAX_HEALTH_ERRORS} more")
-        return "Degraded: " + "; ".join(shown)
+            return ReconcilerHealth(tuple(errors), self._objects)
 
     @property
     def degraded(self) -> bool:
-        return not self.health().startswith("OK")
+        return not self.health().ok
 
     @property
     def prunes(self) -> int:
@@ -392,10 +421,17 @@ class Reconciler(Generic[R]):
         with self._progress:
             return self._progress.wait_for(lambda: self._settled(allow_errors), timeout)
 
-    def wait_for_prunes(self, count: int, timeout: float) -> bool:
-        """For tests: wait (real seconds) until ``count`` prunes have run, successful or not."""
+    def wait_for_prunes(
+        self, count: int, timeout: float | None, *, until: Callable[[], bool] | None = None
+    ) -> bool:
+        """Wait (real seconds) until ``count`` prunes have run, successful or not; True if they
+        have. ``until`` ends the wait early: it is checked at the end of every round and on
+        ``wake()``, so a waiter that is being stopped is not held up."""
         with self._progress:
-            return self._progress.wait_for(lambda: self._prunes >= count, timeout)
+            self._progress.wait_for(
+                lambda: self._prunes >= count or (until is not None and until()), timeout
+            )
+            return self._prunes >= count
 
     def wait_for_round(self, since: float, timeout: float) -> bool:
         """For tests with a FakeClock: wait (real seconds) until a round that began at

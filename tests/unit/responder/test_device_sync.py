@@ -9,7 +9,8 @@ from agent.runtime.clock import RealClock
 from common.tables import DEVICES, L2_ANNOUNCE
 from common.tables.devices import Device
 from common.tables.l2_announce import L2AnnounceEntry
-from statedb.reconciler import Config, Reconciler
+from statedb.reconciler import Config
+from tests.reconciler_job import JobReconciler
 from tests.unit.responder.test_ops import Rig
 
 
@@ -23,7 +24,7 @@ def until(pred: object, timeout: float = 5.0) -> None:
 
 def test_recreated_interface_gets_its_keys_back_and_an_announcement() -> None:
     rig = Rig()
-    rec = Reconciler(
+    rec = JobReconciler(
         rig.db, L2_ANNOUNCE, rig.ops, Config(retry_min=0.01), clock=RealClock(), name="l2-responder"
     )
     sync = DeviceSync(rig.db, rig.ops, rec)

@@ -13,7 +13,8 @@ from common.tables import DEVICES, L2_ANNOUNCE
 from common.tables.devices import Device
 from common.tables.l2_announce import L2AnnounceEntry
 from statedb import Database, StatusKind
-from statedb.reconciler import Config, PermanentError, Reconciler
+from statedb.reconciler import Config, PermanentError
+from tests.reconciler_job import JobReconciler
 
 
 class FakeMap:
@@ -164,7 +165,7 @@ def test_a_previous_agents_filter_gets_this_agents_program_on_first_update() -> 
 
 def test_through_the_reconciler_garp_failure_is_the_rows_status_until_it_heals(rig: Rig) -> None:
     rig.garp.fail = 1
-    rec = Reconciler(
+    rec = JobReconciler(
         rig.db, L2_ANNOUNCE, rig.ops, Config(retry_min=0.01), clock=RealClock(), name="l2-responder"
     )
     rec.start()
@@ -178,7 +179,7 @@ def test_through_the_reconciler_garp_failure_is_the_rows_status_until_it_heals(r
             (row,) = r.all(L2_ANNOUNCE)
         assert row.status.kind is StatusKind.DONE
         assert rig.garp.sent == [("198.51.100.10", 2)]
-        assert rec.health() == "OK, 1 object(s)"
+        assert str(rec.health()) == "OK, 1 object(s)"
     finally:
         rec.stop(5)
 

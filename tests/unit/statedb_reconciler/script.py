@@ -31,7 +31,8 @@ from typing import Any
 
 from agent.runtime.clock import FakeClock
 from statedb import Database
-from statedb.reconciler import Config, Reconciler
+from statedb.reconciler import Config
+from tests.reconciler_job import JobReconciler
 from tests.unit.statedb_reconciler.support import (
     OBJECTS,
     WAIT,
@@ -86,7 +87,7 @@ class Runner:
     db: Database | None = None
     clock: FakeClock = field(default_factory=FakeClock)
     target: FakeTarget | None = None
-    rec: Reconciler[Obj] | None = None
+    rec: JobReconciler[Obj] | None = None
     ops_seen: int = 0
     failures: list[str] = field(default_factory=list)
 
@@ -129,13 +130,13 @@ class Runner:
             if initialized:
                 txn.initializer_done(OBJECTS, "sync")
         self.target = FakeTarget(self.clock.monotonic)
-        self.rec = Reconciler(self.db, OBJECTS, self.target, Config(**opts), clock=self.clock)
+        self.rec = JobReconciler(self.db, OBJECTS, self.target, Config(**opts), clock=self.clock)
         self.clock.on_advance(self.rec.wake)
         self.rec.start()
         if initialized:
             self._wait_prunes(1)
 
-    def _started(self) -> tuple[Database, FakeTarget, Reconciler[Obj]]:
+    def _started(self) -> tuple[Database, FakeTarget, JobReconciler[Obj]]:
         if self.db is None or self.target is None or self.rec is None:
             raise ScriptError("no reconciler: 'start' first")
         return self.db, self.target, self.rec
@@ -227,7 +228,7 @@ class Runner:
     def cmd_expect_health(self, lineno: int, expected: str) -> None:
         _db, _t, rec = self._started()
         self._settle()
-        actual = rec.health()
+        actual = str(rec.health())
         if self.update:
             self.script.commands[lineno - 1] = f"expect-health {actual}"
         elif actual != expected:

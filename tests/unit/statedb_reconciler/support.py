@@ -10,7 +10,8 @@ from typing import Any
 
 from agent.runtime.clock import FakeClock
 from statedb import Database, Status, Table
-from statedb.reconciler import Config, Reconciler
+from statedb.reconciler import Config
+from tests.reconciler_job import JobReconciler
 
 WAIT = 5.0  # real seconds any condition may take before a test gives up (never reached when green)
 
@@ -148,7 +149,7 @@ class Rig:
     db: Database
     clock: FakeClock
     target: FakeTarget
-    rec: Reconciler[Obj]
+    rec: JobReconciler[Obj]
 
     def advance(self, seconds: float) -> None:
         """Move fake time and wait for a round that saw it (no sleeping)."""
@@ -172,7 +173,7 @@ def rig(initialized: bool = True, **config: Any) -> Iterator[Rig]:
     target = FakeTarget(clock.monotonic)
     config.setdefault("retry_min", 1 / 64)
     config.setdefault("error_backoff", 0.005)
-    rec = Reconciler(db, OBJECTS, target, Config(**config), clock=clock)
+    rec = JobReconciler(db, OBJECTS, target, Config(**config), clock=clock)
     clock.on_advance(rec.wake)
     rec.start()
     try:

@@ -16,7 +16,8 @@ import pytest
 
 from agent.runtime.clock import RealClock
 from statedb import Database, Status, StatusKind, Table
-from statedb.reconciler import Config, Reconciler
+from statedb.reconciler import Config
+from tests.reconciler_job import JobReconciler
 from tests.unit.statedb_reconciler.support import (
     OBJECTS,
     WAIT,
@@ -41,7 +42,7 @@ def test_pending_rows_reach_the_target_and_are_marked_done() -> None:
         assert {k: o.status for k, o in rows(r.db).items()} == {
             k: Status(StatusKind.DONE, "", now) for k in "abc"
         }
-        assert r.rec.health() == "OK, 3 object(s)"
+        assert str(r.rec.health()) == "OK, 3 object(s)"
 
 
 def test_rows_not_pending_are_left_alone() -> None:
@@ -62,7 +63,7 @@ def test_failed_update_sets_error_status_with_message_and_degrades_health() -> N
         a = rows(r.db)["a"]
         assert (a.status.kind, a.status.error) == (StatusKind.ERROR, "map full")
         assert rows(r.db)["b"].status.kind is StatusKind.DONE
-        assert r.rec.health() == "Degraded: a: map full"
+        assert str(r.rec.health()) == "Degraded: a: map full"
         assert r.rec.degraded
 
 
@@ -87,7 +88,7 @@ def test_retries_back_off_exponentially_up_to_the_cap_then_recover() -> None:
         assert r.rec.wait_until_reconciled(WAIT)
         assert r.target.state == {"a": "1"}
         assert rows(r.db)["a"].status == Status(StatusKind.DONE, "", r.clock.now())
-        assert r.rec.health() == "OK, 1 object(s)"
+        assert str(r.rec.health()) == "OK, 1 object(s)"
 
 
 def test_a_change_to_the_row_resets_its_backoff() -> None:
@@ -139,7 +140,7 @@ def test_row_changed_during_a_failing_update_gets_no_stale_error() -> None:
         release.set()
         assert r.rec.wait_until_reconciled(WAIT)
         assert rows(r.db)["a"].status.kind is StatusKind.DONE
-        assert r.rec.health() == "OK, 1 object(s)"
+        assert str(r.rec.health()) == "OK, 1 object(s)"
 
 
 def test_deletes_reach_the_target_and_failed_deletes_are_retried() -> None:
@@ -152,12 +153,12 @@ def test_deletes_reach_the_target_and_failed_deletes_are_retried() -> None:
         assert r.rec.wait_until_reconciled(WAIT, allow_errors=True)
         assert not r.rec.wait_until_reconciled(0)  # a delete is waiting for its retry
         assert r.target.state == {"a": "1"}
-        assert r.rec.health() == "Degraded: delete a: device busy"
+        assert str(r.rec.health()) == "Degraded: delete a: device busy"
         r.advance(MIN)
         assert r.rec.wait_until_reconciled(WAIT)
         assert r.target.state == {}
         assert r.target.count("delete", "a") == 2
-        assert r.rec.health() == "OK, 0 object(s)"
+        assert str(r.rec.health()) == "OK, 0 object(s)"
 
 
 def test_recreating_a_key_cancels_its_delete_retry() -> None:
@@ -173,7 +174,7 @@ def test_recreating_a_key_cancels_its_delete_retry() -> None:
             r.advance(MIN)
         assert r.target.count("delete", "a") == 1
         assert r.target.state == {"a": "2"}
-        assert r.rec.health() == "OK, 1 object(s)"
+        assert str(r.rec.health()) == "OK, 1 object(s)"
 
 
 def test_prune_waits_for_initialization_then_removes_only_extras_then_runs_periodically() -> None:
@@ -208,13 +209,13 @@ def test_failed_prune_degrades_health_and_is_retried_at_the_next_interval() -> N
         r.target.state["stale"] = "x"
         mark_initialized(r.db)
         assert r.rec.wait_for_prunes(1, WAIT)
-        assert r.rec.health() == "Degraded: prune: netlink timeout"
+        assert str(r.rec.health()) == "Degraded: prune: netlink timeout"
         r.advance(MIN)  # retries of rows do not retry a prune
         assert len(r.target.prunes) == 1
         r.advance(10.0)
         assert len(r.target.prunes) == 2
         assert r.target.state == {}
-        assert r.rec.health() == "OK, 0 object(s)"
+        assert str(r.rec.health()) == "OK, 0 object(s)"
 
 
 def test_trigger_prune_runs_a_prune_now() -> None:
@@ -234,7 +235,7 @@ def test_health_lists_at_most_ten_errors() -> None:
         upsert(r.db, *(Obj(k) for k in keys))
         assert r.rec.wait_until_reconciled(WAIT, allow_errors=True)
         shown = "; ".join(f"{k}: no" for k in keys[:10])
-        assert r.rec.health() == f"Degraded: {shown}; and 2 more"
+        assert str(r.rec.health()) == f"Degraded: {shown}; and 2 more"
 
 
 def test_unexpected_error_in_the_loop_is_logged_degrades_and_recovers(
@@ -258,12 +259,12 @@ def test_unexpected_error_in_the_loop_is_logged_degrades_and_recovers(
             upsert(r.db, Obj("a", "1"))
             assert broke.wait(WAIT)
             assert r.target.wait_for(lambda: r.target.count("update", "a") == 2)
-            assert r.rec.health() == "Degraded: reconciler: RuntimeError: injected"
+            assert str(r.rec.health()) == "Degraded: reconciler: RuntimeError: injected"
             proceed.set()
             assert r.rec.wait_until_reconciled(WAIT)
         assert "unexpected error in the reconcile loop" in caplog.text
         assert rows(r.db)["a"].status.kind is StatusKind.DONE
-        assert r.rec.health() == "OK, 1 object(s)"
+        assert str(r.rec.health()) == "OK, 1 object(s)"
 
 
 def test_stop_joins_the_thread_and_releases_the_change_feed() -> None:
@@ -313,7 +314,7 @@ def test_a_table_without_a_status_field_is_refused() -> None:
         to_json=lambda p: {},
     )
     with Database.open(None, [plain]) as db, pytest.raises(TypeError, match="no Status field"):
-        Reconciler(db, plain, FakeTarget(lambda: 0.0), clock=RealClock())  # type: ignore[misc]
+        JobReconciler(db, plain, FakeTarget(lambda: 0.0), clock=RealClock())  # type: ignore[misc]
 
 
 def test_real_clock_and_defaults_reconcile_too() -> None:
@@ -321,7 +322,7 @@ def test_real_clock_and_defaults_reconcile_too() -> None:
     db = Database.open(None, [OBJECTS])
     target = FakeTarget(lambda: 0.0)
     target.fail("update", "a", "transient")
-    rec = Reconciler(db, OBJECTS, target, Config(retry_min=0.005), clock=RealClock())
+    rec = JobReconciler(db, OBJECTS, target, Config(retry_min=0.005), clock=RealClock())
     rec.start()
     try:
         upsert(db, Obj("a", "1"))
