@@ -1,6 +1,6 @@
-"""The l2-announcer controller (reference §1), level-triggered.
+"""The l2-announcer controller, level-triggered.
 
-One thread waits for any change of the tables it reads (services, policies, nodes, devices,
+One job waits for any change of the tables it reads (services, policies, nodes, devices,
 leases) or a leadership change, then recomputes everything from the current rows:
 
 1. each policy's checks against this node (conditions go to the status writer, which writes
@@ -19,8 +19,9 @@ Lease rows are handed to the elector as it watches them (followers never poll). 
 reports that a lease is lost, that Service's entries are withdrawn at once, in the callback,
 before the elector even sends a release.
 
-It does nothing until its own Node and the services, policies and devices tables are initialized
-(the reference blocks on its first node event and store sync likewise). It marks ``l2-announce``
+It does nothing until its own Node and the services, policies and devices tables are initialized:
+a pass over a partial listing would campaign for too few Services, or withdraw the entries of
+Services it has not read yet. Its health says so (Starting) meanwhile. It marks ``l2-announce``
 initialized (which lets the l2-responder prune stale BPF keys) only once the elector has settled:
 a restarted agent first takes back the leases the API still shows it holding, so the keys it
 announced before the restart are never pruned in between (at most ``settle_timeout`` waits).
@@ -31,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +47,7 @@ from agent.policy.evaluate import (
     why_nothing_to_announce,
 )
 from agent.policy.last_valid import LastValidPolicies
+from agent.runtime import Backoff, Clock, Health, HealthReporter, Job, RealClock
 from common.leases import lease_name
 from common.tables.devices import DEVICES, DEVICES_SELECTED
 from common.tables.l2_announce import L2_ANNOUNCE, L2AnnounceEntry, Origin
@@ -66,6 +67,19 @@ HolderSeen = Callable[[str, str, str], None]
 
 WAIT_TABLES: tuple[Table[Any], ...] = (SERVICES, POLICIES, NODES, DEVICES)
 
+RETRY_AFTER_FAILURE = Backoff(first=1.0, cap=1.0)
+"""A pass that raised is retried every second, not after a growing backoff: the announcer is on
+the failover path, and once the cause is gone (a bad row replaced) the node must act at once."""
+
+IDLE_WAKE = 5.0
+"""Seconds between two passes' checks when nothing happens: commits and leadership changes wake
+the loop at once, so this only bounds how long a missed wake-up could delay a pass."""
+
+SETTLE_POLL = 0.05
+"""Until ``l2-announce`` is initialized, the loop looks again this often (seconds): the elector
+may settle without any event (a failed attempt to take a lease back), and the settle timeout must
+be noticed."""
+
 
 class Announcer:
     def __init__(
@@ -74,11 +88,13 @@ class Announcer:
         elector: Elector,
         node_name: str,
         write_conditions: ConditionWriter,
-        wall: Callable[[], float] = time.time,
         settle_timeout: float = 5.0,
         external_ips: bool = False,
         on_other_holder: HolderSeen | None = None,
+        *,
+        clock: Clock | None = None,
     ) -> None:
+        self.name = "l2-announcer"
         self.db = db
         self.elector = elector
         self.node_name = node_name
@@ -91,36 +107,40 @@ class Announcer:
         self.external_ips_ignored: set[tuple[str, str]] = set()
         # Services whose lease we hold with nothing to announce -> why
         self.nothing_to_announce: dict[tuple[str, str], str] = {}
-        self._wall = wall
+        self._clock = clock or RealClock()
         self._lock = threading.RLock()
         self._dirty = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._wanted: dict[str, tuple[str, str]] = {}  # lease name -> service key
         self._consumers: dict[str, Consumer[Any]] = {}
-        self.health = "Starting: waiting for the node, services, policies and devices"
+        self.health = HealthReporter(
+            self.name,
+            initial=Health.starting("waiting for the node, services, policies and devices"),
+        )
+        self._job = Job(
+            self.name,
+            self._run,
+            wake=db.notify_waiters,
+            health=self.health,
+            backoff=RETRY_AFTER_FAILURE,
+        )
         self.recomputes = 0
         self._settle_timeout = settle_timeout
-        self._started_at = time.monotonic()
+        self._started_at = self._clock.monotonic()
         self.initialized = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._started_at = time.monotonic()
+        self._started_at = self._clock.monotonic()
         with self.db.write_txn(L2_ANNOUNCE) as txn:
             txn.register_initializer(L2_ANNOUNCE, "l2-announcer")
         for t in (*WAIT_TABLES, LEASES):
             self._consumers[t.name] = self.db.register_consumer(f"announcer:{t.name}", t)
-        self._thread = threading.Thread(target=self._run, name="l2-announcer", daemon=True)
-        self._thread.start()
+        self._job.start()
 
     def stop(self) -> None:
         """Stop computing and withdraw every entry (before the elector releases the leases)."""
-        self._stop.set()
-        self.db.notify_waiters()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        self._job.stop()
         with self._lock:
             self._write_entries({})
         for c in self._consumers.values():
@@ -139,28 +159,25 @@ class Announcer:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._feed_leases()
-                changed = False
-                for t in WAIT_TABLES:
-                    changed |= bool(self._consumers[t.name].changes())
-                if changed or self._dirty.is_set() or not self.initialized:
-                    self._dirty.clear()
-                    self._recompute()
-            except Exception as e:  # a bug here must not silence the node for good
-                log.exception("Error processing l2-announcer event")
-                self.health = f"Degraded: {e}"
-                self._stop.wait(1.0)
+    def _run(self, stopping: threading.Event) -> None:
+        # A pass that raised is not lost: the job's guard logs it, marks the announcer Degraded
+        # and calls this again, which recomputes at once.
+        self._dirty.set()
+        while not stopping.is_set():
+            self._feed_leases()
+            changed = False
+            for t in WAIT_TABLES:
+                changed |= bool(self._consumers[t.name].changes())
+            if changed or self._dirty.is_set() or not self.initialized:
+                self._dirty.clear()
+                self._recompute()
+            self._job.succeeded()
             after = {self._consumers[t.name].table: self._consumers[t.name].revision
                      for t in (*WAIT_TABLES, LEASES)}  # fmt: skip
-            # Until initialized, look again soon: the elector may settle without an event (a
-            # failed attempt to take a lease back), and the settle timeout must be noticed.
             self.db.wait_for_any(
                 after,
-                timeout=5.0 if self.initialized else 0.05,
-                until=lambda: self._dirty.is_set() or self._stop.is_set(),
+                timeout=IDLE_WAKE if self.initialized else SETTLE_POLL,
+                until=lambda: self._dirty.is_set() or stopping.is_set(),
             )
 
     def _feed_leases(self) -> None:
@@ -215,13 +232,13 @@ class Announcer:
         self._log_idle(idle)
         self.recomputes += 1
         if not self.initialized:
-            waited = time.monotonic() - self._started_at
+            waited = self._clock.monotonic() - self._started_at
             if self.elector.settled() or waited >= self._settle_timeout:
                 with self.db.write_txn(L2_ANNOUNCE) as txn:
                     txn.initializer_done(L2_ANNOUNCE, "l2-announcer")
                 self.initialized = True
         leading = sum(self.elector.is_leading(x) for x in selected)
-        self.health = f"OK, {len(selected)} service(s) selected, leading {leading}" + self._notes()
+        self.health.ok(f"{len(selected)} service(s) selected, leading {leading}" + self._notes())
 
     def _notes(self) -> str:
         """What the health message adds: held leases with nothing to announce, and Services whose
@@ -344,6 +361,6 @@ class Announcer:
 
     def _update_conditions(self, policies: list[Policy], views: list[PolicyView]) -> None:
         for p, v in zip(policies, views, strict=True):
-            new = updated_conditions(p.conditions, v.checks, p.generation, self._wall())
+            new = updated_conditions(p.conditions, v.checks, p.generation, self._clock.now())
             if new is not None:
                 self._write_conditions(p.name, p.generation, new)

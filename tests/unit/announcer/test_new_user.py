@@ -107,7 +107,7 @@ def test_external_ips_are_not_announced_while_enable_external_ips_is_false(
     assert h.entries() == []
     assert LEASE not in h.api.leases, "a Service selected for its external IPs alone: no lease"
     assert "spec.externalIPs of 1 service(s) not announced (e.g. default/red): " \
-        "enable-external-ips is false" in h.announcer.health  # fmt: skip
+        "enable-external-ips is false" in str(h.announcer.health.current())  # fmt: skip
     lines = [r for r in caplog.records if "enable-external-ips is false" in r.getMessage()]
     assert len(lines) == 1, "logged once, not once per pass"
     assert lines[0].levelno == logging.WARNING
@@ -153,8 +153,8 @@ def test_a_held_lease_with_nothing_to_announce_says_why_once(
     assert h.entries() == []
     why = "policy policy1: its interfaces match none of this node's selected devices (eth0, eth1)"
     assert h.announcer.nothing_to_announce == {("default", "red"): why}
-    assert f"nothing to announce for 1 held lease(s), e.g. default/red: {why}" in (
-        h.announcer.health
+    assert f"nothing to announce for 1 held lease(s), e.g. default/red: {why}" in str(
+        h.announcer.health.current()
     )
     lines = [r for r in caplog.records if "announcing nothing" in r.getMessage()]
     assert len(lines) == 1 and lines[0].levelno == logging.WARNING
@@ -163,7 +163,7 @@ def test_a_held_lease_with_nothing_to_announce_says_why_once(
     until(lambda: len(h.entries()) == 1)
     a_pass_after(h, lambda: True)
     assert h.announcer.nothing_to_announce == {}
-    assert "nothing to announce" not in h.announcer.health
+    assert "nothing to announce" not in str(h.announcer.health.current())
 
 
 # -- 4. "Announcing" only for programmed pairs ---------------------------------------------------
