@@ -7,6 +7,7 @@ Lifecycle::
     dp.attach(ifindex)          # per selected device; idempotent; replaces a previous agent's
     dp.responder.add_if_missing(vip, ifindex)   # the l2-responder reconciler's job
     dp.start_stamping()         # once the map content is vouched for (reconciler initialised)
+                                # (the agent: dp.vouch(), then dp.stamper.run(stopping) in a job)
     dp.shutdown(detach=False)   # plain exit: program, pins and last stamp stay for the next agent
     dp.shutdown(detach=True)    # feature disabled: detach everywhere, unpin
 
@@ -115,16 +116,21 @@ class Datapath:
         if self._stamp_on_start:
             self.start_stamping()
 
-    def start_stamping(self) -> None:
-        """Vouch for the map: write the max age, stamp now and every interval. Idempotent.
+    def vouch(self) -> None:
+        """Vouch for the map once: write the max age and stamp now. The stamper's loop keeps the
+        stamp fresh from then on (``stamper.run`` in the caller's job, or ``start_stamping``).
 
         The max age is written here, not at start, so a new agent never extends the validity of
         a stamp it did not write.
         """
-        liveness, stamper = self.liveness, self.stamper
-        liveness.set_max_age(self._max_liveness_ns)
-        stamper.stamp_now()
-        stamper.start()
+        self.liveness.set_max_age(self._max_liveness_ns)
+        self.stamper.stamp_now()
+
+    def start_stamping(self) -> None:
+        """Vouch for the map, then stamp every interval from the stamper's own thread (for
+        processes without the agent's runtime). Idempotent."""
+        self.vouch()
+        self.stamper.start()
 
     def previous_stamp_age_ns(self) -> int | None:
         """How old the last stamp is (a previous agent's, before ``start_stamping``); None if never."""

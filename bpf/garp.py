@@ -7,7 +7,7 @@ broadcast is ignored then, so clients that just resolved the old holder would ke
 
 A burst (default 3 packets, 0.5 s apart) covers a lost first packet. :class:`GarpSender` sends
 the first packet synchronously, so the caller sees its error at once and can retry with backoff
-(while the map entry is already written), and leaves the rest to a scheduler thread;
+(while the map entry is already written), and leaves the rest to its scheduler loop;
 :meth:`GarpSender.cancel` drops the rest when the VIP is lost mid-burst, so a former holder never
 keeps announcing itself.
 """
@@ -158,7 +158,7 @@ class GarpSockets:
 
 
 class GarpSender:
-    """Sends gratuitous ARP bursts: the first packet now, the rest from a scheduler thread.
+    """Sends gratuitous ARP bursts: the first packet now, the rest from a scheduler loop.
 
     ``count`` packets ``interval_s`` apart (default 3 at 0, 0.5 and 1 s). Errors of the later
     packets go to ``on_error(vip, ifindex, error)`` and the log; they are not retried here, the
@@ -166,6 +166,11 @@ class GarpSender:
 
     ``on_sent(vip, ifindex, ifname)`` follows every packet sent. ``ifname`` comes from the
     sender's own sockets; with an injected ``send`` it is ``str(ifindex)``.
+
+    The scheduler loop is :meth:`run`: the agent runs it as one of its supervised jobs (stopped by
+    setting the event and calling :meth:`wake`), then calls :meth:`close`. A process without that
+    runtime (the standalone loader, a benchmark) calls :meth:`start` and :meth:`stop`, which run
+    the same loop in a thread of the sender's own. Without either, only first packets go out.
     """
 
     def __init__(
@@ -193,7 +198,8 @@ class GarpSender:
         self._queue: list[tuple[float, int, str, int, int]] = []  # due, seq, vip, ifindex, gen
         self._generation: dict[tuple[str, int], int] = {}
         self._seq = 0
-        self._stopping = False
+        self.sent = 0  # packets sent, first and later ones
+        self._own_stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def announce(self, vip: str, ifindex: int) -> None:
@@ -217,7 +223,6 @@ class GarpSender:
                 heapq.heappush(
                     self._queue, (now + i * self.interval_s, self._seq, vip, ifindex, gen)
                 )
-            self._ensure_thread()
             self._cond.notify()
 
     def cancel(self, vip: str, ifindex: int) -> None:
@@ -228,6 +233,8 @@ class GarpSender:
 
     def _send_one(self, vip: str, ifindex: int) -> None:
         self._send(vip, ifindex)
+        with self._cond:
+            self.sent += 1
         if self._on_sent is None:
             return
         name = self._sockets.ifname(ifindex) if self._sockets is not None else None
@@ -242,16 +249,12 @@ class GarpSender:
                 1 for *_, vip, idx, gen in self._queue if self._generation.get((vip, idx)) == gen
             )
 
-    def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._stopping = False
-            self._thread = threading.Thread(target=self._loop, name="l2-garp", daemon=True)
-            self._thread.start()
-
-    def _loop(self) -> None:
+    def run(self, stopping: threading.Event) -> None:
+        """The scheduler loop: sends the later packets of each burst when due, until ``stopping``
+        is set and :meth:`wake` is called."""
         while True:
             with self._cond:
-                while not self._stopping:
+                while not stopping.is_set():
                     if self._queue:
                         wait = self._queue[0][0] - self._clock()
                         if wait <= 0:
@@ -259,7 +262,7 @@ class GarpSender:
                         self._cond.wait(wait)
                     else:
                         self._cond.wait()
-                if self._stopping:
+                if stopping.is_set():
                     return
                 _, _, vip, ifindex, gen = heapq.heappop(self._queue)
                 if self._generation.get((vip, ifindex)) != gen:
@@ -273,22 +276,36 @@ class GarpSender:
             except Exception:
                 log.exception("gratuitous ARP for %s on ifindex %d", vip, ifindex)
 
-    def start(self) -> None:
-        """Optional: the scheduler thread also starts on the first burst."""
+    def wake(self) -> None:
+        """Make :meth:`run` look at its stop event now."""
         with self._cond:
-            self._ensure_thread()
-
-    def stop(self) -> None:
-        """Drop everything pending and stop the scheduler thread."""
-        with self._cond:
-            self._stopping = True
-            self._queue.clear()
             self._cond.notify_all()
-            thread = self._thread
-        if thread is not None:
-            thread.join()
+
+    def close(self) -> None:
+        """Drop every pending packet and close the sockets (after :meth:`run` has returned)."""
         with self._cond:
-            self._thread = None
-            self._stopping = False
+            self._queue.clear()
         if self._sockets is not None:
             self._sockets.close()
+
+    def start(self) -> None:
+        """Run the scheduler loop in a thread of the sender's own (for processes without the
+        agent's runtime). Idempotent."""
+        with self._cond:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._own_stop.clear()
+            self._thread = threading.Thread(
+                target=self.run, args=(self._own_stop,), name="l2-garp", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Drop everything pending, stop the thread :meth:`start` started, close the sockets."""
+        self._own_stop.set()
+        self.wake()
+        with self._cond:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        self.close()

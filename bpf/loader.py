@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.defer_stamp:
         dp.start_stamping()
     garp = GarpSender(a.garp_count, a.garp_interval)
+    garp.start()  # the later packets of each burst come from its own thread
     for iface in a.attach:
         dp.attach(_ifindex(iface))
     ready = {

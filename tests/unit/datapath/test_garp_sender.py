@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -31,6 +32,7 @@ def test_burst_sends_count_packets_first_one_synchronously() -> None:
     rec = Recorder()
     rec.want = 3
     s = GarpSender(3, 0.01, send=rec)
+    s.start()
     try:
         s.announce("198.51.100.10", 2)
         assert rec.sent[:1] == [("198.51.100.10", 2)]  # before announce returned
@@ -58,6 +60,7 @@ def test_later_errors_go_to_on_error() -> None:
         got.set()
 
     s = GarpSender(2, 0.01, send=Recorder(fail_after=1), on_error=on_error)
+    s.start()
     try:
         s.announce("198.51.100.10", 2)
         assert got.wait(5)
@@ -94,3 +97,29 @@ def test_a_new_burst_replaces_a_pending_one() -> None:
 def test_rejects_bad_settings(count: int, interval: float) -> None:
     with pytest.raises(ValueError):
         GarpSender(count, interval)
+
+
+def test_the_agent_runs_the_scheduler_loop_as_a_job_and_its_stop_wakes_it() -> None:
+    from agent.runtime import Job
+
+    rec = Recorder()
+    rec.want = 3
+    s = GarpSender(3, 0.01, send=rec)
+    job = Job("garp-sender", s.run, wake=s.wake)
+    job.start()
+    s.announce("198.51.100.10", 2)
+    assert rec.done.wait(5)
+    assert job.stop(timeout=5)
+    s.close()
+    assert s.sent == 3
+
+    slow = GarpSender(2, 60.0, send=Recorder())
+    job = Job("garp-sender", slow.run, wake=slow.wake)
+    job.start()
+    slow.announce("198.51.100.10", 2)
+    assert slow.pending() == 1
+    t0 = time.monotonic()
+    assert job.stop(timeout=5)
+    assert time.monotonic() - t0 < 1  # woken out of its 60 s wait
+    slow.close()
+    assert slow.pending() == 0
