@@ -80,16 +80,19 @@ class Graveyard:
         )
         return True
 
-    def drop(self, table: Table[Any], key: Sequence[Any], uncommitted: int) -> int:
-        """Drop the tombstone of a re-created ``key``; how many were dropped (0 or 1).
+    def drop(self, table: Table[Any], values: Sequence[Any], uncommitted: int) -> int:
+        """Drop the tombstone of the key of a re-created row (its column ``values``); how many
+        were dropped (0 or 1). ``uncommitted`` is the calling transaction's net count of
+        tombstones added to the table.
 
-        ``uncommitted`` is the calling transaction's net count of tombstones added to the table.
+        Called for every upsert that changed something: the common case, no tombstone, returns
+        before computing the key.
         """
         if self._count.get(table.name, 0) + uncommitted <= 0:
             return 0
         return self._conn.execute(
             "DELETE FROM _statedb_graveyard WHERE tbl = ? AND pk = ?",
-            (table.name, _pk_text(key)),
+            (table.name, _pk_text(table.key_from_values(values))),
         ).rowcount
 
     def committed(self, added: Mapping[str, int]) -> None:

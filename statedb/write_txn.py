@@ -79,7 +79,7 @@ class WriteTxn(Reader):
         self._stamp(table)
         # A re-created key supersedes its tombstone.
         pending = self._tombstones.get(table.name, 0)
-        dropped = self._graveyard.drop(table, table.key_from_values(values), pending)
+        dropped = self._graveyard.drop(table, values, pending)
         if dropped:
             self._tombstones[table.name] = pending - dropped
         return True
