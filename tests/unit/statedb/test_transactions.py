@@ -146,6 +146,15 @@ def test_secondary_index_query_in_primary_key_order(db: Database) -> None:
         ITEMS.index("nope")
 
 
+def test_an_index_of_a_table_the_database_does_not_hold_is_refused() -> None:
+    with (
+        Database.open(None, [OTHERS]) as db,
+        db.read_txn() as r,
+        pytest.raises(UnknownTable, match='"items"'),
+    ):
+        r.list(ITEMS_BY_VALUE, 1)
+
+
 def test_initializers_mark_the_table_initialized_when_all_are_done(db: Database) -> None:
     with db.write_txn(ITEMS) as txn:
         txn.register_initializer(ITEMS, "reflector")
