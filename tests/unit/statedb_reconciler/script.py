@@ -16,15 +16,14 @@ txtar-like format, so a behaviour change reads as a diff of a script::
     -- t1 --
     ...
 
-``STATEDB_UPDATE_SCRIPTS=1`` rewrites every expectation (the files and the expect-health lines)
-with what the run produced instead of failing, so a deliberate change is one command and a
-reviewable diff.
+``STATEDB_UPDATE_SCRIPTS=1`` (or ``SCENARIO_UPDATE=1``, as for every scenario suite) rewrites
+every expectation (the files and the expect-health lines) with what the run produced instead of
+failing, so a deliberate change is one command and a reviewable diff. The script format and its
+runner are tests/scenario.py's.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,8 @@ from agent.runtime.clock import FakeClock
 from statedb import Database
 from statedb.reconciler import Config
 from tests.reconciler_job import JobReconciler
+from tests.scenario import ScenarioRunner, ScriptError
+from tests.scenario import run_script as run_any_script
 from tests.unit.statedb_reconciler.support import (
     OBJECTS,
     WAIT,
@@ -45,45 +46,10 @@ from tests.unit.statedb_reconciler.support import (
 )
 
 UPDATE_ENV = "STATEDB_UPDATE_SCRIPTS"
-_FILE_MARKER = re.compile(r"^-- (.+) --$")
 
 
 @dataclass
-class Script:
-    commands: list[str]
-    files: dict[str, str]  # in file order
-
-    @classmethod
-    def parse(cls, text: str) -> Script:
-        commands: list[str] = []
-        files: dict[str, str] = {}
-        current: str | None = None
-        for line in text.splitlines(keepends=True):
-            m = _FILE_MARKER.match(line.rstrip("\n"))
-            if m:
-                current = m.group(1)
-                files[current] = ""
-            elif current is None:
-                commands.append(line.rstrip("\n"))
-            else:
-                files[current] += line
-        return cls(commands, files)
-
-    def format(self) -> str:
-        out = "".join(c + "\n" for c in self.commands)
-        for name, body in self.files.items():
-            out += f"-- {name} --\n{body}"
-        return out
-
-
-class ScriptError(AssertionError):
-    pass
-
-
-@dataclass
-class Runner:
-    script: Script
-    update: bool
+class Runner(ScenarioRunner):
     db: Database | None = None
     clock: FakeClock = field(default_factory=FakeClock)
     target: FakeTarget | None = None
@@ -91,25 +57,11 @@ class Runner:
     ops_seen: int = 0
     failures: list[str] = field(default_factory=list)
 
-    def run(self) -> None:
-        try:
-            for lineno, raw in enumerate(self.script.commands, 1):
-                line = raw.split(" #", 1)[0].strip()
-                if not line or line.startswith("#"):
-                    continue
-                name, _, rest = line.partition(" ")
-                handler = getattr(self, "cmd_" + name.replace("-", "_"), None)
-                if handler is None:
-                    raise ScriptError(f"line {lineno}: unknown command {name!r}")
-                try:
-                    handler(lineno, rest.strip())
-                except ScriptError as e:
-                    raise ScriptError(f"line {lineno}: {raw.strip()}\n{e}") from None
-        finally:
-            if self.rec is not None:
-                self.rec.stop(timeout=WAIT)
-            if self.db is not None:
-                self.db.close()
+    def close(self) -> None:
+        if self.rec is not None:
+            self.rec.stop(timeout=WAIT)
+        if self.db is not None:
+            self.db.close()
 
     # -- setup and inputs -----------------------------------------------------------------------
 
@@ -192,30 +144,20 @@ class Runner:
         if not rec.wait_until_reconciled(WAIT, allow_errors=True):
             raise ScriptError("the reconciler did not settle")
 
-    def _compare(self, name: str, actual: str) -> None:
-        if self.update:
-            self.script.files[name] = actual
-            return
-        if name not in self.script.files:
-            raise ScriptError(f"no file {name!r} in the script (run with {UPDATE_ENV}=1)")
-        expected = self.script.files[name]
-        if expected != actual:
-            raise ScriptError(f"{name} differs\n--- expected\n{expected}--- actual\n{actual}")
-
     def cmd_expect_table(self, _lineno: int, name: str) -> None:
         db, _t, _r = self._started()
         self._settle()
         lines = ["key value status"]
         for o in rows(db).values():
             lines.append(f"{o.key} {o.value} {o.status}")
-        self._compare(name, "".join(line + "\n" for line in lines))
+        self.compare(name, "".join(line + "\n" for line in lines))
 
     def cmd_expect_target(self, _lineno: int, name: str) -> None:
         _db, target, _r = self._started()
         self._settle()
         with target.cond:
             state = sorted(target.state.items())
-        self._compare(name, "".join(f"{k}={v}\n" for k, v in state))
+        self.compare(name, "".join(f"{k}={v}\n" for k, v in state))
 
     def cmd_expect_ops(self, _lineno: int, name: str) -> None:
         _db, target, _r = self._started()
@@ -223,21 +165,13 @@ class Runner:
         with target.cond:
             ops = target.log[self.ops_seen :]
             self.ops_seen = len(target.log)
-        self._compare(name, "".join(op + "\n" for op in ops))
+        self.compare(name, "".join(op + "\n" for op in ops))
 
     def cmd_expect_health(self, lineno: int, expected: str) -> None:
         _db, _t, rec = self._started()
         self._settle()
-        actual = str(rec.health())
-        if self.update:
-            self.script.commands[lineno - 1] = f"expect-health {actual}"
-        elif actual != expected:
-            raise ScriptError(f"health is {actual!r}")
+        self.compare_inline(lineno, str(rec.health()))
 
 
 def run_script(path: Path) -> None:
-    update = os.environ.get(UPDATE_ENV) == "1"
-    script = Script.parse(path.read_text())
-    Runner(script, update).run()
-    if update:
-        path.write_text(script.format())
+    run_any_script(path, Runner, UPDATE_ENV)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.statedb_reconciler.script import Runner, Script, ScriptError, run_script
+from tests.scenario import Script, ScriptError
+from tests.unit.statedb_reconciler.script import Runner, run_script
 
 SCRIPTS = sorted((Path(__file__).parent / "testdata").glob("*.txtar"))
 
