@@ -45,6 +45,7 @@ from agent.runtime import FakeClock
 from common.leases import lease_name
 from common.tables import CATALOGUE, DEVICES, L2_ANNOUNCE, LEASES, NODES, POLICIES, SERVICES
 from common.tables.devices import Device
+from common.tables.l2_announce import Origin
 from common.tables.leases import Lease
 from common.tables.nodes import Node
 from common.tables.policies import Policy
@@ -307,6 +308,12 @@ class AnnouncerRunner(ScenarioRunner):
             raise ScriptError(f"not leading {lease}")
         self.elector.leading.discard(lease)
         a.on_leadership(lease, False, "renew deadline passed")
+        # What the callback itself withdrew, before any round: the elector sends its release
+        # right after the callback returns, and another node may take over at once.
+        db, _a = self._started()
+        with db.read_txn() as r:
+            left = [e for e in r.all(L2_ANNOUNCE) if Origin(*_service_key(key)) in e.origins]
+        self.reports.append(f"after the loss callback, {key} has {len(left)} entries")
         self._round()
 
     def cmd_settled(self, _lineno: int, _args: str) -> None:
