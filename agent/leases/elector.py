@@ -1,4 +1,4 @@
-"""The elector: every lease this node campaigns for, driven by one scheduler thread.
+"""The elector: every lease this node campaigns for, driven by one scheduler job.
 
 Each lease is a ``LeaseElection`` (state.py). The scheduler steps only the elections that are due
 (a heap of deadlines) or that got new input (``want``, ``observe``, a request's outcome), hands
@@ -15,6 +15,9 @@ up after ``release_timeout``; followers that watch the lease take it over as soo
 
 Losses, acquisitions, failed renewals and the time requests waited client-side go to a
 ``ChurnMonitor`` (churn.py): ``churn_problem()`` says when leases keep flapping, and why.
+
+Its health ("elector") is computed when read: OK with how many leases it leads, Degraded while
+leases churn or a campaign's requests fail (the first error shown).
 """
 
 from __future__ import annotations
@@ -31,11 +34,15 @@ from agent.leases.api import Conflict, Forbidden, LeaseAPI, LeaseAPIError, NotFo
 from agent.leases.churn import ChurnMonitor
 from agent.leases.record import LeaseRecord
 from agent.leases.state import LeaseElection, Outcome, Request, Timings
-from agent.runtime.clock import Clock, RealClock
+from agent.runtime import Backoff, Clock, Health, HealthReporter, Job, RealClock
 
 log = logging.getLogger("l2announcer.leases")
 
 OnChange = Callable[[str, bool, str], None]  # (lease name, leading, reason)
+
+RETRY_AFTER_FAILURE = Backoff(first=0.1, cap=1.0)
+"""A scheduler step that raised (a bug) is retried soon: while it does not run, no leader's
+renew deadline is enforced, so a short pause, never the default backoff of up to 30 s."""
 
 
 class Elector:
@@ -69,10 +76,14 @@ class Elector:
         self._dirty: set[str] = set()
         self._heap: list[tuple[float, str]] = []
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="lease-api")
-        self._thread: threading.Thread | None = None
+        self.name = "elector"
+        self.health = HealthReporter(self.name, probe=self._health)
+        # The scheduler ends by itself once stop() has released what it holds (see _run).
+        self._job = Job(
+            self.name, self._run, wake=self._wake, health=self.health, backoff=RETRY_AFTER_FAILURE
+        )
         self._stopping = False
         self._release_deadline = math.inf
-        self._stopped = threading.Event()
         self._in_flight: set[Future[None]] = set()
         self._last_logged: dict[str, str] = {}
         self.churn = ChurnMonitor(timings.renew_deadline, client_qps)  # under self._cond
@@ -138,16 +149,30 @@ class Elector:
             leading = {n for n, e in self._elections.items() if e.leading}
             return self.churn.problem(self._clock.monotonic(), leading)
 
+    def _health(self) -> Health:
+        with self._cond:
+            leading = {n for n, e in self._elections.items() if e.leading}
+            # As campaigns() shows them: a leading campaign shows no error.
+            errors = sorted(
+                {e.last_error for e in self._elections.values() if e.last_error and not e.leading}
+            )
+            total = len(self._elections)
+            churn = self.churn.problem(self._clock.monotonic(), leading)
+        summary = f"leading {len(leading)} of {total} lease(s)"
+        problems = [p for p in (churn, *(f"error: {x}" for x in errors[:1])) if p]
+        if problems:
+            return Health.degraded(f"{summary}; {'; '.join(problems)}")
+        return Health.ok(summary)
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="elector", daemon=True)
-        self._thread.start()
+        self._job.start()
 
     def stop(self, release_timeout: float = 1.0) -> None:
         """Stop leading everywhere, release held leases (bounded by ``release_timeout``)."""
         with self._cond:
-            if self._thread is None or self._stopping:
+            if not self._job.running or self._stopping:
                 return
             # The deadline first: _submit reads both without the lock.
             self._release_deadline = self._clock.monotonic() + release_timeout
@@ -156,7 +181,7 @@ class Elector:
                 e.set_wanted(False)
                 self._dirty.add(name)
             self._cond.notify_all()
-        self._thread.join(timeout=release_timeout + 1.0)
+        self._job.stop(timeout=release_timeout + 1.0)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the scheduler ------------------------------------------------------------------------
@@ -169,53 +194,25 @@ class Elector:
         self._dirty.add(name)
         self._cond.notify_all()
 
-    def _run(self) -> None:
+    def _run(self, _stopping: threading.Event) -> None:
+        # Ends by itself, not on the job's stop event: stop() first sets _stopping and withdraws
+        # every campaign, and the loop returns once the releases are done or out of time.
+        with self._cond:
+            # Run again after a failed step: what that step had taken off the queue is due.
+            self._dirty.update(self._elections)
         while True:
             changes: list[tuple[str, bool, str]] = []
             takeovers: list[tuple[str, float]] = []
             requests: list[tuple[str, Request]] = []
-            with self._cond:
-                now = self._clock.monotonic()
-                due = set(self._dirty)
-                self._dirty.clear()
-                while self._heap and self._heap[0][0] <= now:
-                    due.add(heapq.heappop(self._heap)[1])
-                wall = self._clock.now()
-                for name in due:
-                    e = self._elections.get(name)
-                    if e is None:
-                        continue  # forgotten since it was scheduled
-                    req = e.step(now, wall)
-                    if req is not None:
-                        requests.append((name, req))
-                    for ev in e.drain_events():
-                        changes.append((name, ev.leading, ev.reason))
-                        if ev.leading:
-                            self.churn.acquired(name, now)
-                        elif not self._stopping:
-                            self.churn.lost(name, ev.reason, now)
-                        if ev.takeover_seconds is not None:
-                            takeovers.append((name, ev.takeover_seconds))
-                    deadline = e.next_deadline()
-                    if deadline < math.inf:
-                        heapq.heappush(self._heap, (deadline, name))
-                    idle = not (e.wanted or e.leading or e.in_flight or e.holds_lease)
-                    if idle and not self._stopping:
-                        del self._elections[name]  # nothing left to do for it
-                finished = self._stopping and (
-                    not any(e.in_flight or e.holds_lease for e in self._elections.values())
-                    or now >= self._release_deadline
-                )
-            # Callbacks first: a node that stops leading withdraws its announcements before the
-            # release that lets another node take over is even sent.
-            self._report(changes)
-            if self._on_takeover is not None:
-                for name, seconds in takeovers:
-                    self._on_takeover(name, seconds)
-            for name, req in requests:
-                self._submit(name, req)
+            try:
+                with self._cond:
+                    finished = self._step(changes, takeovers, requests)
+            finally:
+                # Even after a step that raised half-way: what it decided is reported and sent,
+                # or an election would wait forever for the answer to a request never sent.
+                self._deliver(changes, takeovers, requests)
+            self._job.succeeded()  # clears a failed step's Degraded, if any
             if finished:
-                self._stopped.set()
                 return
             with self._cond:
                 if self._dirty:
@@ -229,6 +226,61 @@ class Elector:
                 waits = [self._clock.real_timeout(d - at) for d in deadlines]
                 self._cond.wait(min((w for w in waits if w is not None), default=None))
 
+    def _step(
+        self,
+        changes: list[tuple[str, bool, str]],
+        takeovers: list[tuple[str, float]],
+        requests: list[tuple[str, Request]],
+    ) -> bool:
+        """Step the elections that are due or got input (under the lock), collecting what to
+        report and send; True once stopping and every lease is released (or out of time)."""
+        now = self._clock.monotonic()
+        due = set(self._dirty)
+        self._dirty.clear()
+        while self._heap and self._heap[0][0] <= now:
+            due.add(heapq.heappop(self._heap)[1])
+        wall = self._clock.now()
+        for name in due:
+            e = self._elections.get(name)
+            if e is None:
+                continue  # forgotten since it was scheduled
+            req = e.step(now, wall)
+            if req is not None:
+                requests.append((name, req))
+            for ev in e.drain_events():
+                changes.append((name, ev.leading, ev.reason))
+                if ev.leading:
+                    self.churn.acquired(name, now)
+                elif not self._stopping:
+                    self.churn.lost(name, ev.reason, now)
+                if ev.takeover_seconds is not None:
+                    takeovers.append((name, ev.takeover_seconds))
+            deadline = e.next_deadline()
+            if deadline < math.inf:
+                heapq.heappush(self._heap, (deadline, name))
+            idle = not (e.wanted or e.leading or e.in_flight or e.holds_lease)
+            if idle and not self._stopping:
+                del self._elections[name]  # nothing left to do for it
+        return self._stopping and (
+            not any(e.in_flight or e.holds_lease for e in self._elections.values())
+            or now >= self._release_deadline
+        )
+
+    def _deliver(
+        self,
+        changes: list[tuple[str, bool, str]],
+        takeovers: list[tuple[str, float]],
+        requests: list[tuple[str, Request]],
+    ) -> None:
+        # Callbacks first: a node that stops leading withdraws its announcements before the
+        # release that lets another node take over is even sent.
+        try:
+            self._report(changes)
+            self._report_takeovers(takeovers)
+        finally:
+            for name, req in requests:
+                self._submit(name, req)
+
     def _report(self, changes: list[tuple[str, bool, str]]) -> None:
         for name, leading, reason in changes:
             log.info(
@@ -238,6 +290,15 @@ class Elector:
                 self._on_change(name, leading, reason)
             except Exception:
                 log.exception("leadership callback failed for lease %s", name)
+
+    def _report_takeovers(self, takeovers: list[tuple[str, float]]) -> None:
+        if self._on_takeover is None:
+            return
+        for name, seconds in takeovers:
+            try:
+                self._on_takeover(name, seconds)
+            except Exception:  # a metric must not keep this step's requests from being sent
+                log.exception("takeover callback failed for lease %s", name)
 
     def _submit(self, name: str, req: Request) -> None:
         timeout = req.timeout
