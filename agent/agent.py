@@ -174,7 +174,6 @@ class Agent:
             timings,
             on_change,
             namespace=c.k8s_namespace,
-            sent_at=self.lease_api.sent_at,
             on_takeover=self.metrics.on_takeover if self.metrics is not None else None,
             client_qps=c.effective_qps,
             workers=lease_workers(c.effective_qps),

@@ -10,10 +10,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from agent.k8s.reflector import Mapping, Obj
-from agent.leases.api import Conflict, Forbidden, LeaseAPIError, NotFound
+from agent.leases.api import Conflict, Forbidden, LeaseAPIError, NotFound, SendTime
 from agent.leases.record import LeaseRecord, row_from_record
 from common.leases import LEASE_PREFIX, is_service_lease
 from common.tables.leases import LEASES, Lease
@@ -80,25 +82,52 @@ def _error(e: Any) -> LeaseAPIError:
 
 
 class KubernetesLeaseAPI:
-    """The elector's LeaseAPI over ``CoordinationV1Api``."""
+    """The elector's LeaseAPI over ``CoordinationV1Api``, on a client of its own that shares
+    ``api_client``'s rate limiter (see ``lease_api_client``). ``monotonic`` is the clock of
+    ``SendTime``: the elector's, so it can subtract its own timestamps."""
 
-    def __init__(self, api_client: Any, namespace: str) -> None:
+    def __init__(
+        self, api_client: Any, namespace: str, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         import kubernetes
 
-        from agent.k8s.client import request_sent_at
+        from agent.k8s.client import lease_api_client
 
-        self._api = kubernetes.client.CoordinationV1Api(api_client)
+        self._client, self._limits = lease_api_client(api_client)
+        self._api = kubernetes.client.CoordinationV1Api(self._client)
         self._exc = kubernetes.client.ApiException
-        self._request_sent_at = request_sent_at  # bound once: sent_at runs after every request
+        self._url = (
+            f"{self._client.configuration.host}/apis/coordination.k8s.io/v1/namespaces/"
+            f"{namespace}/leases"
+        )
+        self._monotonic = monotonic
         self.namespace = namespace
 
-    def _call(self, fn: Any, *args: Any, timeout: float, **kwargs: Any) -> Obj:
+    def close(self) -> None:
+        """Close the lease client's connections (the ``api_client`` it was made from stays)."""
+        self._client.close()
+
+    def _call(
+        self,
+        verb: str,
+        name: str,
+        fn: Any,
+        *args: Any,
+        timeout: float,
+        sent: SendTime | None = None,
+        **kwargs: Any,
+    ) -> Obj:
         # Past the client's pydantic argument validation: it turns our MicroTime strings into
         # datetimes and back with isoformat(), which drops a .000000 fraction, and the API server
         # refuses a MicroTime without one (400, "cannot parse ... as .000000").
         raw = getattr(fn, "raw_function", None)
         if raw is not None:
             fn = functools.partial(raw, fn.__self__)
+        # The lease client's transport does not wait on the shared limiter: the wait is here, so
+        # the moment the request leaves it is known. The URL is for the throttling log line.
+        self._limits.wait(verb, f"{self._url}/{name}" if name else self._url)
+        if sent is not None:
+            sent.at = self._monotonic()
         try:
             resp = fn(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
         except self._exc as e:
@@ -107,30 +136,49 @@ class KubernetesLeaseAPI:
             raise LeaseAPIError(f"{type(e).__name__}: {e}") from None
         return dict(json.loads(resp.data))
 
-    def sent_at(self) -> float | None:
-        """When this thread's latest request left the client-side rate limiter (monotonic)."""
-        return self._request_sent_at()
-
-    def get(self, name: str, timeout: float) -> LeaseRecord | None:
+    def get(self, name: str, timeout: float, *, sent: SendTime | None = None) -> LeaseRecord | None:
         try:
-            obj = self._call(self._api.read_namespaced_lease, name, self.namespace, timeout=timeout)
+            obj = self._call(
+                "GET",
+                name,
+                self._api.read_namespaced_lease,
+                name,
+                self.namespace,
+                timeout=timeout,
+                sent=sent,
+            )
         except NotFound:
             return None
         return record_from_object(obj)
 
-    def create(self, name: str, record: LeaseRecord, timeout: float) -> LeaseRecord:
+    def create(
+        self, name: str, record: LeaseRecord, timeout: float, *, sent: SendTime | None = None
+    ) -> LeaseRecord:
         body = _body(self.namespace, name, record)
         body["metadata"].pop("resourceVersion", None)
-        obj = self._call(self._api.create_namespaced_lease, self.namespace, body, timeout=timeout)
+        obj = self._call(
+            "POST",
+            "",
+            self._api.create_namespaced_lease,
+            self.namespace,
+            body,
+            timeout=timeout,
+            sent=sent,
+        )
         return record_from_object(obj)
 
-    def update(self, name: str, record: LeaseRecord, timeout: float) -> LeaseRecord:
+    def update(
+        self, name: str, record: LeaseRecord, timeout: float, *, sent: SendTime | None = None
+    ) -> LeaseRecord:
         obj = self._call(
+            "PUT",
+            name,
             self._api.replace_namespaced_lease,
             name,
             self.namespace,
             _body(self.namespace, name, record),
             timeout=timeout,
+            sent=sent,
         )
         return record_from_object(obj)
 
@@ -139,7 +187,9 @@ class KubernetesLeaseAPI:
         reference's lease GC, but with a resourceVersion precondition so a lease taken over
         since the list is never deleted. A 403 is ignored (no lease RBAC: feature never on)."""
         try:
-            data = self._call(self._api.list_namespaced_lease, self.namespace, timeout=timeout)
+            data = self._call(
+                "GET", "", self._api.list_namespaced_lease, self.namespace, timeout=timeout
+            )
         except Forbidden:
             return 0
         deleted = 0
@@ -151,6 +201,8 @@ class KubernetesLeaseAPI:
             body = {"preconditions": {"resourceVersion": meta.get("resourceVersion")}}
             try:
                 self._call(
+                    "DELETE",
+                    name,
                     self._api.delete_namespaced_lease,
                     name,
                     self.namespace,

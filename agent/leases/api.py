@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from agent.leases.record import LeaseRecord
@@ -23,13 +24,33 @@ class Forbidden(LeaseAPIError):
     """403: RBAC refuses; logged with the API's message and retried, never fatal."""
 
 
+@dataclass(slots=True)
+class SendTime:
+    """When a request left the client-side rate limiter for the API server, in monotonic
+    seconds; None while it has not (or when the API cannot tell).
+
+    A throttled client can hold a request in its rate limiter for longer than a renew deadline.
+    The elector counts a renewal from the moment it went out, not from when it was asked for,
+    so a leader is not demoted for time it spent queueing behind its own client."""
+
+    at: float | None = None
+
+
 class LeaseAPI(Protocol):
-    """Every call blocks for at most ``timeout`` seconds (then raises LeaseAPIError)."""
+    """Every call blocks for at most ``timeout`` seconds once sent (then raises LeaseAPIError);
+    waiting in a client-side rate limiter comes first. An implementation that can tell records
+    in ``sent.at`` when the request left that limiter."""
 
-    def get(self, name: str, timeout: float) -> LeaseRecord | None: ...
+    def get(
+        self, name: str, timeout: float, *, sent: SendTime | None = None
+    ) -> LeaseRecord | None: ...
 
-    def create(self, name: str, record: LeaseRecord, timeout: float) -> LeaseRecord: ...
+    def create(
+        self, name: str, record: LeaseRecord, timeout: float, *, sent: SendTime | None = None
+    ) -> LeaseRecord: ...
 
-    def update(self, name: str, record: LeaseRecord, timeout: float) -> LeaseRecord:
+    def update(
+        self, name: str, record: LeaseRecord, timeout: float, *, sent: SendTime | None = None
+    ) -> LeaseRecord:
         """PUT with ``record.resource_version`` as the precondition (Conflict if stale)."""
         ...

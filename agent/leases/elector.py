@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from agent.leases.api import Conflict, Forbidden, LeaseAPI, LeaseAPIError, NotFound
+from agent.leases.api import Conflict, Forbidden, LeaseAPI, LeaseAPIError, NotFound, SendTime
 from agent.leases.churn import ChurnMonitor
 from agent.leases.record import LeaseRecord
 from agent.leases.state import LeaseElection, Outcome, Request, Timings
@@ -56,14 +56,10 @@ class Elector:
         workers: int = 8,
         rand: Callable[[], float] = random.random,
         namespace: str = "",
-        sent_at: Callable[[], float | None] | None = None,
         on_takeover: Callable[[str, float], None] | None = None,
         client_qps: float | None = None,
     ) -> None:
         self._api = api
-        # When the calling worker's latest API request actually went out (the clock's monotonic
-        # time), if the API can tell: a request can wait long in a client-side rate limiter.
-        self._sent_at = sent_at
         self._namespace = namespace
         self._on_takeover = on_takeover
         self.identity = identity
@@ -312,8 +308,11 @@ class Elector:
         fut.add_done_callback(self._in_flight.discard)
 
     def _call(self, name: str, req: Request, timeout: float) -> None:
-        outcome = self._execute(name, req, timeout)
-        sent = self._sent_at() if self._sent_at is not None else None
+        # When the request actually went out, if the API can tell: it can wait long in a
+        # client-side rate limiter first.
+        sent_time = SendTime()
+        outcome = self._execute(name, req, timeout, sent_time)
+        sent = sent_time.at
         with self._cond:
             now = self._clock.monotonic()
             if sent is not None:
@@ -343,14 +342,14 @@ class Elector:
             return f"Failed to release lock: {outcome.message}"
         return f"Failed to update lock: {outcome.message}"
 
-    def _execute(self, name: str, req: Request, timeout: float) -> Outcome:
+    def _execute(self, name: str, req: Request, timeout: float, sent: SendTime) -> Outcome:
         try:
             if req.kind == "get":
-                return Outcome(self._api.get(name, timeout))
+                return Outcome(self._api.get(name, timeout, sent=sent))
             assert req.record is not None
             if req.kind == "create":
-                return Outcome(self._api.create(name, req.record, timeout))
-            return Outcome(self._api.update(name, req.record, timeout))
+                return Outcome(self._api.create(name, req.record, timeout, sent=sent))
+            return Outcome(self._api.update(name, req.record, timeout, sent=sent))
         except Conflict as e:
             return Outcome(error="conflict", message=str(e))
         except NotFound as e:

@@ -7,7 +7,7 @@ import dataclasses
 import threading
 from collections.abc import Callable
 
-from agent.leases.api import Conflict, Forbidden, LeaseAPIError, NotFound
+from agent.leases.api import Conflict, Forbidden, LeaseAPIError, NotFound, SendTime
 from agent.leases.record import LeaseRecord
 
 Observer = Callable[[str, LeaseRecord | None], None]
@@ -77,17 +77,22 @@ class FakeLeaseAPI:
 
 
 class FakeClient:
-    """A LeaseAPI bound to one identity."""
+    """A LeaseAPI bound to one identity. It cannot tell when a request left (no rate limiter),
+    so ``sent`` stays unset, and the elector counts from when it issued the request."""
 
     def __init__(self, api: FakeLeaseAPI, identity: str) -> None:
         self.api = api
         self.identity = identity
 
-    def get(self, name: str, timeout: float) -> LeaseRecord | None:
+    def get(self, name: str, timeout: float, *, sent: SendTime | None = None) -> LeaseRecord | None:
         return self.api.get(self.identity, name, timeout)
 
-    def create(self, name: str, record: LeaseRecord, timeout: float) -> LeaseRecord:
+    def create(
+        self, name: str, record: LeaseRecord, timeout: float, *, sent: SendTime | None = None
+    ) -> LeaseRecord:
         return self.api.create(self.identity, name, record, timeout)
 
-    def update(self, name: str, record: LeaseRecord, timeout: float) -> LeaseRecord:
+    def update(
+        self, name: str, record: LeaseRecord, timeout: float, *, sent: SendTime | None = None
+    ) -> LeaseRecord:
         return self.api.update(self.identity, name, record, timeout)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from agent.leases.api import SendTime
 from agent.leases.elector import Elector
 from agent.leases.record import LeaseRecord
 from agent.leases.state import Timings
@@ -159,29 +160,35 @@ def test_stopped_callback_runs_before_the_release_is_sent(api: FakeLeaseAPI) -> 
 
 def test_a_throttled_client_still_leads(api: FakeLeaseAPI) -> None:
     """Regression: every request waits in a client-side rate limiter for longer than the renew
-    deadline; counted from when the request went out (``sent_at``), the node leads."""
-    local = threading.local()
+    deadline; counted from when the request went out (``sent.at``), the node leads."""
     inner = api.client("node1")
 
     class Throttled:
-        def _wait(self) -> None:
+        def _wait(self, sent: SendTime | None) -> None:
             time.sleep(T.renew_deadline + 0.2)
-            local.sent = time.monotonic()
+            if sent is not None:
+                sent.at = time.monotonic()
 
-        def get(self, name: str, timeout: float) -> LeaseRecord | None:
-            self._wait()
+        def get(
+            self, name: str, timeout: float, *, sent: SendTime | None = None
+        ) -> LeaseRecord | None:
+            self._wait(sent)
             return inner.get(name, timeout)
 
-        def create(self, name: str, record: LeaseRecord, timeout: float) -> LeaseRecord:
-            self._wait()
+        def create(
+            self, name: str, record: LeaseRecord, timeout: float, *, sent: SendTime | None = None
+        ) -> LeaseRecord:
+            self._wait(sent)
             return inner.create(name, record, timeout)
 
-        def update(self, name: str, record: LeaseRecord, timeout: float) -> LeaseRecord:
-            self._wait()
+        def update(
+            self, name: str, record: LeaseRecord, timeout: float, *, sent: SendTime | None = None
+        ) -> LeaseRecord:
+            self._wait(sent)
             return inner.update(name, record, timeout)
 
     rec = Recorder()
-    e = Elector(Throttled(), "node1", T, rec, sent_at=lambda: getattr(local, "sent", None))
+    e = Elector(Throttled(), "node1", T, rec)
     api.observers.append(e.observe)
     e.start()
     try:
