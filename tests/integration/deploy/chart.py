@@ -20,6 +20,45 @@ from tests.unit.deploy.manifests import CHART, NAMESPACE, Obj, load_docs_from_te
 
 KUBE_VERSION = pinned_kubernetes_version()
 RELEASE = "l2announcer"
+# What `--api-versions` names for a cluster that serves the Prometheus Operator's ServiceMonitor.
+SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
+# The AppArmor setting of clusters before 1.30, which have no securityContext field for it.
+APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/l2announcer"
+
+# Every value of prometheus.serviceMonitor, none of them the default.
+SERVICE_MONITOR: Obj = {
+    "enabled": True,
+    "labels": {"release": "kube-prometheus-stack"},
+    "annotations": {"example.com/owner": "network"},
+    "interval": "30s",
+    "scrapeTimeout": "10s",
+    "metricRelabelings": [{"action": "drop", "regex": "go_.*"}],
+}
+
+# A value for every scheduling, pod and container knob of the chart (none of them the default).
+KNOBS: Obj = {
+    "nodeSelector": {"node-role.example.com/l2": "true"},
+    "tolerations": [
+        {"key": "example.com/l2", "operator": "Equal", "value": "yes", "effect": "NoSchedule"}
+    ],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "example.com/no-l2", "operator": "DoesNotExist"}]}
+                ]
+            }
+        }
+    },
+    "priorityClassName": "system-cluster-critical",
+    "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+    "podAnnotations": {"example.com/team": "network"},
+    "podLabels": {"example.com/team": "network"},
+    "imagePullSecrets": [{"name": "regcred"}],
+    "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}},
+    "extraArgs": ["--agent-liveness-update-interval=2s"],
+    "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy.example:3128"}],
+}
 
 
 class RenderError(Exception):
@@ -46,9 +85,13 @@ def template(
     sets: Sequence[str] = (),
     namespace: str = NAMESPACE,
     include_crds: bool = False,
+    kube_version: str = KUBE_VERSION,
+    api_versions: Sequence[str] = (),
 ) -> str:
     """`helm template` of the chart: ``values`` as a values file, ``sets`` as `--set` arguments
-    (helm parses them, as on a user's command line)."""
+    (helm parses them, as on a user's command line); ``api_versions`` are the APIs the cluster
+    is said to serve besides the built-in ones (`--api-versions`, e.g. a CRD's
+    ``group/version/Kind``)."""
     args = [
         "template",
         RELEASE,
@@ -56,8 +99,10 @@ def template(
         "--namespace",
         namespace,
         "--kube-version",
-        KUBE_VERSION,
+        kube_version,
     ]
+    for api in api_versions:
+        args += ["--api-versions", api]
     if values is not None:
         path = home / "values.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +119,15 @@ def template(
 
 
 def render(
-    home: Path, values: Obj | None = None, sets: Sequence[str] = (), namespace: str = NAMESPACE
+    home: Path,
+    values: Obj | None = None,
+    sets: Sequence[str] = (),
+    namespace: str = NAMESPACE,
+    kube_version: str = KUBE_VERSION,
+    api_versions: Sequence[str] = (),
 ) -> list[Obj]:
     """The rendered objects (without the CRD, as `helm template` prints them by default)."""
-    return load_docs_from_text([template(home, values, sets, namespace)])
+    text = template(
+        home, values, sets, namespace, kube_version=kube_version, api_versions=api_versions
+    )
+    return load_docs_from_text([text])

@@ -6,13 +6,26 @@ validation (`kubectl apply --dry-run=server`)."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agent.config import resolve
 from lab.controlplane import ControlPlane
-from tests.integration.deploy.chart import KUBE_VERSION, RenderError, helm, render, template
+from tests.integration.deploy.chart import (
+    APPARMOR_ANNOTATION,
+    KNOBS,
+    KUBE_VERSION,
+    SERVICE_MONITOR,
+    SERVICE_MONITOR_API,
+    RenderError,
+    helm,
+    render,
+    template,
+)
 from tests.kube import Kube
 from tests.unit.deploy.manifests import (
     CHART,
@@ -129,12 +142,13 @@ def test_prometheus_values_serve_metrics_on_the_port_and_declare_it(tmp_path: Pa
 
 
 def test_a_prometheus_port_out_of_range_fails_the_render(tmp_path: Path) -> None:
+    # The schema's message (test_helm_knobs.py has the template's own check without it).
     with pytest.raises(RenderError) as err:
         render(tmp_path, sets=("prometheus.enabled=true,prometheus.port=70000",))
     assert str(err.value) == (
-        "Error: execution error at (l2announcer/templates/configmap.yaml:32:28): "
-        "prometheus.port must be a port number between 1 and 65535, got 70000\n\n"
-        "Use --debug flag to render out invalid YAML"
+        "Error: values don't meet the specifications of the schema(s) in the following chart(s):\n"
+        "l2announcer:\n"
+        "- at '/prometheus/port': maximum: got 70,000, want 65,535"
     )
 
 
@@ -167,14 +181,33 @@ def test_helm_lint_finds_no_warning_or_error(tmp_path: Path) -> None:
 # -- what the real server says about the rendered chart ---------------------------------------
 
 
-def _dry_run(cp: ControlPlane, manifests: str) -> list[str]:
+def _dry_run(cp: ControlPlane, manifests: str, warnings: str = "") -> list[str]:
     """`kubectl apply --dry-run=server --validate=strict` of ``manifests``; its output lines."""
     done = cp.kubectl(
         "apply", "--dry-run=server", "--validate=strict", "-f", "-", input=manifests, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert done.stderr == "", done.stderr  # no warnings (deprecated fields, unknown ones)
+    # No warnings (deprecated fields, unknown ones) but those expected.
+    assert done.stderr == warnings, done.stderr
     return done.stdout.splitlines()
+
+
+SERVICE_MONITOR_CRD = Path(__file__).parent / "servicemonitor-crd.yaml"
+
+
+@pytest.fixture
+def service_monitor_crd(kube: Kube) -> Iterator[Kube]:
+    """The stand-in ServiceMonitor CRD (servicemonitor-crd.yaml), served while the test runs."""
+    crd = yaml.safe_load(SERVICE_MONITOR_CRD.read_text())
+    name = crd["metadata"]["name"]
+    kube.on_cleanup(lambda: kube.kubectl("delete", "crd", name, "--wait=true", "--timeout=60s"))
+    applied = kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(crd))
+    assert applied.returncode == 0, applied.stderr
+    established = kube.kubectl(
+        "wait", "--for=condition=established", "--timeout=60s", f"crd/{name}"
+    )
+    assert established.returncode == 0, established.stderr
+    yield kube
 
 
 def test_default_render_with_its_crd_passes_the_servers_dry_run(
@@ -190,8 +223,9 @@ def test_default_render_with_its_crd_passes_the_servers_dry_run(
 
 
 def test_every_option_rendered_into_another_namespace_passes_the_servers_dry_run(
-    kube: Kube, tmp_path: Path
+    service_monitor_crd: Kube, tmp_path: Path
 ) -> None:
+    kube = service_monitor_crd
     values = {
         "l2announcements": {
             "leaseDuration": "3s",
@@ -208,14 +242,22 @@ def test_every_option_rendered_into_another_namespace_passes_the_servers_dry_run
         "l2podAnnouncements": {"enabled": True, "interface": "eth0"},
         "k8sServiceHost": "192.0.2.1",
         "k8sServicePort": 6443,
-        "prometheus": {"enabled": True, "port": 9090},
+        "prometheus": {
+            "enabled": True,
+            "port": 9090,
+            "serviceMonitor": SERVICE_MONITOR,
+        },
         "image": {
             "repository": "registry.example/l2announcer",
             "tag": "0.1.0",
             "pullPolicy": "Always",
         },
+        **KNOBS,
     }
-    lines = _dry_run(kube.cp, template(tmp_path, values, namespace=kube.namespace))
+    manifests = template(
+        tmp_path, values, namespace=kube.namespace, api_versions=[SERVICE_MONITOR_API]
+    )
+    lines = _dry_run(kube.cp, manifests)
     assert sorted(line.split()[0] for line in lines) == [
         "clusterrole.rbac.authorization.k8s.io/l2announcer",
         "clusterrolebinding.rbac.authorization.k8s.io/l2announcer",
@@ -223,9 +265,48 @@ def test_every_option_rendered_into_another_namespace_passes_the_servers_dry_run
         "daemonset.apps/l2announcer",
         "role.rbac.authorization.k8s.io/l2announcer",
         "rolebinding.rbac.authorization.k8s.io/l2announcer",
+        "service/l2announcer-metrics",
         "serviceaccount/l2announcer",
+        "servicemonitor.monitoring.coreos.com/l2announcer",
     ]
     assert all(line.endswith("(server dry run)") for line in lines), lines
     # Nothing was stored.
     stored = kube.core.list_namespaced_config_map(kube.namespace).items
     assert "l2announcer-config" not in {cm.metadata.name for cm in stored if cm.metadata}
+
+
+def test_the_stand_in_service_monitor_crd_refuses_a_misspelt_field(
+    service_monitor_crd: Kube, tmp_path: Path
+) -> None:
+    # Otherwise the dry run above would prove nothing about the ServiceMonitor's fields.
+    monitor = one(
+        "ServiceMonitor",
+        render(
+            tmp_path,
+            sets=("prometheus.enabled=true,prometheus.serviceMonitor.enabled=true",),
+            namespace=service_monitor_crd.namespace,
+            api_versions=[SERVICE_MONITOR_API],
+        ),
+    )
+    misspelt = copy.deepcopy(monitor)
+    misspelt["spec"]["endpoints"][0]["intervall"] = "30s"
+    done = service_monitor_crd.kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-f", "-", input=yaml.safe_dump(misspelt)
+    )
+    assert done.returncode != 0
+    assert 'unknown field "spec.endpoints[0].intervall"' in done.stderr, done.stderr
+
+
+def test_the_annotation_form_for_clusters_before_1_30_is_the_one_the_server_knows(
+    kube: Kube, tmp_path: Path
+) -> None:
+    # This server is newer than 1.30: it accepts the annotation and says which field replaced
+    # it, which shows the chart names the annotation the older servers read.
+    manifests = template(tmp_path, namespace=kube.namespace, kube_version="v1.29.15")
+    assert APPARMOR_ANNOTATION in manifests
+    warning = (
+        f"Warning: spec.template.metadata.annotations[{APPARMOR_ANNOTATION}]: "
+        'deprecated since v1.30; use the "appArmorProfile" field instead\n'
+    )
+    lines = _dry_run(kube.cp, manifests, warnings=warning)
+    assert len(lines) == len(plain_objects())

@@ -3,6 +3,7 @@ and integration)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,49 @@ def rules(role: Obj) -> set[tuple[str, str, str]]:
                 for verb in rule["verbs"]:
                     granted.add((group, resource, verb))
     return granted
+
+
+def chart_values() -> Obj:
+    """The chart's default values (values.yaml)."""
+    values: Obj = yaml.safe_load((CHART / "values.yaml").read_text())
+    return values
+
+
+def chart_schema() -> Obj:
+    """The chart's values.schema.json."""
+    schema: Obj = json.loads((CHART / "values.schema.json").read_text())
+    return schema
+
+
+def resolve_ref(schema: Obj, node: Obj) -> Obj:
+    """``node`` with a local ``$ref`` (#/definitions/<name>) followed."""
+    ref = node.get("$ref")
+    if ref is None:
+        return node
+    prefix = "#/definitions/"
+    assert ref.startswith(prefix), ref
+    target: Obj = schema["definitions"][ref.removeprefix(prefix)]
+    return target
+
+
+def is_kubernetes_type(node: Obj) -> bool:
+    """An object the schema types with Kubernetes' own field names (resources, affinity...):
+    one value of the chart, however many fields it has."""
+    return str(node.get("$comment", "")).startswith("Kubernetes ")
+
+
+def schema_values(schema: Obj) -> dict[str, Obj]:
+    """Dotted path -> schema of every value of the chart: the schema's properties, descending
+    through the chart's own objects (not into Kubernetes types or free-form maps)."""
+    found: dict[str, Obj] = {}
+
+    def walk(node: Obj, prefix: str) -> None:
+        for key, child in node["properties"].items():
+            child = resolve_ref(schema, child)
+            if "properties" in child and not is_kubernetes_type(child):
+                walk(child, f"{prefix}{key}.")
+            else:
+                found[f"{prefix}{key}"] = child
+
+    walk(schema, "")
+    return found
