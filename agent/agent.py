@@ -1,43 +1,120 @@
-"""The node agent: every module wired explicitly, started in dependency order, stopped in reverse.
+"""The node agent: every module built and wired here, in ``Agent.__init__``, and appended to one
+``Lifecycle`` in dependency order; ``start()`` starts them in that order, ``stop()`` stops them in
+reverse. Every module's health reporter is registered in one ``HealthRegistry``, which the health
+publisher copies into the ``health`` table every second.
 
-    config -> state database (config, health tables)
-    netlink -> devices controller -> devices
-    Kubernetes -> reflectors -> services, nodes, policies, leases, pods
-    l2-announcer (+ elector, policy status writer) -> l2-announce
-    l2-responder reconciler -> BPF map (+ gratuitous ARP), liveness stamping
-    lease GC every minute; health published every second
+    database        config table written at start
+    devices         netlink -> devices
+    lease-api       the elector's Kubernetes client (shares the agent's rate limiter)
+    reflectors      Kubernetes -> services, nodes, policies, leases
+    policy-status   policy conditions -> CiliumL2AnnouncementPolicy status
+    service-status  "announcing from node X" -> the Service's annotation and an Event
+    announced-services  l2-announce rows programmed -> service-status
+    datapath        BPF program and pinned maps; its liveness job stamps once the map is pruned
+    garp-sender     the later packets of gratuitous ARP bursts
+    l2-responder    reconciler: l2-announce -> BPF map (+ gratuitous ARP)
+    device-sync     devices -> l2-responder (re-reconcile on a changed MAC or ifindex)
+    elector         leases wanted -> leases held
+    l2-announcer    services, policies, devices, leases held -> l2-announce
+    lease-gc        deletes our unheld leases every minute
+    reflector:pods, pod-announcer   pods -> gratuitous ARP (L2 pod announcements)
+    metrics         Prometheus
+    health          health registry -> health table, and the heartbeat
 
 Shutdown (SIGTERM) is ordered so a planned handover never has two nodes answering and finishes
 within 2 s: withdraw every entry, let the responder remove the keys, then release the leases
-(followers take them over as soon as they see the release), then stop the rest.
+(followers take them over as soon as they see the release), then stop the rest in reverse.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.config import Config
+from agent.config_table import write_config
+from agent.health_publisher import HealthPublisher
 from agent.metrics import Metrics
-from agent.modules import HealthPublisher, Periodic, PodAnnouncer, write_config
-from agent.service_status import ServiceStatusWriter, kubernetes_writers
+from agent.runtime import (
+    Clock,
+    Health,
+    HealthRegistry,
+    HealthReporter,
+    Job,
+    Lifecycle,
+    RealClock,
+    Timer,
+)
 from common.leases import lease_name
+from common.tables import CATALOGUE
+from statedb import Database
 
 if TYPE_CHECKING:
     from agent.announcer.controller import Announcer
-    from common.tables.l2_announce import Origin
+    from agent.leases.elector import Elector
+    from bpf.datapath import Datapath
+    from bpf.garp import GarpSender
+    from common.tables.l2_announce import L2AnnounceEntry, Origin
+    from statedb.reconciler import Reconciler
 
 log = logging.getLogger("l2announcer.agent")
 
 DB_FILE = "statedb.sqlite"
 
+# The agent's own durations, in seconds, each with its reason. Everything a user may tune is a
+# configuration key (agent/config.py); these are not, because they follow from the design.
 
-def _attribute(obj: Any, name: str) -> Callable[[], str]:
-    return lambda: str(getattr(obj, name))
+HEALTH_PUBLISH_INTERVAL = 1.0
+"""How often the health table is refreshed: ``l2dbg status`` and the readiness probe see a change
+within a second, and the heartbeat row it rewrites is what the liveness probe checks."""
+
+LEASE_GC_INTERVAL = 60.0
+"""Between two deletions of our unheld leases (released on shutdown, or of de-selected Services);
+the first runs one interval after start. Leftover leases cost only a list entry, so once a minute
+is plenty and keeps the API traffic negligible."""
+
+RESPONDER_PRUNE_INTERVAL = 300.0
+"""Between two prunes of the BPF map (removing keys no row describes). The map has one writer,
+this agent, so a prune only catches keys written behind its back; every five minutes bounds how
+long such a key can answer."""
+
+HANDOVER_RECONCILE_TIMEOUT = 0.5
+"""At shutdown, how long the responder may take to delete the withdrawn keys before the leases
+are released anyway: long enough for thousands of map deletes, short enough to keep the handover
+within the pod's 2 s budget."""
+
+HANDOVER_RELEASE_TIMEOUT = 0.8
+"""At shutdown, how long the elector may take to release the leases it holds: followers take a
+lease over as soon as they see its release, instead of after its duration expires."""
+
+RESPONDER_STOP_TIMEOUT = 1.0
+"""How long stopping waits for the responder's loop to finish an operation in progress (a BPF
+syscall or a gratuitous ARP send)."""
+
+
+def _reconciler_health(rec: Reconciler[L2AnnounceEntry]) -> Health:
+    h = rec.health()
+    return Health.ok(h.message) if h.ok else Health.degraded(h.message)
+
+
+class _ResponderMapOf:
+    """The datapath's responder map, looked up at each call: the datapath opens its maps when it
+    starts, after every module has been built."""
+
+    def __init__(self, datapath: Datapath) -> None:
+        self._datapath = datapath
+
+    def add_if_missing(self, ip: str, ifindex: int) -> bool:
+        return self._datapath.responder.add_if_missing(ip, ifindex)
+
+    def delete(self, ip: str, ifindex: int) -> bool:
+        return self._datapath.responder.delete(ip, ifindex)
+
+    def keys(self) -> list[tuple[str, int]]:
+        return self._datapath.responder.keys()
 
 
 class Agent:
@@ -48,236 +125,335 @@ class Agent:
         *,
         datapath: bool = True,
         api_client: Any = None,
+        clock: Clock | None = None,
     ) -> None:
+        """Build every module; nothing runs until ``start()``. Raises on bad local configuration
+        (no kubeconfig, an unknown pod announcement interface), with nothing left open."""
         self.config = config
         self.sources = sources
         self.use_datapath = datapath
-        self.api_client = api_client
-        self._stops: list[tuple[str, Any]] = []  # (module, stop callable), in start order
-        self.announcer: Announcer | None = None
-        self._handed_over = False
+        self.clock: Clock = clock or RealClock()
+        self.lifecycle = Lifecycle()
+        self.health = HealthRegistry()
         self.stopped = threading.Event()
+        self._handed_over = False
+        self._announcer_started = False
 
-    # -- start --------------------------------------------------------------------------------
+        # Built only when their feature is on (None otherwise).
+        self.metrics: Metrics | None = None
+        self.elector: Elector | None = None
+        self.announcer: Announcer | None = None
+        self.datapath: Datapath | None = None
+        self.garp: GarpSender | None = None
+        self.responder: Reconciler[L2AnnounceEntry] | None = None
 
-    def start(self) -> None:
-        from common.tables import CATALOGUE
-        from statedb import Database
+        self.db = Database.open(Path(config.state_dir) / DB_FILE, CATALOGUE.values())
+        try:
+            self._build(api_client)
+        except BaseException:
+            self.db.close()
+            raise
+
+    # -- building -------------------------------------------------------------------------------
+
+    def _build(self, api_client: Any) -> None:
+        from agent.devices import DevicesController, DevicesOptions
+        from agent.k8s.leases import KubernetesLeaseAPI
 
         c = self.config
-        self.db = Database.open(Path(c.state_dir) / DB_FILE, CATALOGUE.values())
-        self._stops.append(("database", self.db.close))
-        write_config(self.db, c, self.sources)
-        self.health = HealthPublisher(self.db)
-
-        self.metrics: Metrics | None = None
+        self.lifecycle.append(
+            "database", start=lambda: write_config(self.db, c, self.sources), stop=self.db.close
+        )
         if c.prometheus_serve_addr:
             self.metrics = Metrics()
             self.metrics.watch_state(self.db)
-        self._start_devices()
-        if self.api_client is None:
+
+        self.devices = DevicesController(
+            self.db, DevicesOptions(c.devices, c.force_device_detection), clock=self.clock
+        )
+        self._add(self.devices)
+
+        if api_client is None:
             from agent.k8s.client import make_api_client
 
-            self.api_client = make_api_client(
+            api_client = make_api_client(
                 c.kubeconfig, c.effective_qps, c.effective_burst, observer=self.metrics
             )
+        self.api_client = api_client
+        self.lease_api = KubernetesLeaseAPI(
+            api_client, c.k8s_namespace, monotonic=self.clock.monotonic
+        )
+        self.lifecycle.append("lease-api", stop=self.lease_api.close)
 
-        from agent.k8s.leases import KubernetesLeaseAPI
-
-        self.lease_api = KubernetesLeaseAPI(self.api_client, c.k8s_namespace)
         if c.enable_l2_announcements:
-            self._start_announcements()
+            self._build_announcements()
         else:
-            # As the reference: one lease GC at start-up, then nothing (the feature is off).
-            self._gc_once()
+            # The feature is off: one lease GC at start-up, then nothing; and remove a datapath a
+            # previous agent left behind.
+            self.lifecycle.append("lease-gc", start=self._collect_garbage_once)
             if self.use_datapath:
-                self._disable_datapath()
+                self.lifecycle.append("datapath", start=self._disable_datapath)
         if c.enable_l2_pod_announcements:
-            self._start_pod_announcements()
+            self._build_pod_announcements()
         if self.metrics is not None:
-            port = self.metrics.serve(c.prometheus_serve_addr)
-            self._stops.append(("metrics", self.metrics.stop))
-            log.info("serving Prometheus metrics on %s (port %d)", c.prometheus_serve_addr, port)
-        self.health.start()
-        self._stops.append(("health", self.health.stop))
-        self.health.publish()
-        log.info(
-            "l2announcer agent started on node %s (l2 announcements %s)",
-            c.node_name,
-            "enabled" if c.enable_l2_announcements else "disabled",
+            self.lifecycle.append("metrics", start=self._serve_metrics, stop=self.metrics.stop)
+        self.publisher = HealthPublisher(
+            self.db, self.health, interval=HEALTH_PUBLISH_INTERVAL, clock=self.clock
         )
+        self.lifecycle.append_job(self.publisher)
 
-    def _start_devices(self) -> None:
-        from agent.devices import DevicesController, DevicesOptions
+    def _add(self, module: Any, stop: Any = None) -> None:
+        """A module with ``name``, ``start``, ``stop`` and a ``health`` reporter."""
+        self.health.add(module.health)
+        self.lifecycle.append(module.name, module.start, stop or module.stop)
 
-        c = self.config
-        self.devices = DevicesController(
-            self.db, DevicesOptions(c.devices, c.force_device_detection)
-        )
-        self.devices.start()
-        self._stops.append(("devices", self.devices.stop))
-        self.health.add("devices", self.devices.health)
-
-    def _reflect(self, names: list[str]) -> None:
+    def _reflectors(self, names: list[str]) -> None:
         from agent.k8s.objects import MAPPINGS, sources
         from agent.k8s.reflector import Reflector
 
         c = self.config
         all_sources = sources(self.api_client, c.node_name, c.k8s_namespace)
         for name in names:
-            r: Reflector[Any] = Reflector(self.db, all_sources[name], MAPPINGS[name])
-            r.start()
-            self._stops.append((r.name, r.stop))
-            self.health.add(r.name, _attribute(r, "health"))
+            r: Reflector[Any] = Reflector(
+                self.db, all_sources[name], MAPPINGS[name], clock=self.clock
+            )
+            self._add(r)
 
-    def _start_announcements(self) -> None:
+    def _build_announcements(self) -> None:
         from agent.announcer.announced import AnnouncedServices
         from agent.announcer.controller import Announcer
-        from agent.announcer.status_writer import StatusWriter, kubernetes_patch
+        from agent.announcer.status_writer import StatusWriter
         from agent.k8s.client import lease_workers
+        from agent.k8s.policy_status import kubernetes_patch
+        from agent.k8s.service_status import kubernetes_writers
         from agent.leases.elector import Elector
         from agent.leases.state import Timings
+        from agent.service_status import ServiceStatusWriter
 
         c = self.config
-        self._reflect(["services", "nodes", "policies", "leases"])
-        timings = Timings(
-            c.l2_announcements_lease_duration,
-            c.l2_announcements_renew_deadline,
-            c.l2_announcements_retry_period,
-        )
-        self.status_writer = StatusWriter(kubernetes_patch(self.api_client))
-        self.status_writer.start()
-        self._stops.append(("policy-status", self.status_writer.stop))
+        metrics = self.metrics
+        self._reflectors(["services", "nodes", "policies", "leases"])
 
+        status_writer = StatusWriter(kubernetes_patch(self.api_client))
+        self._add(status_writer)
         annotate, record_event = kubernetes_writers(self.api_client, c.node_name)
-        self.service_status = ServiceStatusWriter(c.node_name, annotate, record_event)
-        self.service_status.start()
-        self._stops.append(("service-status", self.service_status.stop))
-
-        def on_change(lease: str, leading: bool, reason: str) -> None:
-            if self.announcer is not None:
-                self.announcer.on_leadership(lease, leading, reason)
-            if self.metrics is not None:
-                self.metrics.on_leadership(lease, leading, reason)
+        service_status = ServiceStatusWriter(c.node_name, annotate, record_event)
+        self._add(service_status)
 
         def on_announced(service: Origin, pairs: list[tuple[str, str]]) -> None:
             # Reported only once a pair is programmed: a held lease alone announces nothing.
             where = ", ".join(f"{ip} on {iface}" for ip, iface in pairs)
             lease = lease_name(service.namespace, service.name)
-            self.service_status.announced(
+            service_status.announced(
                 service.namespace, service.name, detail=f"{where}; lease {lease}"
             )
 
-        self.elector = Elector(
+        # Started before the datapath so that it stops after it, as the handover expects.
+        announced = AnnouncedServices(
+            self.db, on_announced, reconciled=self.use_datapath, clock=self.clock
+        )
+        self._add(announced)
+
+        def on_change(lease: str, leading: bool, reason: str) -> None:
+            if self.announcer is not None:
+                self.announcer.on_leadership(lease, leading, reason)
+            if metrics is not None:
+                metrics.on_leadership(lease, leading, reason)
+
+        elector = Elector(
             self.lease_api,
             c.node_name,
-            timings,
+            Timings(
+                c.l2_announcements_lease_duration,
+                c.l2_announcements_renew_deadline,
+                c.l2_announcements_retry_period,
+            ),
             on_change,
+            clock=self.clock,
             namespace=c.k8s_namespace,
-            on_takeover=self.metrics.on_takeover if self.metrics is not None else None,
+            on_takeover=metrics.on_takeover if metrics is not None else None,
             client_qps=c.effective_qps,
             workers=lease_workers(c.effective_qps),
         )
+        self.elector = elector
         self.announcer = Announcer(
             self.db,
-            self.elector,
+            elector,
             c.node_name,
-            self.status_writer.submit,
+            status_writer.submit,
             settle_timeout=c.l2_announcements_renew_deadline,
             external_ips=c.enable_external_ips,
-            on_other_holder=self.service_status.other_holder,
+            on_other_holder=service_status.other_holder,
+            clock=self.clock,
         )
         if self.use_datapath:
-            self._start_datapath()
-        if self.metrics is not None:
-            self.metrics.attach(
+            self._build_datapath()
+        if metrics is not None:
+            metrics.attach(
                 responder_items=self._responder_items if self.use_datapath else None,
-                campaigns=self.elector.campaigns,
+                campaigns=elector.campaigns,
             )
-        self.announced = AnnouncedServices(self.db, on_announced, reconciled=self.use_datapath)
-        self.announced.start()
-        self._stops.append(("announced-services", self.announced.stop))
-        self.elector.start()
-        self.announcer.start()
-        # Stopped together, in the safe order (see the module docstring).
-        self._stops.append(("l2-announcer", self._stop_announcing))
-        self.health.add("l2-announcer", lambda: self.announcer.health if self.announcer else "")
-        self.health.add("elector", self._elector_health)
-        gc = Periodic("lease-gc", 60.0, self.lease_api.collect_garbage, first=60.0)
-        gc.start()
-        self._stops.append(("lease-gc", gc.stop))
-        self.health.add("lease-gc", gc.health)
+        # Both stop through the handover, which runs once (see stop()).
+        self.health.add(elector.health)
+        self.lifecycle.append(elector.name, elector.start, self._hand_over)
+        self.health.add(self.announcer.health)
+        self.lifecycle.append(self.announcer.name, self._start_announcer, self._hand_over)
 
-    def _elector_health(self) -> str:
-        campaigns = self.elector.campaigns()
-        leading = sum(1 for s in campaigns.values() if s == "leading")
-        errors = sorted({s for s in campaigns.values() if s.startswith("error")})
-        summary = f"leading {leading} of {len(campaigns)} lease(s)"
-        problems = [p for p in (self.elector.churn_problem(), *errors[:1]) if p]
-        return f"Degraded: {summary}; {'; '.join(problems)}" if problems else f"OK, {summary}"
+        gc = Timer(
+            "lease-gc",
+            LEASE_GC_INTERVAL,
+            self.lease_api.collect_garbage,
+            first=LEASE_GC_INTERVAL,
+        )
+        self._add(gc)
 
-    def _start_datapath(self) -> None:
+    def _build_datapath(self) -> None:
         from agent.responder.device_sync import DeviceSync
         from agent.responder.ops import ResponderOps
-        from agent.runtime.clock import RealClock
         from bpf.datapath import Datapath
-        from bpf.garp import GarpSender
         from common.tables.l2_announce import L2_ANNOUNCE
         from statedb.reconciler import Config as ReconcilerConfig
         from statedb.reconciler import Reconciler
 
         c = self.config
-        self.datapath = Datapath(
+        datapath = Datapath(
             c.bpf_root,
             int(c.l2_announcements_renew_deadline * 1e9),
             stamp_interval_s=c.agent_liveness_update_interval,
         )
-        self.datapath.start()
+        self.datapath = datapath
+        # Compiles and loads the program (slow, seconds); the next agent adopts what it leaves.
+        self.lifecycle.append(
+            "datapath", start=datapath.start, stop=lambda: datapath.shutdown(detach=False)
+        )
+        liveness = Job(
+            "datapath-liveness",
+            self._stamp_liveness,
+            wake=lambda: self.responder.wake() if self.responder is not None else None,
+            health=HealthReporter("datapath", probe=self._datapath_health),
+        )
+        self._add(liveness)
+
+        garp = self._garp_sender()
+        ops = ResponderOps(self.db, _ResponderMapOf(datapath), datapath, garp)
+        responder: Reconciler[L2AnnounceEntry] = Reconciler(
+            self.db,
+            L2_ANNOUNCE,
+            ops,
+            ReconcilerConfig(prune_interval=RESPONDER_PRUNE_INTERVAL),
+            clock=self.clock,
+            name="l2-responder",
+        )
+        self.responder = responder
+        job = Job(
+            responder.name,
+            responder.run,
+            wake=responder.wake,
+            health=HealthReporter(responder.name, probe=lambda: _reconciler_health(responder)),
+        )
+        self._add(job, stop=lambda: job.stop(RESPONDER_STOP_TIMEOUT))
+        self._add(DeviceSync(self.db, ops, responder, clock=self.clock))
+
+    def _garp_sender(self) -> GarpSender:
+        """The one gratuitous ARP sender (the responder's and the pod announcer's), built and
+        appended to the lifecycle where it is first needed."""
+        from bpf.garp import GarpSender
+
+        if self.garp is not None:
+            return self.garp
+        c = self.config
         metrics = self.metrics
 
         def garp_sent(vip: str, _ifindex: int, ifname: str) -> None:
             if metrics is not None:
                 metrics.on_garp(vip, ifname)
 
-        self.garp = GarpSender(
+        garp = GarpSender(
             c.l2_announcements_garp_count,
             c.l2_announcements_garp_interval,
-            on_sent=garp_sent if metrics is not None else None,
+            # Counted for the responder's bursts (and the pods' when both are on).
+            on_sent=garp_sent if metrics is not None and self.use_datapath else None,
         )
-        self.garp.start()
-        ops = ResponderOps(self.db, self.datapath.responder, self.datapath, self.garp)
-        # The reference's full reconciliation ran every 5 minutes; prune as often.
-        self.responder = Reconciler(
-            self.db,
-            L2_ANNOUNCE,
-            ops,
-            ReconcilerConfig(prune_interval=300.0),
-            clock=RealClock(),
-            name="l2-responder",
+        self.garp = garp
+        job = Job(
+            "garp-sender",
+            garp.run,
+            wake=garp.wake,
+            health=HealthReporter(
+                "garp-sender", probe=lambda: Health.ok(f"{garp.sent} packet(s) sent")
+            ),
         )
-        self.responder.start()
-        self.device_sync = DeviceSync(self.db, ops, self.responder)
-        self.device_sync.start()
-        self.health.add("l2-responder", self.responder.health)
-        self.health.add("datapath", self._datapath_health)
 
-        def stamp_after_first_prune() -> None:
-            # Only vouch for the map once stale keys are gone (bpf/datapath.py explains).
-            while not self.stopped.is_set():
-                if self.responder.wait_for_prunes(1, timeout=0.5):
-                    self.datapath.start_stamping()
-                    log.info("l2-responder map reconciled; datapath liveness stamping started")
-                    return
+        def stop() -> None:
+            job.stop()
+            garp.close()  # drops what is pending, closes its sockets
 
-        threading.Thread(target=stamp_after_first_prune, name="stamp-gate", daemon=True).start()
+        self._add(job, stop=stop)
+        return garp
+
+    def _build_pod_announcements(self) -> None:
+        from agent.pod_announcer import PodAnnouncer
+
+        c = self.config
+        self._reflectors(["pods"])
+        garp = self._garp_sender()
+        self._add(
+            PodAnnouncer(self.db, c.l2_pod_announcements_interface, garp.announce, clock=self.clock)
+        )
+
+    # -- start ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every module in order; if one fails, what started is stopped and StartError
+        names the module."""
+        self.lifecycle.start()
+        log.info(
+            "l2announcer agent started on node %s (l2 announcements %s)",
+            self.config.node_name,
+            "enabled" if self.config.enable_l2_announcements else "disabled",
+        )
+
+    def _start_announcer(self) -> None:
+        assert self.announcer is not None
+        self.announcer.start()
+        self._announcer_started = True
+
+    def _serve_metrics(self) -> None:
+        assert self.metrics is not None
+        address = self.config.prometheus_serve_addr
+        port = self.metrics.serve(address)
+        log.info("serving Prometheus metrics on %s (port %d)", address, port)
+
+    def _stamp_liveness(self, stopping: threading.Event) -> None:
+        """Vouch for the map only once the responder has pruned it: until then it may hold keys
+        of a previous agent for leases that have moved (bpf/datapath.py explains). Then keep the
+        stamp fresh until stopped."""
+        assert self.responder is not None and self.datapath is not None
+        if not self.responder.wait_for_prunes(1, None, until=stopping.is_set):
+            return
+        self.datapath.vouch()
+        log.info("l2-responder map reconciled; datapath liveness stamping started")
+        self.datapath.stamper.run(stopping)
+
+    def _datapath_health(self) -> Health:
+        from bpf.datapath import DatapathNotStarted
+
+        assert self.datapath is not None
+        try:
+            stamper = self.datapath.stamper
+        except DatapathNotStarted:
+            return Health.starting("loading the program")
+        if not stamper.running:
+            return Health.starting(
+                "waiting for the first full reconciliation before stamping liveness"
+            )
+        if stamper.last_error is not None:
+            return Health.degraded(f"liveness stamp failed: {stamper.last_error}")
+        return Health.ok(f"attached to {len(self.datapath.attached())} interface(s)")
 
     def _responder_items(self) -> list[tuple[str, int, int]]:
+        assert self.datapath is not None
         return [(e.ip, e.ifindex, e.responses_sent) for e in self.datapath.responder.items()]
-
-    def _datapath_health(self) -> str:
-        if not self.datapath.stamper.running:
-            return "Starting: waiting for the first full reconciliation before stamping liveness"
-        return f"OK, attached to {len(self.datapath.attached())} interface(s)"
 
     def _disable_datapath(self) -> None:
         """The feature is off: remove a program and pins a previous agent left behind."""
@@ -293,45 +469,25 @@ class Agent:
         except Exception as e:
             log.warning("l2 announcements disabled, but cleaning up the datapath failed: %s", e)
 
-    def _gc_once(self) -> None:
+    def _collect_garbage_once(self) -> None:
         try:
             self.lease_api.collect_garbage()
         except Exception as e:
             log.warning("lease GC failed: %s", e)
 
-    def _start_pod_announcements(self) -> None:
-        from bpf.garp import GarpSender
-
-        c = self.config
-        self._reflect(["pods"])
-        sender = getattr(self, "garp", None) or GarpSender(
-            c.l2_announcements_garp_count, c.l2_announcements_garp_interval
-        )
-        sender.start()
-        pods = PodAnnouncer(self.db, c.l2_pod_announcements_interface, sender.announce)
-        pods.start()
-        self._stops.append(("pod-announcer", pods.stop))
-
-    # -- stop ---------------------------------------------------------------------------------
+    # -- stop -----------------------------------------------------------------------------------
 
     def _hand_over(self) -> None:
         """Withdraw every entry, let the responder remove the keys, then release the leases;
         followers take each lease as soon as they see its release. Once only."""
-        if self.announcer is None or self._handed_over:
+        if self._handed_over or self.elector is None:
             return
         self._handed_over = True
-        self.announcer.stop()  # withdraws every entry
-        if self.use_datapath:
-            self.responder.wait_until_reconciled(0.5, allow_errors=True)
-        self.elector.stop(release_timeout=0.8)  # then release the leases
-
-    def _stop_announcing(self) -> None:
-        self._hand_over()  # done already when stop() runs: there it goes first
-        if self.use_datapath:
-            self.device_sync.stop()
-            self.responder.stop(timeout=1.0)
-            self.garp.stop()  # closes its sockets too
-            self.datapath.shutdown(detach=False)  # the next agent adopts the program and pins
+        if self.announcer is not None and self._announcer_started:
+            self.announcer.stop()  # withdraws every entry
+            if self.responder is not None:
+                self.responder.wait_until_reconciled(HANDOVER_RECONCILE_TIMEOUT, allow_errors=True)
+        self.elector.stop(release_timeout=HANDOVER_RELEASE_TIMEOUT)  # then release the leases
 
     def stop(self) -> None:
         """Hand the leases over, then stop every module in reverse start order; never raises.
@@ -341,16 +497,10 @@ class Agent:
         if self.stopped.is_set():
             return
         self.stopped.set()
-        started = time.monotonic()
-        stops = list(reversed(self._stops))
-        if self.announcer is not None:
-            stops.insert(0, ("handover", self._hand_over))
-        for name, stop in stops:
-            t0 = time.monotonic()
-            try:
-                stop()
-            except Exception:
-                log.exception("stopping %s failed", name)
-            if time.monotonic() - t0 > 0.3:
-                log.info("stopping %s took %.2fs", name, time.monotonic() - t0)
-        log.info("l2announcer agent stopped in %.2fs", time.monotonic() - started)
+        started = self.clock.monotonic()
+        try:
+            self._hand_over()
+        except Exception:
+            log.exception("stopping handover failed")
+        self.lifecycle.stop()
+        log.info("l2announcer agent stopped in %.2fs", self.clock.monotonic() - started)

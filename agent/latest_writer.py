@@ -6,6 +6,9 @@ and the writes share the agent's rate-limited client with lease renewals, so a v
 before it went out is never sent, and stopping drops what is still pending instead of draining
 it. With ``essence``, a value whose essence equals the last one written for the key is skipped
 (a failed write is forgotten, so the next submission writes again).
+
+The writes run in a runtime job; its health is Degraded from a failed write until a later write
+succeeds, so ``l2dbg status`` shows a status that cannot be written (RBAC, a webhook refusing it).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
+
+from agent.runtime import Health, HealthReporter, Job
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -26,15 +31,15 @@ class LatestWriter(Generic[K, V]):
         on_error: Callable[[K, Exception], None],
         essence: Callable[[V], Hashable] | None = None,
     ) -> None:
-        self._name = name
+        self.name = name
         self._write = write
         self._on_error = on_error
         self._essence = essence
         self._cond = threading.Condition()
         self._pending: dict[K, V] = {}
         self._sent: dict[K, Hashable] = {}
-        self._stop = False
-        self._thread: threading.Thread | None = None
+        self.health = HealthReporter(name, initial=Health.starting("not started"))
+        self._job = Job(name, self._run, wake=self._wake, health=self.health)
 
     def submit(self, key: K, value: V) -> None:
         with self._cond:
@@ -49,22 +54,23 @@ class LatestWriter(Generic[K, V]):
             self._cond.notify()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        self._thread.start()
+        self.health.ok()
+        self._job.start()
 
     def stop(self) -> None:
         with self._cond:
-            self._stop = True
             self._pending.clear()
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        self._job.stop()
 
-    def _run(self) -> None:
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _run(self, stopping: threading.Event) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stop or bool(self._pending))
-                if self._stop:
+                self._cond.wait_for(lambda: stopping.is_set() or bool(self._pending))
+                if stopping.is_set():
                     return
                 key = next(iter(self._pending))  # the oldest first
                 value = self._pending.pop(key)
@@ -77,4 +83,8 @@ class LatestWriter(Generic[K, V]):
             except Exception as e:
                 with self._cond:
                     self._sent.pop(key, None)
+                what = "/".join(map(str, key)) if isinstance(key, tuple) else str(key)
+                self.health.degraded(f"writing {what} failed: {e}")
                 self._on_error(key, e)
+            else:
+                self.health.ok()

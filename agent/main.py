@@ -59,7 +59,6 @@ def _run(**kwargs: Any) -> None:
     log = logging.getLogger("l2announcer.agent")
     for warning in resolved.warnings:  # the clamp warnings: once per agent, not per Service
         log.warning("%s", warning)
-    agent = Agent(resolved.config, resolved.sources, datapath=not no_datapath)
     done = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -68,26 +67,31 @@ def _run(**kwargs: Any) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    agent: Agent | None = None
     try:
+        agent = Agent(resolved.config, resolved.sources, datapath=not no_datapath)
         agent.start()
     except Exception as e:
         log.error("start-up failed: %s", e)
         typer.echo(f"l2agent: {e}", err=True)  # also plainly, for `kubectl logs` at a glance
-        agent.stop()
+        if agent is not None:
+            agent.stop()
         raise typer.Exit(1) from None
     done.wait()
     agent.stop()
 
 
-LIVENESS_MAX_AGE = 10.0  # seconds: max(10 s, 3 x the 1 s publish interval)
+LIVENESS_MAX_AGE = 10.0
+"""Seconds: the heartbeat may be this old before the agent counts as dead; max(10 s, 3 x the
+health publisher's interval, ``agent.agent.HEALTH_PUBLISH_INTERVAL``, 1 s), so a busy node's
+scheduling hiccup never restarts the agent."""
 
 
 def _probe(state_dir: str, liveness: bool) -> int:
     import time
     from pathlib import Path
 
-    from agent.modules import HEARTBEAT
-    from common.tables.health import HEALTH
+    from common.tables.health import HEALTH, HEARTBEAT
     from statedb import ReadOnlyDatabase, StateDBError
 
     try:

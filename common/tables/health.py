@@ -1,9 +1,9 @@
-"""Table ``health``: each agent module's health, as the agent last published it.
+"""Table ``health``: the health of each of the agent's modules and jobs, as last published.
 
 ``level`` is OK, Degraded, Starting or Stopped; ``since`` is when the level last changed, so an
 operator can tell a blip from a module that has been degraded for an hour. ``updated`` is when the
-row was last written; the ``agent`` row is rewritten every second as a heartbeat, which is what
-the liveness probe checks.
+row was last written; the ``agent`` row (``HEARTBEAT``) is rewritten every second as a heartbeat,
+which is what the liveness probe checks.
 """
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from statedb.table import Table
+
+HEARTBEAT = "agent"
+"""The row the agent rewrites at every publish, whatever its modules' levels: its age tells the
+liveness probe whether the agent still runs."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,3 +77,23 @@ def test_stop_drops_what_is_pending() -> None:
     threading.Timer(0.1, api.gate.set).start()
     w.stop()
     assert api.writes == [("a", "1")]
+
+
+def test_a_failed_write_degrades_its_health_until_a_write_succeeds() -> None:
+    from agent.runtime import Health
+
+    api = Api(fail={"boom"})
+    api.gate.set()
+    w: LatestWriter[tuple[str, str], str] = LatestWriter("service-status", api.write, api.failed)  # type: ignore[arg-type]
+    assert w.health.current().level.value == "Starting"
+    w.start()
+    try:
+        w.submit(("default", "web"), "boom")
+        _settle(w, api, 1)  # type: ignore[arg-type]
+        assert w.health.current() == Health.degraded("writing default/web failed: boom")
+        w.submit(("default", "web"), "fine")
+        _settle(w, api, 2)  # type: ignore[arg-type]
+        assert w.health.current() == Health.ok()
+    finally:
+        w.stop()
+    assert w.health.current() == Health.stopped()

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.modules import PodAnnouncer
+from agent.pod_announcer import PodAnnouncer
 from common.tables.pods import PODS, Pod
 from statedb import Database
 

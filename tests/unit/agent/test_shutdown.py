@@ -4,10 +4,12 @@ up to 0.5 s to stop, measured as SIGTERM handovers of 0.02-0.51 s with metrics o
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from agent.agent import Agent
 from agent.config import Config
+from agent.runtime import Lifecycle
 
 
 class Announcer:
@@ -26,36 +28,49 @@ class Elector:
         self.calls.append("release")
 
 
-def _agent(calls: list[str]) -> Agent:
-    agent = Agent(Config(), {}, datapath=False)
+def _agent(calls: list[str], state_dir: Path) -> Agent:
+    import kubernetes
+
+    agent = Agent(
+        Config(state_dir=str(state_dir)),
+        {},
+        datapath=False,
+        api_client=kubernetes.client.ApiClient(kubernetes.client.Configuration()),
+    )
+    agent.db.close()
     agent.announcer = Announcer(calls)  # type: ignore[assignment]
     agent.elector = Elector(calls)  # type: ignore[assignment]
+    agent._announcer_started = True
 
     def stopping(name: str) -> Any:
         return lambda: calls.append(name)
 
-    # As start() registers them: the announcer's stop (its datapath part) after the modules it
-    # needs, the metrics server and health publisher last.
-    agent._stops = [
+    # As __init__ appends them: the elector and the announcer stop through the handover, after
+    # the modules they need; the metrics server and health publisher last.
+    agent.lifecycle = Lifecycle()
+    for name, stop in [
         ("database", stopping("database")),
-        ("l2-announcer", agent._stop_announcing),
+        ("elector", agent._hand_over),
+        ("l2-announcer", agent._hand_over),
         ("lease-gc", stopping("lease-gc")),
         ("metrics", stopping("metrics")),
         ("health", stopping("health")),
-    ]
+    ]:
+        agent.lifecycle.append(name, stop=stop)
+    agent.lifecycle.start()
     return agent
 
 
-def test_leases_are_handed_over_before_any_module_stops() -> None:
+def test_leases_are_handed_over_before_any_module_stops(tmp_path: Path) -> None:
     calls: list[str] = []
-    _agent(calls).stop()
+    _agent(calls, tmp_path).stop()
     assert calls == ["withdraw", "release", "health", "metrics", "lease-gc", "database"]
 
 
-def test_the_handover_happens_once_even_when_stopped_twice() -> None:
+def test_the_handover_happens_once_even_when_stopped_twice(tmp_path: Path) -> None:
     calls: list[str] = []
-    agent = _agent(calls)
+    agent = _agent(calls, tmp_path)
     agent.stop()
     agent.stop()
-    agent._stop_announcing()
+    agent._hand_over()
     assert calls.count("withdraw") == 1 and calls.count("release") == 1

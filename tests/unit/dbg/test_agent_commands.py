@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agent.config import resolve
-from agent.modules import write_config
+from agent.config_table import write_config
 from common.tables import CATALOGUE, DEVICES, HEALTH, L2_ANNOUNCE, LEASES
 from common.tables.devices import Device
 from common.tables.health import Health

@@ -7,7 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from agent.config import resolve
-from agent.modules import write_config
+from agent.config_table import write_config
 from common.tables import CATALOGUE, HEALTH, L2_ANNOUNCE, LEASES
 from common.tables.health import Health
 from common.tables.l2_announce import L2AnnounceEntry, Origin

@@ -1,0 +1,55 @@
+"""The health publisher: every interval, the health of each module and job (the agent's
+``HealthRegistry``) into the ``health`` table, where ``l2dbg status``, the metrics and the
+DaemonSet's probes read it.
+
+A row is written only when its level or message changed (no write, no revision otherwise), and its
+``since`` moves only when the level does, so an operator tells a blip from a module degraded for an
+hour. The ``agent`` row is the heartbeat: rewritten at every publish whatever the modules say, it
+proves that this loop, and so the process, runs; the liveness probe checks its age.
+"""
+
+from __future__ import annotations
+
+import os
+
+from agent.runtime import Clock, HealthRegistry, Timer
+from common.tables.health import HEALTH, HEARTBEAT
+from common.tables.health import Health as HealthRow
+from statedb import Database
+
+
+class HealthPublisher:
+    name = "health"
+
+    def __init__(
+        self, db: Database, registry: HealthRegistry, *, interval: float, clock: Clock
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.clock = clock
+        # The first timed publish one interval after start(), which publishes at once itself.
+        self.job = Timer(self.name, interval, self.publish, first=interval)
+
+    def publish(self) -> None:
+        snapshot = self.registry.snapshot()
+        now = self.clock.now()
+        with self.db.write_txn(HEALTH) as txn:
+            for module, health in snapshot.items():
+                level, message = health.level.value, health.message
+                old = txn.get(HEALTH, module)
+                if old is not None and (old.level, old.message) == (level, message):
+                    continue
+                since = old.since if old is not None and old.level == level else now
+                txn.upsert(HEALTH, HealthRow(module, level, message, since, now))
+            old = txn.get(HEALTH, HEARTBEAT)
+            since = old.since if old is not None else now
+            txn.upsert(HEALTH, HealthRow(HEARTBEAT, "OK", f"pid {os.getpid()}", since, now))
+
+    def start(self) -> None:
+        """Publish now, so the table lists every module once the agent has started, then every
+        interval."""
+        self.publish()
+        self.job.start()
+
+    def stop(self) -> None:
+        self.job.stop()
