@@ -10,26 +10,22 @@ nothing: the annotation already names it, and a flapping lease must not add an e
 Writes happen on a thread of their own (a slow API must not delay announcing) and failures are
 logged once each, never retried in a loop.
 
-The writes share the agent's rate-limited client with lease renewals: only the latest write per
-Service is kept pending, and stopping drops what is pending (agent/latest_writer.py).
+The Kubernetes calls are agent/k8s/service_status.py's. They share the agent's rate-limited
+client with lease renewals: only the latest write per Service is kept pending, and stopping drops
+what is pending (agent/latest_writer.py).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
-import time
 from collections.abc import Callable
-from typing import Any
 
 from agent.latest_writer import LatestWriter
 
 log = logging.getLogger("l2announcer.service-status")
 
-ANNOTATION = "l2announcer.io/announcing-node"
 REASON = "Announcing"
-COMPONENT = "l2announcer"
 
 # (namespace, name, node) -> the patched Service's uid
 Annotate = Callable[[str, str, str], str]
@@ -84,40 +80,3 @@ class ServiceStatusWriter:
         with self._lock:
             self._ours.discard(key)  # so the next announcement tries again
         log.warning("recording the announcing node on service %s/%s failed: %s", *key, e)
-
-
-def kubernetes_writers(api_client: Any, node: str) -> tuple[Annotate, RecordEvent]:
-    import kubernetes
-
-    core = kubernetes.client.CoreV1Api(api_client)
-
-    def annotate(namespace: str, name: str, holder: str) -> str:
-        body = {"metadata": {"annotations": {ANNOTATION: holder}}}
-        svc = core.patch_namespaced_service(
-            name, namespace, body, _content_type="application/merge-patch+json",
-            _request_timeout=10,
-        )  # fmt: skip
-        meta = svc.metadata
-        return str(meta.uid or "") if meta is not None else ""
-
-    def record_event(namespace: str, name: str, uid: str, reason: str, message: str) -> None:
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event: Any = {  # plain JSON: the client sends it as is
-            "metadata": {"name": f"{name}.{time.time_ns():x}", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": "v1", "kind": "Service", "namespace": namespace, "name": name,
-                "uid": uid,
-            },
-            "reason": reason,
-            "message": message,
-            "type": "Normal",
-            "source": {"component": COMPONENT, "host": node},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": node,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }  # fmt: skip
-        core.create_namespaced_event(namespace, event, _request_timeout=10)
-
-    return annotate, record_event

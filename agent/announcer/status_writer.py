@@ -6,8 +6,7 @@ status, message and observedGeneration, not on the timestamp, which the announce
 sends the latest per policy. A failed write is logged and forgotten, so the announcer's next pass
 submits it again.
 
-The write is the reference's: a JSON Patch ``add /status`` (``add`` also creates a missing
-status, where ``replace`` would fail) with field manager ``cilium-agent-l2-announcer``.
+The write itself, over the Kubernetes API, is agent/k8s/policy_status.py's.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from agent.latest_writer import LatestWriter
 
 log = logging.getLogger("l2announcer.announcer")
 
-FIELD_MANAGER = "cilium-agent-l2-announcer"
 Patch = Callable[[str, list[dict[str, Any]]], None]  # (policy name, conditions)
 
 
@@ -54,26 +52,3 @@ class StatusWriter:
 
     def _failed(self, name: str, e: Exception) -> None:
         log.warning("updating policy status failed: %s: %s", name, e)
-
-
-def kubernetes_patch(api_client: Any) -> Patch:
-    """A Patch over CustomObjectsApi (JSON Patch must be named: the client defaults to merge)."""
-    import kubernetes
-
-    from agent.k8s.objects import POLICY_GROUP, POLICY_PLURAL, POLICY_VERSION
-
-    custom = kubernetes.client.CustomObjectsApi(api_client)
-
-    def patch(name: str, conditions: list[dict[str, Any]]) -> None:
-        custom.patch_cluster_custom_object_status(
-            POLICY_GROUP,
-            POLICY_VERSION,
-            POLICY_PLURAL,
-            name,
-            [{"op": "add", "path": "/status", "value": {"conditions": conditions}}],
-            field_manager=FIELD_MANAGER,
-            _content_type="application/json-patch+json",
-            _request_timeout=10,
-        )
-
-    return patch

@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.service_status import ANNOTATION, ServiceStatusWriter, kubernetes_writers
+from agent.k8s.service_status import ANNOTATION, kubernetes_writers
+from agent.service_status import ServiceStatusWriter
 from tests.kube import Kube
 
 

@@ -23,13 +23,13 @@ import pytest
 import yaml
 from kubernetes import client
 
-from agent.announcer.status_writer import kubernetes_patch
 from agent.k8s.client import make_api_client
 from agent.k8s.leases import KubernetesLeaseAPI
 from agent.k8s.objects import POLICY_GROUP, POLICY_PLURAL, POLICY_VERSION, sources
+from agent.k8s.policy_status import kubernetes_patch
+from agent.k8s.service_status import kubernetes_writers
 from agent.leases.api import Forbidden
 from agent.leases.record import LeaseRecord, micro_time
-from agent.service_status import kubernetes_writers
 from lab.controlplane import ControlPlane, write_kubeconfig
 from tests.kube import Kube, until
 from tests.unit.deploy.manifests import CRDS, DEPLOY, NAMESPACE, Obj, load_docs, rules

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from agent.announcer.status_writer import kubernetes_patch
 from agent.k8s.objects import POLICY_GROUP, POLICY_PLURAL, POLICY_VERSION, policy_row
+from agent.k8s.policy_status import kubernetes_patch
 from agent.policy.conditions import updated_conditions
 from agent.policy.evaluate import (
     COND_BAD_INTERFACE_REGEX,
