@@ -183,8 +183,8 @@ class KubernetesLeaseAPI:
         return record_from_object(obj)
 
     def collect_garbage(self, timeout: float = 10.0) -> int:
-        """Delete our leases that nobody holds (released on shutdown or de-selection), as the
-        reference's lease GC, but with a resourceVersion precondition so a lease taken over
+        """Delete our leases that nobody holds (released on shutdown or de-selection), as
+        Cilium's lease GC does, but with a resourceVersion precondition so a lease taken over
         since the list is never deleted. A 403 is ignored (no lease RBAC: feature never on)."""
         try:
             data = self._call(

@@ -2,7 +2,7 @@
 
 Each mapping reduces an object to what the announcement decisions read. Services carrying the
 ``service.kubernetes.io/service-proxy-name`` label belong to another proxy and are not listed at
-all, as with the reference's service watcher.
+all, as Cilium's service watcher leaves them out.
 """
 
 from __future__ import annotations

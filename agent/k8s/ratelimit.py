@@ -1,7 +1,8 @@
 """One client-side rate limiter shared by every request the agent makes (``k8s-client-qps``,
 ``k8s-client-burst``), as client-go's token bucket: ``burst`` requests at once, refilled at
-``qps`` per second. A request that had to wait a second or more is logged with client-go's line,
-so operators can grep for the sizing problem the seed describes.
+``qps`` per second. A request that had to wait a second or more is logged with client-go's line
+("Waited for ... due to client-side throttling"), so an operator who greps for it, as for a
+Cilium agent whose QPS is too low for its leases, finds it here too.
 """
 
 from __future__ import annotations
