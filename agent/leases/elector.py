@@ -332,7 +332,8 @@ class Elector:
                 self._touch(name)
 
     def _failure_message(self, name: str, req: Request, outcome: Outcome) -> str:
-        """client-go's wording, which the seed's runbook greps for."""
+        """The wording of client-go's leader election, kept word for word: operators' alerts and
+        runbooks written for it grep these lines."""
         if req.kind == "get" or (outcome.error == "forbidden" and req.kind != "update"):
             lock = f"{self._namespace}/{name}" if self._namespace else name
             return f"error retrieving resource lock {lock}: {outcome.message}"
