@@ -1,7 +1,7 @@
 """``l2agent``: the node agent's command line.
 
 Every configuration key is a flag (``--enable-l2-announcements=true``, ``--devices "eth0 eth1"``);
-a boolean flag alone means true, as with the reference's flags. Bad configuration is one line on
+a boolean flag alone means true, as with Cilium's agent flags. Bad configuration is one line on
 stderr and exit code 2. SIGTERM and SIGINT stop the agent in order (entries withdrawn, leases
 released) within about 2 s.
 
@@ -168,7 +168,7 @@ def _command() -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    # Plain click help: the rich panels truncate the long, reference-given flag names.
+    # Plain click help: the rich panels truncate the long, Cilium-given flag names.
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
     app.command()(_command())
     args = normalize_argv(sys.argv[1:] if argv is None else argv)

@@ -1,4 +1,4 @@
-"""Prometheus metrics (``prometheus-serve-addr``, off by default like the reference).
+"""Prometheus metrics (``prometheus-serve-addr``, off by default, as in Cilium's agent).
 
 Series (all prefixed ``l2announcer_``; documented in docs/metrics.md):
 

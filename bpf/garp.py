@@ -2,7 +2,7 @@
 
 The frame is an ARP *reply* to broadcast with sender IP = target IP = VIP and target MAC = sender
 MAC. The last part matters: Linux only lets a gratuitous reply override a neighbour entry updated
-less than ``locktime`` (1 s) ago when tha == sha (``arp_is_garp``); the reference's tha =
+less than ``locktime`` (1 s) ago when tha == sha (``arp_is_garp``); Cilium's tha =
 broadcast is ignored then, so clients that just resolved the old holder would keep it.
 
 A burst (default 3 packets, 0.5 s apart) covers a lost first packet. :class:`GarpSender` sends
@@ -38,7 +38,8 @@ DEFAULT_GARP_INTERVAL_S = 0.5
 
 
 class GarpError(OSError):
-    """A gratuitous ARP could not be sent; the message uses the reference's wording."""
+    """A gratuitous ARP could not be sent; the message uses Cilium's wording, so
+    existing alerts and log searches still match."""
 
     def __str__(self) -> str:
         # The message already carries the cause; OSError's "[Errno N] " prefix would repeat it.
@@ -137,7 +138,7 @@ class GarpSockets:
                     return self._send_on(sock, vip)
                 except OSError:
                     # The interface went away or changed under the socket: open afresh, once,
-                    # which also reports a missing interface in the reference's words.
+                    # which also reports a missing interface in Cilium's words.
                     self._drop(ifindex)
             sock, name = self._open(ifindex)
             self._sockets[ifindex], self._names[ifindex] = sock, name

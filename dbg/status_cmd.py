@@ -2,7 +2,7 @@
 
 Modules' health, the leases this node holds (each with the number of (IP, interface) pairs it
 announces, or a plain "nothing announced": holding a lease is not announcing) and follows, the IPs
-it announces and their reconcile status, the selected devices, and two prerequisites the reference
+it announces and their reconcile status, the selected devices, and two prerequisites Cilium
 only documents: a service proxy on the node (without one the VIP answers ARP but nothing forwards
 its traffic) and l2 announcements being enabled.
 """

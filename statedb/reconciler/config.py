@@ -1,6 +1,6 @@
 """Every duration and limit of a reconciler, with its unit, default and reason, in one place.
 
-The defaults are the reference's (cilium/statedb ``reconciler``); the agent passes its own values
+The defaults are cilium/statedb's ``reconciler``'s; the agent passes its own values
 where it has a reason to (see agent configuration). Durations are seconds as floats.
 """
 
@@ -21,7 +21,7 @@ class Config:
     minute, so it recovers within a minute of the target healing."""
 
     prune_interval: float = 3600.0
-    """Seconds between prunes (default 1 h, the reference's ``PruneInterval``). The first prune
+    """Seconds between prunes (default 1 h, cilium/statedb's ``PruneInterval``). The first prune
     runs as soon as the table is initialized; the periodic ones only catch extras that something
     else put into the target, so they can be rare. A failed prune waits for the next interval."""
 

@@ -169,3 +169,10 @@ def test_the_publisher_spells_every_level_as_the_probes_read_it() -> None:
         HealthPublisher(db, registry, interval=1.0, clock=FakeClock()).publish()
         levels = {m: row[0] for m, row in _rows(db).items()}
     assert levels == {"a": "OK", "b": "Starting", "c": "Degraded", "d": "Stopped", HEARTBEAT: "OK"}
+
+
+def test_docs_list_every_health_row(agent: Agent) -> None:
+    doc = (Path(__file__).parents[3] / "docs" / "l2dbg.md").read_text()
+    rows = [n for n in agent.health.snapshot() if not n.startswith("reflector:")]
+    missing = [n for n in [*rows, HEARTBEAT, "reflector:<kind>"] if f"`{n}`" not in doc]
+    assert not missing, f"docs/l2dbg.md (l2dbg status) does not list the health rows {missing}"
