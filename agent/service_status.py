@@ -1,4 +1,4 @@
-"""The answer to "which node owns my IP?" on the Service itself (landscape pain point 13).
+"""The answer to "which node owns my IP?" on the Service itself.
 
 When this node starts announcing a Service (it holds the Service's lease and at least one of its
 (IP, interface) pairs is programmed, agent/announcer/announced.py), it sets the annotation
@@ -7,8 +7,8 @@ When this node starts announcing a Service (it holds the Service's lease and at 
 annotation and adds an event from the new holder. A node that announces the Service again without
 another node having held its lease since (a lease lost and re-taken, a pair re-programmed) writes
 nothing: the annotation already names it, and a flapping lease must not add an event per flap.
-Writes happen on a thread of their own (a slow API must not delay announcing) and failures are
-logged once each, never retried in a loop.
+Writes happen in a job of their own (a slow API must not delay announcing); failures are logged
+once each, never retried in a loop, and show in the ``service-status`` health row.
 
 The Kubernetes calls are agent/k8s/service_status.py's. They share the agent's rate-limited
 client with lease renewals: only the latest write per Service is kept pending, and stopping drops
@@ -42,6 +42,8 @@ class ServiceStatusWriter:
         self._writer: LatestWriter[tuple[str, str], str] = LatestWriter(
             "service-status", self._write, self._failed
         )
+        self.name = self._writer.name
+        self.health = self._writer.health
         self._lock = threading.Lock()
         # Services whose annotation names this node (written, or being written) and whose lease
         # no other node has been seen holding since.

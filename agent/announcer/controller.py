@@ -60,8 +60,9 @@ from statedb.changes import Consumer
 
 log = logging.getLogger("l2announcer.announcer")
 
-# (policy name, generation, conditions): hand them to the status writer (which deduplicates)
-ConditionWriter = Callable[[str, int, list[dict[str, Any]]], None]
+# (policy name, conditions): hand them to the status writer (which deduplicates); the policy's
+# generation is in each condition's observedGeneration
+ConditionWriter = Callable[[str, list[dict[str, Any]]], None]
 # (namespace, name, holder): another node holds the lease of a Service we campaign for
 HolderSeen = Callable[[str, str, str], None]
 
@@ -363,4 +364,4 @@ class Announcer:
         for p, v in zip(policies, views, strict=True):
             new = updated_conditions(p.conditions, v.checks, p.generation, self._clock.now())
             if new is not None:
-                self._write_conditions(p.name, p.generation, new)
+                self._write_conditions(p.name, new)

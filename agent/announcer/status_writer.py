@@ -35,9 +35,12 @@ class StatusWriter:
         self._writer: LatestWriter[str, list[dict[str, Any]]] = LatestWriter(
             "policy-status", self._write, self._failed, essence=_essence
         )
+        self.name = self._writer.name
+        self.health = self._writer.health
         self.writes = 0
 
-    def submit(self, name: str, generation: int, conditions: list[dict[str, Any]]) -> None:
+    def submit(self, name: str, conditions: list[dict[str, Any]]) -> None:
+        """The conditions to write for policy ``name`` (they carry its observedGeneration)."""
         self._writer.submit(name, conditions)
 
     def start(self) -> None:

@@ -44,9 +44,12 @@ class Harness:
             self.api.client("node1"), "node1", Timings(2.0, 1.0, 0.2), self._on_change
         )
         self.api.observers.append(self.elector.observe)
-        self.announcer = Announcer(
-            self.db, self.elector, "node1", lambda *a: self.conditions.append(a)
-        )
+        self.announcer = Announcer(self.db, self.elector, "node1", self._conditions_written)
+
+    def _conditions_written(self, name: str, conds: list[dict[str, Any]]) -> None:
+        # Recorded with the generation the conditions were written for.
+        generation = conds[0]["observedGeneration"] if conds else 0
+        self.conditions.append((name, generation, conds))
 
     def _on_change(self, lease: str, leading: bool, reason: str) -> None:
         self.announcer.on_leadership(lease, leading, reason)

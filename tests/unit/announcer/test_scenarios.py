@@ -207,12 +207,11 @@ class AnnouncerRunner(ScenarioRunner):
             txn.register_initializer(LEASES, "test")
             txn.initializer_done(LEASES, "test")
 
-    def _conditions_written(
-        self, policy: str, generation: int, conds: list[dict[str, Any]]
-    ) -> None:
+    def _conditions_written(self, policy: str, conds: list[dict[str, Any]]) -> None:
         self.status[policy] = conds
         for c in conds:
             message = f": {c['message']}" if c.get("message") else ""
+            generation = c["observedGeneration"]
             self.reports.append(
                 f"policy {policy} generation {generation} condition {c['type']}={c['status']}"
                 + message
