@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.config import Config
 from agent.config_table import write_config
@@ -98,6 +98,17 @@ syscall or a gratuitous ARP send)."""
 def _reconciler_health(rec: Reconciler[L2AnnounceEntry]) -> Health:
     h = rec.health()
     return Health.ok(h.message) if h.ok else Health.degraded(h.message)
+
+
+class Module(Protocol):
+    """What the agent wires: a named thing that starts, stops and reports its health."""
+
+    name: str
+    health: HealthReporter
+
+    def start(self) -> None: ...
+
+    def stop(self) -> object: ...
 
 
 class _ResponderMapOf:
@@ -202,8 +213,8 @@ class Agent:
         )
         self.lifecycle.append_job(self.publisher)
 
-    def _add(self, module: Any, stop: Any = None) -> None:
-        """A module with ``name``, ``start``, ``stop`` and a ``health`` reporter."""
+    def _add(self, module: Module, stop: Callable[[], object] | None = None) -> None:
+        """Its health reporter registered, its start and stop (or ``stop``) appended."""
         self.health.add(module.health)
         self.lifecycle.append(module.name, module.start, stop or module.stop)
 
@@ -373,6 +384,7 @@ class Agent:
             c.l2_announcements_garp_interval,
             # Counted for the responder's bursts (and the pods' when both are on).
             on_sent=garp_sent if metrics is not None and self.use_datapath else None,
+            clock=self.clock.monotonic,
         )
         self.garp = garp
         job = Job(
