@@ -57,5 +57,5 @@ HEALTH: Table[Health] = Table(
     header=("Module", "Level", "Since", "Message"),
     format_row=lambda h: (h.module, h.level, _ago(h.since), h.message),
     to_json=_json,
-    doc="Health of each agent module.",
+    doc="Health of each of the agent's modules and jobs.",
 )
