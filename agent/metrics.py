@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from agent.leases.api import Campaign, CampaignState
 from common.tables.devices import DEVICES
 from common.tables.health import HEALTH
 from common.tables.l2_announce import L2_ANNOUNCE
@@ -46,7 +47,7 @@ class _StateCollector(Collector):
         self.db = db
         # Attached when the modules behind them start (None: not running, no series).
         self.responder_items: Callable[[], list[tuple[str, int, int]]] | None = None
-        self.campaigns: Callable[[], dict[str, str]] | None = None
+        self.campaigns: Callable[[], dict[str, Campaign]] | None = None
 
     def collect(self) -> Iterator[Any]:
         yield from self._datapath_and_leases()
@@ -72,8 +73,8 @@ class _StateCollector(Collector):
             leases = GaugeMetricFamily(
                 P + "leases", "Leases this node holds or follows.", labels=["state"]
             )
-            leases.add_metric(["held"], sum(s == "leading" for s in states))
-            leases.add_metric(["followed"], sum(s.startswith("following") for s in states))
+            leases.add_metric(["held"], sum(c.state is CampaignState.LEADING for c in states))
+            leases.add_metric(["followed"], sum(c.state is CampaignState.FOLLOWING for c in states))
             yield leases
 
     def _tables(self) -> Iterator[Any]:
@@ -147,7 +148,7 @@ class Metrics:
         self,
         db: Database,
         responder_items: Callable[[], list[tuple[str, int, int]]] | None = None,
-        campaigns: Callable[[], dict[str, str]] | None = None,
+        campaigns: Callable[[], dict[str, Campaign]] | None = None,
     ) -> None:
         """The series read at scrape time: the tables', and (once given) the BPF counters and
         the leases; ``responder_items`` and ``campaigns`` may also be attached later."""
@@ -158,7 +159,7 @@ class Metrics:
     def attach(
         self,
         responder_items: Callable[[], list[tuple[str, int, int]]] | None = None,
-        campaigns: Callable[[], dict[str, str]] | None = None,
+        campaigns: Callable[[], dict[str, Campaign]] | None = None,
     ) -> None:
         """Sources of the BPF-counter and lease series, as the modules behind them start."""
         if responder_items is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,3 +55,23 @@ class LeaseAPI(Protocol):
     ) -> LeaseRecord:
         """PUT with ``record.resource_version`` as the precondition (Conflict if stale)."""
         ...
+
+
+class CampaignState(enum.Enum):
+    LEADING = "leading"
+    FOLLOWING = "following"  # another node holds the lease: ``detail`` names it
+    FAILING = "error"  # the last request failed: ``detail`` says why
+    CAMPAIGNING = "campaigning"  # nobody holds it yet, or we have not heard back
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    """How one of this node's lease campaigns stands, as a value (metrics count by ``state``)."""
+
+    state: CampaignState
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if self.state is CampaignState.FAILING:
+            return f"error: {self.detail}"
+        return f"{self.state.value} {self.detail}" if self.detail else self.state.value

@@ -28,13 +28,22 @@ import math
 import random
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
-from agent.leases.api import Conflict, Forbidden, LeaseAPI, LeaseAPIError, NotFound, SendTime
+from agent.leases.api import (
+    Campaign,
+    CampaignState,
+    Conflict,
+    Forbidden,
+    LeaseAPI,
+    LeaseAPIError,
+    NotFound,
+    SendTime,
+)
 from agent.leases.churn import ChurnMonitor
 from agent.leases.record import LeaseRecord
 from agent.leases.state import LeaseElection, Outcome, Request, Timings
-from agent.runtime import Backoff, Clock, Health, HealthReporter, Job, RealClock
+from agent.runtime import Backoff, Clock, Health, HealthReporter, Job, RealClock, WorkerPool
 
 log = logging.getLogger("l2announcer.leases")
 
@@ -71,7 +80,7 @@ class Elector:
         self._elections: dict[str, LeaseElection] = {}
         self._dirty: set[str] = set()
         self._heap: list[tuple[float, str]] = []
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="lease-api")
+        self._pool = WorkerPool("lease-api", workers)
         self.name = "elector"
         self.health = HealthReporter(self.name, probe=self._health)
         # The scheduler ends by itself once stop() has released what it holds (see _run).
@@ -124,19 +133,19 @@ class Elector:
         with self._cond:
             return all(e.settled for e in self._elections.values())
 
-    def campaigns(self) -> dict[str, str]:
+    def campaigns(self) -> dict[str, Campaign]:
         """Each lease we campaign for and how it stands: leading, following <holder>, or why."""
         with self._cond:
             out = {}
             for n, e in self._elections.items():
                 if e.leading:
-                    out[n] = "leading"
+                    out[n] = Campaign(CampaignState.LEADING)
                 elif e.last_error:
-                    out[n] = f"error: {e.last_error}"
+                    out[n] = Campaign(CampaignState.FAILING, e.last_error)
                 elif e.observed is not None and e.observed.holder:
-                    out[n] = f"following {e.observed.holder}"
+                    out[n] = Campaign(CampaignState.FOLLOWING, e.observed.holder)
                 else:
-                    out[n] = "campaigning"
+                    out[n] = Campaign(CampaignState.CAMPAIGNING)
             return out
 
     def churn_problem(self) -> str:
@@ -178,7 +187,7 @@ class Elector:
                 self._dirty.add(name)
             self._cond.notify_all()
         self._job.stop(timeout=release_timeout + 1.0)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
 
     # -- the scheduler ------------------------------------------------------------------------
 

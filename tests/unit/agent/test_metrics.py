@@ -6,6 +6,7 @@ import urllib.request
 
 from prometheus_client import generate_latest
 
+from agent.leases.api import Campaign, CampaignState
 from agent.metrics import Metrics
 from common.tables import DEVICES, HEALTH, L2_ANNOUNCE
 from common.tables.devices import Device
@@ -33,7 +34,11 @@ def test_series_from_state_bpf_counters_and_hooks() -> None:
     m.watch_state(
         db,
         responder_items=lambda: [("198.51.100.10", 2, 41)],
-        campaigns=lambda: {"a": "leading", "b": "following node1", "c": "following node3"},
+        campaigns=lambda: {
+            "a": Campaign(CampaignState.LEADING),
+            "b": Campaign(CampaignState.FOLLOWING, "node1"),
+            "c": Campaign(CampaignState.FOLLOWING, "node3"),
+        },
     )
     m.on_leadership("a", True, "acquired")
     m.on_takeover("a", 0.12)
