@@ -53,7 +53,7 @@ from common.tables import CATALOGUE
 from statedb import Database
 
 if TYPE_CHECKING:
-    from agent.announcer.controller import Announcer
+    from agent.announcer.controller import L2Announcer
     from agent.leases.elector import Elector
     from bpf.datapath import Datapath
     from bpf.garp import GarpSender
@@ -153,7 +153,7 @@ class Agent:
         # Built only when their feature is on (None otherwise).
         self.metrics: Metrics | None = None
         self.elector: Elector | None = None
-        self.announcer: Announcer | None = None
+        self.announcer: L2Announcer | None = None
         self.datapath: Datapath | None = None
         self.garp: GarpSender | None = None
         self.responder: Reconciler[L2AnnounceEntry] | None = None
@@ -232,20 +232,20 @@ class Agent:
 
     def _build_announcements(self) -> None:
         from agent.announcer.announced import AnnouncedServices
-        from agent.announcer.controller import Announcer
-        from agent.announcer.status_writer import StatusWriter
+        from agent.announcer.controller import L2Announcer
+        from agent.announcer.policy_status_writer import PolicyStatusWriter
         from agent.k8s.client import lease_workers
         from agent.k8s.policy_status import kubernetes_patch
         from agent.k8s.service_status import kubernetes_writers
+        from agent.leases.election import Timings
         from agent.leases.elector import Elector
-        from agent.leases.state import Timings
         from agent.service_status import ServiceStatusWriter
 
         c = self.config
         metrics = self.metrics
         self._reflectors(["services", "nodes", "policies", "leases"])
 
-        status_writer = StatusWriter(kubernetes_patch(self.api_client))
+        status_writer = PolicyStatusWriter(kubernetes_patch(self.api_client))
         self._add(status_writer)
         annotate, record_event = kubernetes_writers(self.api_client, c.node_name)
         service_status = ServiceStatusWriter(c.node_name, annotate, record_event)
@@ -287,7 +287,7 @@ class Agent:
             workers=lease_workers(c.effective_qps),
         )
         self.elector = elector
-        self.announcer = Announcer(
+        self.announcer = L2Announcer(
             self.db,
             elector,
             c.node_name,

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lab import lab  # noqa: E402
-from lab.state import FAST_TIMERS, REFERENCE_TIMERS, LabState, node_mac  # noqa: E402
+from lab.inventory import FAST_TIMERS, REFERENCE_TIMERS, LabState, node_mac  # noqa: E402
 from tests.e2e.lab_extras import (  # noqa: E402
     add_eth1,
     arpwatch,

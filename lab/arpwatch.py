@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 from bpf.garp import ARPOP_REQUEST, BROADCAST, ETH_P_ARP, arp_frame
-from lab.state import CLIENT_IP
+from lab.inventory import CLIENT_IP
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1

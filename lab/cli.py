@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from lab.state import DEFAULT_NAME, check_name
+from lab.inventory import DEFAULT_NAME, check_name
 
 _selected = {"name": DEFAULT_NAME}
 

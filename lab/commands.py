@@ -18,8 +18,8 @@ import typer
 from common.leases import LEASE_PREFIX
 from lab import lab
 from lab.controlplane import COMPONENTS
+from lab.inventory import CLIENT_IP, REFERENCE_TIMERS, LabState, node_ip
 from lab.netns import LabError
-from lab.state import CLIENT_IP, REFERENCE_TIMERS, LabState, node_ip
 
 _EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 

@@ -10,7 +10,7 @@ tmpfs), etcd skips fsync.
 
 ``ControlPlane.start`` returns once ``/readyz`` says ok and the ``default`` namespace and the
 ``kubernetes`` Service exist (both can lag ``/readyz``). Processes are started in their own
-sessions and recorded with their start time (``lab.state.Proc``), so ``stop`` (or ``l2lab down``,
+sessions and recorded with their start time (``lab.inventory.Proc``), so ``stop`` (or ``l2lab down``,
 from another process) signals exactly the processes it started, never a reused pid.
 
 With ``netns``, every process runs inside that network namespace (the lab's LAN), where the
@@ -35,8 +35,8 @@ from typing import Any
 
 import yaml
 
+from lab.inventory import Proc, proc_of
 from lab.pki import Pki
-from lab.state import Proc, proc_of
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = REPO / "scripts" / "controlplane-build.sh"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from common.leases import lease_name
 from lab import lab, netns
+from lab.inventory import DEFAULT_NAME, FAST_TIMERS, LabState, node_mac
 from lab.netns import LabError
-from lab.state import DEFAULT_NAME, FAST_TIMERS, LabState, node_mac
 
 L2LAB = str(Path(sys.executable).parent / "l2lab")
 TIMERS = FAST_TIMERS

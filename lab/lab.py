@@ -45,8 +45,7 @@ from common.durations import parse_duration
 from common.leases import is_service_lease, lease_name
 from lab import controlplane, netns
 from lab.controlplane import ControlPlane, ControlPlaneError, Ports, write_kubeconfig
-from lab.netns import LabError
-from lab.state import (
+from lab.inventory import (
     API_LAN_IP,
     API_PORT,
     CLIENT_IP,
@@ -66,6 +65,7 @@ from lab.state import (
     node_mac,
     proc_of,
 )
+from lab.netns import LabError
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"

@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from lab.state import start_time_of
+from lab.inventory import start_time_of
 
 NETNS_DIR = Path("/run/netns")
 

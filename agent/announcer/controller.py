@@ -82,7 +82,7 @@ may settle without any event (a failed attempt to take a lease back), and the se
 be noticed."""
 
 
-class Announcer:
+class L2Announcer:
     def __init__(
         self,
         db: Database,

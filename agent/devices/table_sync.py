@@ -14,10 +14,10 @@ import dataclasses
 import logging
 from collections.abc import Iterable
 
+from agent.devices.netstate import NetState
 from agent.devices.options import DevicesOptions
 from agent.devices.selection import select_device
 from agent.devices.source import Update
-from agent.devices.state import NetState
 from common.tables.devices import DEVICES, Device
 from statedb import Database, WriteTxn
 

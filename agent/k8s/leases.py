@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.k8s.reflector import Mapping, Obj
+from agent.k8s.reflector import Obj, RowMapping
 from agent.leases.api import Conflict, Forbidden, LeaseAPIError, NotFound, SendTime
 from agent.leases.record import LeaseRecord, row_from_record
 from common.leases import LEASE_PREFIX, is_service_lease
@@ -42,7 +42,7 @@ def lease_row(obj: Obj) -> Lease | None:
     return row_from_record(name, record_from_object(obj))
 
 
-LEASE_MAPPING = Mapping(LEASES, lease_row, lambda o: (o["metadata"]["name"],))
+LEASE_MAPPING = RowMapping(LEASES, lease_row, lambda o: (o["metadata"]["name"],))
 
 
 def _body(namespace: str, name: str, r: LeaseRecord) -> dict[str, Any]:

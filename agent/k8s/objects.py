@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.k8s.leases import LEASE_MAPPING
-from agent.k8s.reflector import KubernetesSource, Mapping, Obj
+from agent.k8s.reflector import KubernetesSource, Obj, RowMapping
 from common.tables.nodes import NODES, Node
 from common.tables.pods import PODS, Pod
 from common.tables.policies import POLICIES, Policy
@@ -90,10 +90,10 @@ def _name(o: Obj) -> tuple[str]:
     return (_meta(o).get("name", ""),)
 
 
-SERVICE_MAPPING = Mapping(SERVICES, service_row, _ns_name)
-NODE_MAPPING = Mapping(NODES, node_row, _name)
-POLICY_MAPPING = Mapping(POLICIES, policy_row, _name)
-POD_MAPPING = Mapping(PODS, pod_row, _ns_name)
+SERVICE_MAPPING = RowMapping(SERVICES, service_row, _ns_name)
+NODE_MAPPING = RowMapping(NODES, node_row, _name)
+POLICY_MAPPING = RowMapping(POLICIES, policy_row, _name)
+POD_MAPPING = RowMapping(PODS, pod_row, _ns_name)
 
 
 def sources(api_client: Any, node_name: str, namespace: str) -> dict[str, KubernetesSource]:
@@ -128,7 +128,7 @@ def sources(api_client: Any, node_name: str, namespace: str) -> dict[str, Kubern
     }
 
 
-MAPPINGS: dict[str, Mapping[Any]] = {
+MAPPINGS: dict[str, RowMapping[Any]] = {
     "services": SERVICE_MAPPING,
     "nodes": NODE_MAPPING,
     "policies": POLICY_MAPPING,

@@ -1,5 +1,5 @@
-"""The Kubernetes write behind ``StatusWriter`` (agent/announcer/status_writer.py): a policy's
-conditions to the CiliumL2AnnouncementPolicy status subresource.
+"""The Kubernetes write behind ``PolicyStatusWriter`` (agent/announcer/policy_status_writer.py):
+a policy's conditions to the CiliumL2AnnouncementPolicy status subresource.
 
 The write is Cilium's, so the two agents' status writes look alike to the apiserver: a JSON Patch
 ``add /status`` (``add`` also creates a missing status, where ``replace`` would fail) with field
@@ -12,7 +12,7 @@ from typing import Any
 
 import kubernetes
 
-from agent.announcer.status_writer import Patch
+from agent.announcer.policy_status_writer import Patch
 from agent.k8s.objects import POLICY_GROUP, POLICY_PLURAL, POLICY_VERSION
 
 FIELD_MANAGER = "cilium-agent-l2-announcer"

@@ -71,7 +71,7 @@ class Source(Protocol):
 
 
 @dataclass(frozen=True)
-class Mapping(Generic[R]):
+class RowMapping(Generic[R]):
     table: Table[R]
     to_row: Callable[[Obj], R | None]
     key_of: Callable[[Obj], tuple[Any, ...]]  # the row's primary key, from the object
@@ -82,7 +82,7 @@ class Reflector(Generic[R]):
         self,
         db: Database,
         source: Source,
-        mapping: Mapping[R],
+        mapping: RowMapping[R],
         *,
         name: str | None = None,
         rand: Callable[[], float] = random.random,

@@ -41,8 +41,8 @@ from agent.leases.api import (
     SendTime,
 )
 from agent.leases.churn import ChurnMonitor
+from agent.leases.election import LeaseElection, Outcome, Request, Timings
 from agent.leases.record import LeaseRecord
-from agent.leases.state import LeaseElection, Outcome, Request, Timings
 from agent.runtime import Backoff, Clock, Health, HealthReporter, Job, RealClock, WorkerPool
 
 log = logging.getLogger("l2announcer.leases")

@@ -44,14 +44,14 @@ class Attacher(Protocol):
     def attached(self) -> list[int]: ...
 
 
-class Announcer(Protocol):
+class GratuitousArp(Protocol):
     def announce(self, vip: str, ifindex: int) -> None: ...
     def cancel(self, vip: str, ifindex: int) -> None: ...
 
 
 class ResponderOps:
     def __init__(
-        self, db: Database, responder: ResponderKeys, attacher: Attacher, garp: Announcer
+        self, db: Database, responder: ResponderKeys, attacher: Attacher, garp: GratuitousArp
     ) -> None:
         self.db = db
         self.map = responder

@@ -16,7 +16,7 @@ from typing import Any
 
 from common.leases import lease_name
 from lab import lab, netns
-from lab.state import LabState
+from lab.inventory import LabState
 
 L2LAB = str(Path(sys.executable).parent / "l2lab")
 

@@ -26,7 +26,7 @@ import pytest
 
 from common.leases import lease_name
 from lab import lab, netns
-from lab.state import FAST_TIMERS, REFERENCE_TIMERS, RUN_DIR, LabState, lab_dir, node_mac
+from lab.inventory import FAST_TIMERS, REFERENCE_TIMERS, RUN_DIR, LabState, lab_dir, node_mac
 from tests.e2e.lab_extras import (
     L2LAB,
     add_eth1,

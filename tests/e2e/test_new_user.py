@@ -18,7 +18,7 @@ import pytest
 
 from common.leases import lease_name
 from lab import lab
-from lab.state import FAST_TIMERS, LabState, node_mac
+from lab.inventory import FAST_TIMERS, LabState, node_mac
 from tests.e2e import test_lab
 from tests.e2e.lab_extras import holder_of, l2lab, until
 from tests.e2e.test_lab import arping, up

@@ -48,7 +48,7 @@ from kubernetes import client
 
 from common.leases import is_service_lease, lease_name
 from common.tables import L2_ANNOUNCE
-from lab.state import FAST_TIMERS, REFERENCE_TIMERS
+from lab.inventory import FAST_TIMERS, REFERENCE_TIMERS
 from statedb import ReadOnlyDatabase, Table
 from tests.faultproxy import FaultProxy
 from tests.kube import AuditEvent, Kube

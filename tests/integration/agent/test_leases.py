@@ -14,9 +14,9 @@ from kubernetes import client
 from agent.k8s.leases import LEASE_MAPPING, KubernetesLeaseAPI
 from agent.k8s.reflector import KubernetesSource, Reflector
 from agent.leases.api import Conflict
+from agent.leases.election import Timings
 from agent.leases.elector import Elector
 from agent.leases.record import LeaseRecord, micro_time, record_from_row
-from agent.leases.state import Timings
 from common.tables.leases import LEASES
 from statedb import Database
 from tests.kube import Kube

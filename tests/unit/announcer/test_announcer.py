@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from agent.announcer.controller import Announcer
+from agent.announcer.controller import L2Announcer
+from agent.leases.election import Timings
 from agent.leases.elector import Elector
 from agent.leases.record import LeaseRecord
-from agent.leases.state import Timings
 from common.tables import CATALOGUE, DEVICES, L2_ANNOUNCE, NODES, POLICIES, SERVICES
 from common.tables.devices import Device, DeviceAddress
 from common.tables.l2_announce import Origin
@@ -44,7 +44,7 @@ class Harness:
             self.api.client("node1"), "node1", Timings(2.0, 1.0, 0.2), self._on_change
         )
         self.api.observers.append(self.elector.observe)
-        self.announcer = Announcer(self.db, self.elector, "node1", self._conditions_written)
+        self.announcer = L2Announcer(self.db, self.elector, "node1", self._conditions_written)
 
     def _conditions_written(self, name: str, conds: list[dict[str, Any]]) -> None:
         # Recorded with the generation the conditions were written for.

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.announcer.controller import Announcer
+from agent.announcer.controller import L2Announcer
 from agent.leases.record import LeaseRecord
 from agent.runtime import FakeClock, Level
 from common.tables import DEVICES, L2_ANNOUNCE, NODES, POLICIES, SERVICES
@@ -77,7 +77,7 @@ def test_the_settle_timeout_is_measured_on_the_injected_clock() -> None:
     timeout lets ``l2-announce`` be initialized: it passes when the fake clock is moved."""
     clock = FakeClock()
     h = Harness()
-    h.announcer = Announcer(
+    h.announcer = L2Announcer(
         h.db, h.elector, "node1", lambda *a: None, settle_timeout=30.0, clock=clock
     )
     h.api.leases[LEASE] = LeaseRecord("node1", 2, "t", "t", 3, "1")

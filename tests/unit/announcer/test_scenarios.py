@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from agent.announcer.controller import WAIT_TABLES, Announcer
+from agent.announcer.controller import WAIT_TABLES, L2Announcer
 from agent.leases.record import LeaseRecord
 from agent.runtime import FakeClock
 from common.leases import lease_name
@@ -136,7 +136,7 @@ def _service_key(text: str) -> tuple[str, str]:
 class AnnouncerRunner(ScenarioRunner):
     db: Database | None = None
     elector: ScriptedElector = field(default_factory=ScriptedElector)
-    announcer: Announcer | None = None
+    announcer: L2Announcer | None = None
     reports: list[str] = field(default_factory=list)
     ifindex: dict[str, int] = field(default_factory=dict)
     stopped: bool = False
@@ -149,7 +149,7 @@ class AnnouncerRunner(ScenarioRunner):
         if self.db is not None:
             self.db.close()
 
-    def _started(self) -> tuple[Database, Announcer]:
+    def _started(self) -> tuple[Database, L2Announcer]:
         if self.db is None or self.announcer is None:
             raise ScriptError("no announcer: 'start' first")
         return self.db, self.announcer
@@ -189,7 +189,7 @@ class AnnouncerRunner(ScenarioRunner):
             raise ScriptError(f"unknown start flags {sorted(unknown)}")
         self.db = Database.open(None, CATALOGUE.values())
         self.elector.is_settled = "unsettled" not in flags
-        a = Announcer(
+        a = L2Announcer(
             self.db,
             self.elector,  # type: ignore[arg-type]
             NODE,

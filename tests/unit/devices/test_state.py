@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from agent.devices.netstate import NetState
 from agent.devices.source import Update
-from agent.devices.state import NetState
 from common.tables.devices import DeviceAddress
 
 from .helpers import DOWN, addr, gone, link, route, uplink

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agent.k8s.reflector import ApiStatusError, Mapping, Reflector
+from agent.k8s.reflector import ApiStatusError, Reflector, RowMapping
 from statedb import Database, Table
 
 
@@ -45,7 +45,7 @@ def to_row(o: dict[str, Any]) -> Svc | None:
     return Svc(o["metadata"]["name"], o["spec"]["ip"])
 
 
-MAPPING = Mapping(SVCS, to_row, lambda o: (o["metadata"]["name"],))
+MAPPING = RowMapping(SVCS, to_row, lambda o: (o["metadata"]["name"],))
 
 
 class FakeSource:

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from lab import arpwatch, state
+from lab import arpwatch
+from lab import inventory as state
 from lab.cli import app
+from lab.inventory import LabState, NodeState, Proc
 from lab.lab import api_fault_rules
 from lab.netns import LabError
-from lab.state import LabState, NodeState, Proc
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -15,8 +15,8 @@ import math
 import random
 from dataclasses import dataclass, field
 
+from agent.leases.election import LeaseElection, Outcome, Request, Timings
 from agent.leases.record import LeaseRecord
-from agent.leases.state import LeaseElection, Outcome, Request, Timings
 
 WALL0 = 1_800_000_000.0
 

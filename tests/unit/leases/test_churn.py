@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from agent.leases.churn import ChurnMonitor, needed_qps
+from agent.leases.election import Timings
 from agent.leases.elector import Elector
-from agent.leases.state import Timings
 from tests.unit.leases.fake_api import FakeLeaseAPI
 from tests.unit.leases.test_elector import Recorder
 

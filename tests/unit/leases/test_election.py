@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from agent.leases.election import LeaseElection, Outcome, Timings
 from agent.leases.record import LeaseRecord
-from agent.leases.state import LeaseElection, Outcome, Timings
 from tests.unit.leases.sim import Sim
 
 DEFAULT = Timings(15.0, 5.0, 2.0)

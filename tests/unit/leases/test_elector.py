@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from agent.leases.api import SendTime
+from agent.leases.election import Timings
 from agent.leases.elector import Elector
 from agent.leases.record import LeaseRecord
-from agent.leases.state import Timings
 from tests.unit.leases.fake_api import FakeLeaseAPI
 
 T = Timings(lease_duration=2.0, renew_deadline=0.8, retry_period=0.2)

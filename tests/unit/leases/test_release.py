@@ -12,9 +12,9 @@ import threading
 import time
 
 from agent.leases.api import LeaseAPIError
+from agent.leases.election import LeaseElection, Outcome, Timings
 from agent.leases.elector import Elector
 from agent.leases.record import LeaseRecord
-from agent.leases.state import LeaseElection, Outcome, Timings
 from tests.unit.leases.fake_api import FakeLeaseAPI
 
 FAST = Timings(lease_duration=3.0, renew_deadline=1.0, retry_period=0.2)

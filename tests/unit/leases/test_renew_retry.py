@@ -7,8 +7,8 @@ until it was taken back."""
 
 from __future__ import annotations
 
+from agent.leases.election import LeaseElection, Outcome, Timings
 from agent.leases.record import LeaseRecord
-from agent.leases.state import LeaseElection, Outcome, Timings
 
 DEFAULT = Timings(15.0, 5.0, 2.0)
 WALL = 1_800_000_000.0

@@ -42,8 +42,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.leases.election import LeaseElection, Outcome, Request, Timings
 from agent.leases.record import LeaseRecord, micro_time
-from agent.leases.state import LeaseElection, Outcome, Request, Timings
 from tests.scenario import ScenarioRunner, Script, ScriptError, broken_copies, run_script
 from tests.unit.leases.sim import Server
 

@@ -29,7 +29,7 @@ def _essence(conditions: list[dict[str, Any]]) -> tuple[tuple[Any, ...], ...]:
     )
 
 
-class StatusWriter:
+class PolicyStatusWriter:
     def __init__(self, patch: Patch) -> None:
         self._patch = patch
         self._writer: LatestWriter[str, list[dict[str, Any]]] = LatestWriter(
