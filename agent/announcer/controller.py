@@ -132,12 +132,17 @@ class L2Announcer:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.open_feeds()
+        self._job.start()
+
+    def open_feeds(self) -> None:
+        """What ``start`` does before the loop runs: claim l2-announce's initialization and
+        follow the input tables. Scenario tests call it, then ``run_round`` on their own thread."""
         self._started_at = self._clock.monotonic()
         with self.db.write_txn(L2_ANNOUNCE) as txn:
             txn.register_initializer(L2_ANNOUNCE, "l2-announcer")
         for t in (*WAIT_TABLES, LEASES):
             self._consumers[t.name] = self.db.register_consumer(f"announcer:{t.name}", t)
-        self._job.start()
 
     def stop(self) -> None:
         """Stop computing and withdraw every entry (before the elector releases the leases)."""
@@ -165,13 +170,7 @@ class L2Announcer:
         # and calls this again, which recomputes at once.
         self._dirty.set()
         while not stopping.is_set():
-            self._feed_leases()
-            changed = False
-            for t in WAIT_TABLES:
-                changed |= bool(self._consumers[t.name].changes())
-            if changed or self._dirty.is_set() or not self.initialized:
-                self._dirty.clear()
-                self._recompute()
+            self.run_round()
             self._job.succeeded()
             after = {self._consumers[t.name].table: self._consumers[t.name].revision
                      for t in (*WAIT_TABLES, LEASES)}  # fmt: skip
@@ -180,6 +179,17 @@ class L2Announcer:
                 timeout=IDLE_WAKE if self.initialized else SETTLE_POLL,
                 until=lambda: self._dirty.is_set() or stopping.is_set(),
             )
+
+    def run_round(self) -> None:
+        """One pass of the loop: the lease changes to the elector, then a recompute if any input
+        changed, leadership moved, or l2-announce is not initialized yet."""
+        self._feed_leases()
+        changed = False
+        for t in WAIT_TABLES:
+            changed |= bool(self._consumers[t.name].changes())
+        if changed or self._dirty.is_set() or not self.initialized:
+            self._dirty.clear()
+            self._recompute()
 
     def _feed_leases(self) -> None:
         for ch in self._consumers[LEASES.name].changes():

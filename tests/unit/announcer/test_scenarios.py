@@ -58,19 +58,6 @@ WALL = 1_800_000_000.0  # the wall clock the announcer stamps conditions with
 SETTLE_TIMEOUT = 5.0  # how long l2-announce waits for the elector to take back old leases
 
 
-class InlineJob:
-    """Stands in for the announcer's Job: its rounds run on the test's thread (see _round)."""
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def succeeded(self) -> None:
-        pass
-
-
 class ScriptedElector:
     """The elector as the announcer uses it: campaigns are recorded, leadership is the script's.
     Like the real one, it reports a loss when a campaign it leads is dropped."""
@@ -155,16 +142,10 @@ class AnnouncerRunner(ScenarioRunner):
         return self.db, self.announcer
 
     def _round(self) -> None:
-        """One round of the announcer's loop (its body, on this thread), then the losses the
-        elector reports from its own thread in the agent, each followed by a round again."""
+        """One round of the announcer's loop (on this thread), then the losses the elector
+        reports from its own thread in the agent, each followed by a round again."""
         _db, a = self._started()
-        a._feed_leases()
-        changed = False
-        for t in WAIT_TABLES:
-            changed |= bool(a._consumers[t.name].changes())
-        if changed or a._dirty.is_set() or not a.initialized:
-            a._dirty.clear()
-            a._recompute()
+        a.run_round()
         while self.elector.losses:
             a.on_leadership(self.elector.losses.pop(0), False, "no longer selected")
             self._round()
@@ -199,9 +180,8 @@ class AnnouncerRunner(ScenarioRunner):
             on_other_holder=self._other_holder,
             clock=self.clock,
         )
-        # Its loop runs here, one round per input (see _round); start() does the rest as usual.
-        a._job = InlineJob()  # type: ignore[assignment]
-        a.start()
+        # Its loop runs here, one round per input (see _round), instead of in its job.
+        a.open_feeds()
         self.announcer = a
         with self.db.write_txn(LEASES) as txn:
             txn.register_initializer(LEASES, "test")
