@@ -168,10 +168,9 @@ def test_stop_withdraws_everything(h: Harness) -> None:
     assert h.entries() == []
 
 
-def test_l2_announce_is_initialized_only_after_our_old_leases_are_taken_back() -> None:
-
-    h = Harness()
-    # The API still shows node1 holding the lease from before a restart.
+def restarted_holding_red(h: Harness) -> threading.Event:
+    """node1 restarts while the API still shows it holding red's lease, and retaking the lease
+    hangs until the returned gate is set: the inputs are all there, the elector is unsettled."""
     h.api.leases[LEASE] = LeaseRecord("node1", 2, "t", "t", 3, "1")
     h.write(NODES, Node("node1"), init=True)
     h.write(DEVICES, Device(2, "eth0", selected=True), init=True)
@@ -185,6 +184,12 @@ def test_l2_announce_is_initialized_only_after_our_old_leases_are_taken_back() -
         return real_update(who, name, record, timeout)
 
     h.api.update = slow_update  # type: ignore[method-assign]
+    return gate
+
+
+def test_l2_announce_is_initialized_only_after_our_old_leases_are_taken_back() -> None:
+    h = Harness()
+    gate = restarted_holding_red(h)
     h.elector.start()
     h.announcer.start()
     try:

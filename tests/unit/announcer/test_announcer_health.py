@@ -3,20 +3,23 @@ and leads, Degraded while a pass raises (and the pass retried), Stopped after st
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from agent.announcer.controller import L2Announcer
-from agent.leases.record import LeaseRecord
 from agent.runtime import FakeClock, Level
-from common.tables import DEVICES, L2_ANNOUNCE, NODES, POLICIES, SERVICES
-from common.tables.devices import Device
-from common.tables.nodes import Node
+from common.tables import L2_ANNOUNCE, POLICIES, SERVICES
 from common.tables.policies import Policy
-from tests.unit.announcer.test_announcer import LEASE, RED, Harness, started, stopped, until
+from tests.unit.announcer.test_announcer import (
+    RED,
+    Harness,
+    restarted_holding_red,
+    started,
+    stopped,
+    until,
+)
 
 
 @pytest.fixture
@@ -80,19 +83,7 @@ def test_the_settle_timeout_is_measured_on_the_injected_clock() -> None:
     h.announcer = L2Announcer(
         h.db, h.elector, "node1", lambda *a: None, settle_timeout=30.0, clock=clock
     )
-    h.api.leases[LEASE] = LeaseRecord("node1", 2, "t", "t", 3, "1")
-    h.write(NODES, Node("node1"), init=True)
-    h.write(DEVICES, Device(2, "eth0", selected=True), init=True)
-    h.write(SERVICES, RED, init=True)
-    h.write(POLICIES, Policy("p1", 1, None, None, (), False, True), init=True)
-    gate = threading.Event()
-    real_update = h.api.update
-
-    def hanging_update(who: str, name: str, record: LeaseRecord, timeout: float) -> LeaseRecord:
-        gate.wait(5)
-        return real_update(who, name, record, timeout)
-
-    h.api.update = hanging_update  # type: ignore[method-assign]
+    gate = restarted_holding_red(h)
     h.elector.start()
     h.announcer.start()
     try:
