@@ -36,8 +36,8 @@ def loaders() -> Iterator[Callable[..., Loader]]:
     """Start loaders in a namespace; every one still running is killed afterwards."""
     started: list[Loader] = []
 
-    def start(ns: str, bpf_root: str, *extra: str) -> Loader:
-        loader = Loader(ns, bpf_root, *extra)
+    def start(ns: str, bpf_root: str, *extra: str, wrap: tuple[str, ...] = ()) -> Loader:
+        loader = Loader(ns, bpf_root, *extra, wrap=wrap)
         started.append(loader)
         return loader
 

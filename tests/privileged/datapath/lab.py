@@ -105,9 +105,11 @@ def build_lab(node: str, client: str, *, node_ip: bool = False) -> Lab:
 class Loader:
     """``python -m bpf.loader`` inside the node namespace (nsenter keeps bpffs visible)."""
 
-    def __init__(self, ns: str, bpf_root: str, *extra: str) -> None:
+    def __init__(self, ns: str, bpf_root: str, *extra: str, wrap: tuple[str, ...] = ()) -> None:
+        """``wrap``: a command prefix the loader runs under (it must exec its arguments)."""
         self.proc = subprocess.Popen(
             [
+                *wrap,
                 "nsenter",
                 f"--net=/run/netns/{ns}",
                 sys.executable,
