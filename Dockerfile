@@ -2,9 +2,9 @@
 # bcc, bpftool and iproute2 from Debian. `make image` builds it from a base made locally with
 # mmdebstrap (no registry pulls); elsewhere BASE can be any Debian 12 image.
 #
-# Kernel headers are NOT in the image: bcc compiles the datapath at agent start against the
-# running kernel's headers, which only the node has. The DaemonSet mounts the host's /lib/modules
-# and /usr/src read-only (see docs/deploy.md, "Kernel headers").
+# The node needs no kernel headers and no compiler: bcc (clang inside libbcc) compiles the
+# datapath at agent start against the few UAPI headers shipped in the package, bpf/include/
+# (docs/datapath.md, "What a node needs").
 ARG BASE=docker.io/library/debian:bookworm-slim
 FROM ${BASE}
 
@@ -16,12 +16,10 @@ ENV DEBIAN_FRONTEND=noninteractive \
 
 # bcc is not on PyPI: Debian's python3-bpfcc (with libbpfcc) is the one that matches its LLVM.
 # bpftool and iproute2 are there for the runbook (`bpftool map dump pinned ...`, `tc filter show`).
-# xz-utils lets bcc unpack /sys/kernel/kheaders.tar.xz on kernels built with CONFIG_IKHEADERS,
-# the fallback when the host has no header package.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         ca-certificates python3 python3-venv \
-        python3-bpfcc libbpfcc bpfcc-tools bpftool iproute2 xz-utils \
+        python3-bpfcc libbpfcc bpfcc-tools bpftool iproute2 \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 

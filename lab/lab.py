@@ -112,9 +112,6 @@ def missing_requirements() -> list[str]:
             missing.append(f"{tool}: not on PATH (make bootstrap installs it)")
     if not (VENV_BIN / "l2agent").exists():
         missing.append(f"l2agent: not in {VENV_BIN} (make bootstrap installs the project)")
-    build = Path(f"/lib/modules/{os.uname().release}/build")
-    if not build.exists():
-        missing.append(f"kernel headers: {build} is missing (bcc compiles the datapath against it)")
     if not Path("/proc/self/ns/net").exists():
         missing.append("network namespaces: this kernel has none")
     return missing

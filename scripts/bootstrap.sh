@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Bootstraps a fresh Debian 12 machine (as root) for l2announcer: Debian packages, kernel headers
-# where bcc looks for them, bpffs, and the project's virtualenv. Every step checks before it acts,
-# so a second run does nothing and takes about a second.
+# Bootstraps a fresh Debian 12 machine (as root) for l2announcer: Debian packages, bpffs, and the
+# project's virtualenv (no kernel headers: bcc compiles against the tree in bpf/include/). Every
+# step checks before it acts, so a second run does nothing and takes about a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(python3-bpfcc libbpfcc bpfcc-tools linux-headers-amd64 bpftool iproute2 arping tcpdump
+DEBS=(python3-bpfcc libbpfcc bpfcc-tools bpftool iproute2 arping tcpdump
       python3-venv python3-dev gcc curl nftables)
 VENV=.venv
 PY=${PYTHON:-/usr/bin/python3}
@@ -24,19 +24,6 @@ else
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-
-  # bcc compiles against /lib/modules/$(uname -r)/build. This kernel is not Debian's, so point the
-  # links at the newest Debian -amd64 headers (and their -common sibling for `source`).
-  kdir=/lib/modules/$(uname -r)
-  hdr=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n1 || true)
-  if [ -n "$hdr" ]; then
-    common=${hdr%-amd64}-common
-    mkdir -p "$kdir"
-    [ "$(readlink "$kdir/build" || true)" = "$hdr" ] || ln -sfn "$hdr" "$kdir/build"
-    [ "$(readlink "$kdir/source" || true)" = "$common" ] || ln -sfn "$common" "$kdir/source"
-  else
-    say "warning: no Debian kernel headers found under /usr/src; bcc will not compile"
   fi
 
   if ! mountpoint -q /sys/fs/bpf; then
