@@ -8,7 +8,7 @@ publisher copies into the ``health`` table every second.
     lease-api       the elector's Kubernetes client (shares the agent's rate limiter)
     reflectors      Kubernetes -> services, nodes, policies, leases
     policy-status   policy conditions -> CiliumL2AnnouncementPolicy status
-    service-status  "announcing from node X" -> the Service's annotation and an Event
+    service-status  "announcing <ip> on <iface> from node X" -> an Event on the Service
     announced-services  l2-announce rows programmed -> service-status
     datapath        BPF program and pinned maps; its liveness job stamps once the map is pruned
     garp-sender     the later packets of gratuitous ARP bursts
@@ -247,17 +247,14 @@ class Agent:
 
         status_writer = PolicyStatusWriter(kubernetes_patch(self.api_client))
         self._add(status_writer)
-        annotate, record_event = kubernetes_writers(self.api_client, c.node_name)
-        service_status = ServiceStatusWriter(c.node_name, annotate, record_event)
+        look_up, record_event = kubernetes_writers(self.api_client, c.node_name)
+        service_status = ServiceStatusWriter(c.node_name, look_up, record_event)
         self._add(service_status)
 
         def on_announced(service: Origin, pairs: list[tuple[str, str]]) -> None:
             # Reported only once a pair is programmed: a held lease alone announces nothing.
-            where = ", ".join(f"{ip} on {iface}" for ip, iface in pairs)
-            lease = lease_name(service.namespace, service.name)
-            service_status.announced(
-                service.namespace, service.name, detail=f"{where}; lease {lease}"
-            )
+            lease = f"{c.k8s_namespace}/{lease_name(service.namespace, service.name)}"
+            service_status.announced(service.namespace, service.name, pairs, lease)
 
         # Started before the datapath so that it stops after it, as the handover expects.
         announced = AnnouncedServices(

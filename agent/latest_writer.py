@@ -1,6 +1,6 @@
 """Writes to the API server off the caller's thread, keeping only the latest value per object.
 
-The announcer's policy conditions and the announcing-node annotation are both written this way:
+The announcer's policy conditions and the Services' Announcing events are both written this way:
 the caller (the announcer, the elector's callback) must never wait on a slow or throttled API,
 and the writes share the agent's rate-limited client with lease renewals, so a value superseded
 before it went out is never sent, and stopping drops what is still pending instead of draining

@@ -96,8 +96,8 @@ def _steady_state(c: Cluster, services: int, window: float) -> dict[str, Any]:
     c.start_agent("node1", DEFAULT, RATE)
     settles(lambda: c.announced("node1") == ips, 5.0, 300, "all announced")
     settled = time.monotonic() - started
-    # Steady: only lease renewals left (the announcing-node annotations and events of the
-    # first acquisitions go out on their own thread, and may still be catching up).
+    # Steady: only lease renewals left (the Announcing events of the first acquisitions, with the
+    # Service reads they need, go out on their own thread, and may still be catching up).
     settles(
         lambda: all(e.resource == "leases" for e in c.agent_requests(time.time() - 3.0)),
         3.0,

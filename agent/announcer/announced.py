@@ -3,8 +3,8 @@ programmed, read from ``l2-announce`` as the l2-responder leaves it.
 
 Holding a Service's lease is not announcing it: a policy whose interfaces match no device here,
 or a Service with no valid IP, gives a held lease and nothing for ARP to answer. So the Service is
-reported as announced from this node (the announcing-node annotation and the ``Announcing``
-event, agent/service_status.py) only once one of its pairs is in the BPF map: a row whose
+reported as announced from this node (the ``Announcing`` event on the Service,
+agent/service_status.py) only once one of its pairs is in the BPF map: a row whose
 reconcile status is Done. Without a datapath (``--no-datapath``, the control-plane tests) nothing
 is ever reconciled, and a row in the table is as far as a pair gets, so a row counts.
 

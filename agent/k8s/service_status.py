@@ -1,6 +1,6 @@
-"""The Kubernetes writes behind ``ServiceStatusWriter`` (agent/service_status.py): the
-``l2announcer.io/announcing-node`` annotation on the Service (a JSON merge patch, so other
-annotations stay), and an Event on it that ``kubectl describe svc`` lists."""
+"""The Kubernetes calls behind ``ServiceStatusWriter`` (agent/service_status.py): a read of the
+Service for its uid, and an Event on it that ``kubectl describe svc`` lists. The Service itself is
+never written (the agent's RBAC has no write verb on Services)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,23 @@ from typing import Any
 
 import kubernetes
 
-from agent.service_status import Annotate, RecordEvent
+from agent.service_status import LookUp, RecordEvent
 
-ANNOTATION = "l2announcer.io/announcing-node"
 COMPONENT = "l2announcer"  # the Event's source and reporting component
 REQUEST_TIMEOUT = 10.0  # seconds
 
 
-def kubernetes_writers(api_client: Any, node: str) -> tuple[Annotate, RecordEvent]:
-    """The annotate and record-event functions of ServiceStatusWriter, as ``node``."""
+def kubernetes_writers(api_client: Any, node: str) -> tuple[LookUp, RecordEvent]:
+    """The look-up and record-event functions of ServiceStatusWriter, as ``node``."""
     core = kubernetes.client.CoreV1Api(api_client)
 
-    def annotate(namespace: str, name: str, holder: str) -> str:
-        body = {"metadata": {"annotations": {ANNOTATION: holder}}}
-        svc = core.patch_namespaced_service(
-            name, namespace, body, _content_type="application/merge-patch+json",
-            _request_timeout=REQUEST_TIMEOUT,
-        )  # fmt: skip
+    def look_up(namespace: str, name: str) -> str | None:
+        try:
+            svc = core.read_namespaced_service(name, namespace, _request_timeout=REQUEST_TIMEOUT)
+        except kubernetes.client.ApiException as e:
+            if e.status == 404:
+                return None
+            raise
         meta = svc.metadata
         return str(meta.uid or "") if meta is not None else ""
 
@@ -50,4 +50,4 @@ def kubernetes_writers(api_client: Any, node: str) -> tuple[Annotate, RecordEven
         }  # fmt: skip
         core.create_namespaced_event(namespace, event, _request_timeout=REQUEST_TIMEOUT)
 
-    return annotate, record_event
+    return look_up, record_event

@@ -60,8 +60,8 @@ DEFAULT = REFERENCE_TIMERS
 SERVICE_NAMESPACE_LABEL = "io.kubernetes.service.namespace"
 
 # What an agent may do: the RBAC it is deployed with (the seed's lease verbs plus watch, in its
-# namespace; reading what it reflects, policy status, the announcing-node annotation and events),
-# so these tests also prove the shipped rules are enough (no agent request is ever refused).
+# namespace; reading what it reflects, policy status and Announcing events), so these tests also
+# prove the shipped rules are enough (no agent request is ever refused).
 CLUSTER_ROLE = REPO / "deploy" / "clusterrole.yaml"
 ROLE = REPO / "deploy" / "role.yaml"
 AGENT_ROLE = "l2announcer"

@@ -1,43 +1,37 @@
 """deploy/ against the real kube-apiserver: every file passes the server's own validation
 (`kubectl apply --dry-run=server --validate=strict`), and the ServiceAccount with the shipped
-RBAC, applied for real, can do exactly what the agent does and nothing more.
-
-The session's control plane is shared, so the RBAC files are applied as copies: namespaced
-objects move to the test's namespace and cluster-scoped ones take the test's prefix; nothing
-else in them changes, so the rules under test are the shipped rules. The token is minted by the
-server (TokenRequest), as the kubelet mints a pod's.
+RBAC, applied for real (tests/integration/deploy/rbac.py), is granted exactly the shipped rules,
+and serves every request the agent's own code makes while refusing others with 403.
+test_permissions.py holds the `kubectl auth can-i` lists of what it may and may not do.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from agent.k8s.client import make_api_client
 from agent.k8s.leases import KubernetesLeaseAPI
 from agent.k8s.objects import POLICY_GROUP, POLICY_PLURAL, POLICY_VERSION, sources
 from agent.k8s.policy_status import kubernetes_patch
+from agent.k8s.reflector import ApiStatusError
 from agent.k8s.service_status import kubernetes_writers
 from agent.leases.api import Forbidden
 from agent.leases.record import LeaseRecord, micro_time
-from lab.controlplane import ControlPlane, write_kubeconfig
+from lab.controlplane import ControlPlane
+from tests.integration.deploy.chart import render
+from tests.integration.deploy.rbac import SA, Agent, apply, bind, moved, shipped_rbac
 from tests.kube import Kube, until
-from tests.unit.deploy.manifests import CRDS, DEPLOY, NAMESPACE, Obj, load_docs, rules
+from tests.unit.deploy.manifests import CRDS, DEPLOY, NAMESPACE, Obj, load_docs, one, rules
 
-SA = "l2announcer"
 LEASE = "cilium-l2announce-default-service-red"  # the seed's example lease
-RBAC_FILES = ("serviceaccount", "clusterrole", "clusterrolebinding", "role", "rolebinding")
-CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding"}
 POLICY = (POLICY_GROUP, POLICY_VERSION, POLICY_PLURAL)
 
 
@@ -73,86 +67,9 @@ def test_every_file_of_deploy_passes_the_servers_dry_run(control_plane: ControlP
 # -- the shipped RBAC, applied for real ----------------------------------------------------------
 
 
-def shipped_rbac(kube: Kube) -> list[Obj]:
-    """The ServiceAccount and RBAC files of deploy/, moved to this test's namespace and prefix."""
-    objects = load_docs(DEPLOY / f"{name}.yaml" for name in RBAC_FILES)
-    for obj in objects:
-        meta = obj["metadata"]
-        if obj["kind"] in CLUSTER_SCOPED:
-            meta["name"] = kube.name(meta["name"])
-        else:
-            assert meta["namespace"] == NAMESPACE
-            meta["namespace"] = kube.namespace
-        if obj["kind"] == "ClusterRoleBinding":
-            obj["roleRef"]["name"] = kube.name(obj["roleRef"]["name"])
-        for subject in obj.get("subjects", ()):
-            assert subject["namespace"] == NAMESPACE
-            subject["namespace"] = kube.namespace
-    return objects
-
-
-def apply(kube: Kube, objects: list[Obj]) -> list[str]:
-    done = kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
-    assert done.returncode == 0, done.stderr
-    return list(done.stdout.splitlines())
-
-
-@dataclass
-class Agent:
-    """The agent's ServiceAccount in a test's namespace, with the shipped RBAC bound to it."""
-
-    kube: Kube
-    objects: list[Obj]
-    kubeconfig: Path
-
-    @property
-    def user(self) -> str:
-        return self.kube.user(SA)
-
-    def of_kind(self, kind: str) -> Obj:
-        (obj,) = (o for o in self.objects if o["kind"] == kind)
-        return obj
-
-    def can_i(
-        self, verb: str, resource: str, namespace: str | None = None, subresource: str | None = None
-    ) -> bool:
-        """`kubectl auth can-i ... --as=<the agent>` (a SubjectAccessReview), as the admin."""
-        args = ["auth", "can-i", verb, resource, f"--as={self.user}"]
-        args += [f"--namespace={namespace}"] if namespace else ["--all-namespaces"]
-        if subresource:
-            args.append(f"--subresource={subresource}")
-        answer = str(self.kube.kubectl(*args).stdout).strip()
-        assert answer in {"yes", "no"}, answer
-        return answer == "yes"
-
-
 @pytest.fixture
 def agent(kube: Kube) -> Agent:
-    objects = shipped_rbac(kube)
-    for obj in objects:
-        name = obj["metadata"]["name"]
-        if obj["kind"] == "ClusterRole":
-            kube.on_cleanup(functools.partial(kube.rbac.delete_cluster_role, name))
-        if obj["kind"] == "ClusterRoleBinding":
-            kube.on_cleanup(functools.partial(kube.rbac.delete_cluster_role_binding, name))
-    apply(kube, objects)
-    token = kube.cp.service_account_token(kube.namespace, SA)
-    kubeconfig = write_kubeconfig(
-        kube.work / f"{SA}.kubeconfig",
-        kube.cp.url,
-        kube.cp.pki.ca_cert,
-        SA,
-        token=token,
-        namespace=kube.namespace,
-    )
-    a = Agent(kube, objects, kubeconfig)
-    # The authorizer reads roles and bindings from its informers: new ones count a moment later.
-    until(
-        lambda: a.can_i("update", "leases", kube.namespace) and a.can_i("list", "services"),
-        10.0,
-        "the shipped RBAC in force",
-    )
-    return a
+    return bind(kube, shipped_rbac(kube))
 
 
 @pytest.fixture
@@ -208,54 +125,6 @@ def test_the_server_grants_the_agent_exactly_the_shipped_rules(agent: Agent) -> 
     ]:
         base = granted(nobody, namespace)
         assert granted(agent.kubeconfig, namespace) - base == expected, namespace
-
-
-# What the agent needs (docs/deploy.md gives the reason for each) ...
-ALLOWED = [
-    *((v, r, None) for r in ("services", "nodes", "pods") for v in ("get", "list", "watch")),
-    *((v, "endpointslices.discovery.k8s.io", None) for v in ("get", "list", "watch")),
-    *((v, "ciliuml2announcementpolicies.cilium.io", None) for v in ("get", "list", "watch")),
-    ("patch", "services", "default"),  # the announcing-node annotation
-    ("create", "events", "default"),  # the Announcing event, in the Service's namespace
-    *(
-        (v, "leases.coordination.k8s.io", "<own>")
-        for v in ("create", "get", "update", "list", "watch", "delete")
-    ),
-]
-# ... and what it must not be able to do.
-DENIED = [
-    *((v, "services", "default") for v in ("create", "update", "delete")),
-    *((v, "nodes", None) for v in ("patch", "update", "delete")),
-    *((v, "pods", "default") for v in ("create", "delete")),
-    ("create", "pods/exec", "default"),
-    *((v, "events", "default") for v in ("update", "patch", "delete")),
-    *(
-        (v, "ciliuml2announcementpolicies.cilium.io", None)
-        for v in ("create", "update", "patch", "delete")
-    ),
-    *(
-        (v, "leases.coordination.k8s.io", ns)
-        for v in ("create", "update", "delete")
-        for ns in ("default", NAMESPACE)
-    ),
-    ("list", "leases.coordination.k8s.io", None),
-    ("patch", "leases.coordination.k8s.io", "<own>"),  # the elector only ever PUTs
-    ("get", "secrets", "<own>"),
-    ("list", "configmaps", None),
-    ("get", "serviceaccounts/token", "<own>"),
-    ("create", "serviceaccounts/token", "<own>"),
-]
-
-
-def test_can_i_answers_yes_exactly_for_what_the_agent_needs(agent: Agent) -> None:
-    own = agent.kube.namespace
-    answers = {
-        (verb, resource, namespace): agent.can_i(
-            verb, resource, own if namespace == "<own>" else namespace
-        )
-        for verb, resource, namespace in ALLOWED + DENIED
-    }
-    assert [k for k, yes in answers.items() if yes] == ALLOWED
 
 
 def test_policy_status_only_through_the_status_subresource(agent: Agent) -> None:
@@ -370,6 +239,14 @@ def test_the_agents_own_requests_succeed(agent: Agent, agent_api: Any) -> None:
         "leases": ("cilium-l2announce-other-blue", make_lease),
     }
     assert set(makers) == set(srcs)
+    # Pods only with pod announcements, which deploy/ leaves off: the pod reflector is refused
+    # until the chart's rule for them (l2podAnnouncements.enabled) is applied.
+    with pytest.raises(ApiStatusError) as refused:
+        srcs["pods"].list()
+    assert refused.value.status == 403
+    rendered = render(kube.work / "helm", sets=("l2podAnnouncements.enabled=true",))
+    apply(kube, [one("ClusterRole", moved(kube, rendered))])
+    until(lambda: agent.can_i("watch", "pods"), 10.0, "the pods rule in force")
     for table, source in srcs.items():
         _, rv = source.list()
         name, make = makers[table]
@@ -403,12 +280,12 @@ def test_the_agents_own_requests_succeed(agent: Agent, agent_api: Any) -> None:
     stored: Any = kube.custom.get_cluster_custom_object(*POLICY, kube.name("policy1"))
     assert stored["status"]["conditions"] == [condition]
 
-    # The announcing node on the Service, and the Announcing event.
-    annotate, record_event = kubernetes_writers(agent_api, "node1")
-    uid = annotate(kube.namespace, "red", "node1")
+    # The Announcing event on the Service, which names it by uid; the Service is only read.
+    look_up, record_event = kubernetes_writers(agent_api, "node1")
+    uid = look_up(kube.namespace, "red")
     svc: Any = kube.core.read_namespaced_service("red", kube.namespace)
-    assert uid == svc.metadata.uid
-    assert svc.metadata.annotations["l2announcer.io/announcing-node"] == "node1"
+    assert uid is not None and uid == svc.metadata.uid
+    assert look_up(kube.namespace, "no-such-service") is None
     record_event(kube.namespace, "red", uid, "Announcing", "node1 announces the service")
     events = kube.core.list_namespaced_event(kube.namespace).items
     assert [(e.reason, e.involved_object.name) for e in events] == [("Announcing", "red")]
@@ -479,6 +356,16 @@ def test_the_agents_token_is_refused_anything_more(agent: Agent, agent_api: Any)
             kube.core.read_namespaced_service("red", kube.namespace),
         ),
         "delete service": _status(core.delete_namespaced_service, "red", kube.namespace),
+        "annotate service": _status(
+            core.patch_namespaced_service,
+            "red",
+            kube.namespace,
+            {"metadata": {"annotations": {"l2announcer.io/announcing-node": "node1"}}},
+        ),
+        "list pods": _status(core.list_pod_for_all_namespaces),
+        "list endpointslices": _status(
+            client.DiscoveryV1Api(agent_api).list_endpoint_slice_for_all_namespaces
+        ),
         "patch node": _status(core.patch_node, "node1", {"metadata": {"labels": {"a": "b"}}}),
         "list secrets": _status(core.list_secret_for_all_namespaces),
         "list configmaps": _status(core.list_config_map_for_all_namespaces),

@@ -248,7 +248,7 @@ class Writes:
         self.fail = False
         self.cond = threading.Condition()
 
-    def annotate(self, namespace: str, name: str, node: str) -> str:
+    def look_up(self, namespace: str, name: str) -> str | None:
         if self.fail:
             raise RuntimeError("API down")
         return "uid-1"
@@ -261,28 +261,47 @@ class Writes:
 
 def test_the_same_node_announcing_again_adds_no_event_until_another_node_held_the_lease() -> None:
     w = Writes()
-    writer = ServiceStatusWriter("node1", w.annotate, w.record)
+    writer = ServiceStatusWriter("node1", w.look_up, w.record)
     writer.start()
     try:
-        writer.announced("default", "red", "first")
+        writer.announced("default", "red", [("192.0.2.1", "eth0")], "kube-system/lease-red")
         until(lambda: writer.written == 1)
         for i in range(5):  # the lease flaps: lost and re-taken by node1 each time
-            writer.announced("default", "red", f"again {i}")
+            writer.announced("default", "red", [("192.0.2.1", f"eth{i}")])
         assert writer.skipped == 5
         writer.other_holder("default", "red", "node2")  # node2 held it meanwhile
-        writer.announced("default", "red", "back")
+        writer.announced("default", "red", [("192.0.2.1", "eth0"), ("192.0.2.2", "eth1")])
         until(lambda: writer.written == 2)
         assert [e[2] for e in w.events] == [
-            "announcing from node node1 (first)",
-            "announcing from node node1 (back)",
+            "announcing 192.0.2.1 on eth0 from node node1 (lease kube-system/lease-red)",
+            "announcing 192.0.2.1 on eth0, 192.0.2.2 on eth1 from node node1",
         ]
         # A failed write is not remembered as written: the next announcement tries again.
         writer.other_holder("default", "red", "node2")
         w.fail = True
-        writer.announced("default", "red", "lost")
+        writer.announced("default", "red")
         until(lambda: ("default", "red") not in writer._ours)
         w.fail = False
-        writer.announced("default", "red", "retried")
+        writer.announced("default", "red")
         until(lambda: writer.written == 3)
+    finally:
+        writer.stop()
+
+
+def test_a_service_deleted_before_its_event_went_out_gets_none() -> None:
+    w = Writes()
+    gone: set[tuple[str, str]] = {("default", "red")}
+
+    def look_up(namespace: str, name: str) -> str | None:
+        return None if (namespace, name) in gone else "uid-1"
+
+    writer = ServiceStatusWriter("node1", look_up, w.record)
+    writer.start()
+    try:
+        writer.announced("default", "red", [("192.0.2.1", "eth0")])
+        writer.announced("default", "blue", [("192.0.2.2", "eth0")])
+        until(lambda: writer.written + writer.gone == 2)
+        assert (writer.written, writer.gone) == (1, 1)
+        assert [e[0] for e in w.events] == ["blue"]
     finally:
         writer.stop()

@@ -29,12 +29,13 @@ SA = "l2announcer"
 # overridden silently or disagree with the mounts.
 PLUMBING_KEYS = {"node-name", "k8s-namespace", "state-dir", "bpf-root", "config-dir", "kubeconfig"}
 
+# No write on Services (the holder is the Lease's and the Announcing event's), no EndpointSlices
+# (nothing reads them), no pods (L2 pod announcements are off in deploy/; the chart adds the rule
+# with the feature).
 CLUSTER_RULES = {
-    *(("", r, v) for r in ("services", "nodes", "pods") for v in ("get", "list", "watch")),
-    *(("discovery.k8s.io", "endpointslices", v) for v in ("get", "list", "watch")),
+    *(("", r, v) for r in ("services", "nodes") for v in ("get", "list", "watch")),
     *(("cilium.io", "ciliuml2announcementpolicies", v) for v in ("get", "list", "watch")),
     ("cilium.io", "ciliuml2announcementpolicies/status", "patch"),
-    ("", "services", "patch"),  # the announcing-node annotation
     ("", "events", "create"),  # the Announcing event on the Service
 }
 # The seed's lease verbs plus watch (followers watch leases instead of polling).
@@ -81,8 +82,13 @@ def test_the_chart_ships_the_same_crd_file() -> None:
         assert (CHART / "crds" / path.name).read_bytes() == path.read_bytes()
 
 
-def test_cluster_role_grants_exactly_reads_and_policy_status() -> None:
+def test_cluster_role_grants_exactly_reads_policy_status_and_events() -> None:
     assert rules(one("ClusterRole")) == CLUSTER_RULES
+
+
+def test_pods_are_not_readable_while_the_configmap_leaves_pod_announcements_off() -> None:
+    assert one("ConfigMap")["data"]["enable-l2-pod-announcements"] == "false"
+    assert not any(resource.startswith("pods") for _, resource, _ in rules(one("ClusterRole")))
 
 
 def test_leases_are_granted_only_in_the_agents_namespace() -> None:
