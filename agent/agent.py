@@ -465,18 +465,17 @@ class Agent:
         return [(e.ip, e.ifindex, e.responses_sent) for e in self.datapath.responder.items()]
 
     def _disable_datapath(self) -> None:
-        """The feature is off: remove a program and pins a previous agent left behind."""
-        from bpf.datapath import Datapath
+        """The feature is off: remove the filters and pins a previous agent left behind, and only
+        those (a pin at our path that is not ours, e.g. Cilium's, is left with one log line)."""
+        from bpf.datapath import remove_leftovers
 
-        if not Path(self.config.bpf_root, "cilium_l2_responder_v4").exists():
-            return
         try:
-            dp = Datapath(self.config.bpf_root)
-            dp.start()
-            dp.shutdown(detach=True)
-            log.info("l2 announcements disabled: detached the responder and removed its pins")
+            removed = remove_leftovers(self.config.bpf_root)
         except Exception as e:
             log.warning("l2 announcements disabled, but cleaning up the datapath failed: %s", e)
+            return
+        if removed:
+            log.info("l2 announcements disabled: removed %s", ", ".join(removed))
 
     def _collect_garbage_once(self) -> None:
         try:

@@ -1,10 +1,19 @@
 """Attach the responder to an interface's tc ingress hook (clsact, direct-action) with pyroute2.
 
-Our filter is identified by a fixed (priority, handle) and its name. Attaching always uses
-``tc filter replace`` semantics on that (priority, handle): the kernel swaps the program of the
-existing filter atomically (cls_bpf replaces the list element under RCU), so a restarted agent
-adopts the previous agent's filter with no instant where ARP goes unanswered, and attaching twice
-is a no-op. The filter matches protocol ARP only, so the program never runs for other traffic.
+Our filter is identified by a fixed (priority, handle) AND its name: a filter is ours only when
+all three match, so nothing here detaches, replaces or counts a filter someone else put there.
+Attaching always uses ``tc filter replace`` semantics on that (priority, handle): the kernel swaps
+the program of the existing filter atomically (cls_bpf replaces the list element under RCU), so a
+restarted agent adopts the previous agent's filter with no instant where ARP goes unanswered, and
+attaching twice is a no-op. The filter matches protocol ARP only, so the program never runs for
+other traffic.
+
+We do not answer beside another responder: before attaching, :func:`attach` looks for BPF
+programs of others on the interface's ingress that see ARP frames (a tc bpf filter of protocol
+``all`` or ``arp``, or any tcx ingress program, as Cilium's ``cil_from_netdev`` is) and refuses
+with :class:`ForeignProgramError` naming them, removing our own filter from that interface if a
+previous agent left one there. Two responders for one address would both answer; which one
+wins a client's cache is a race.
 
 Everything here acts on the calling process's network namespace.
 """
@@ -12,9 +21,14 @@ Everything here acts on the calling process's network namespace.
 from __future__ import annotations
 
 import errno
+import socket
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
+
+from bpf import syscall
 
 FILTER_NAME = "l2announcer_l2_responder"
 FILTER_PRIO = 1
@@ -23,10 +37,40 @@ ETH_P_ARP = 0x0806
 # The clsact qdisc's hooks: TC_H_MAKE(TC_H_CLSACT = 0xFFFFFFF1, TC_H_MIN_INGRESS / _EGRESS).
 TC_H_INGRESS_PARENT = 0xFFFFFFF2
 TC_H_EGRESS_PARENT = 0xFFFFFFF3
+ETH_P_ALL = 0x0003
+TCA_BPF_ID = 11  # the attached program's id; pyroute2 does not decode it, so it is read raw
 
 
 class AttachError(RuntimeError):
     """tc refused to attach or detach; the message names the interface and the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class OtherProgram:
+    """A BPF program of someone else's on an interface's ingress that sees ARP frames."""
+
+    name: str  # the tc filter's name, or the tcx program's
+    prog_id: int | None
+    hook: str  # "tc filter pref 1 protocol all", "tcx"
+
+    def __str__(self) -> str:
+        ident = f"program id {self.prog_id}" if self.prog_id is not None else "program id unknown"
+        return f"{self.name or '(unnamed)'} ({ident}, {self.hook})"
+
+
+class ForeignProgramError(AttachError):
+    """Another responder may answer ARP on the interface, so we do not attach there."""
+
+    def __init__(self, ifname: str, ifindex: int, others: list[OtherProgram]) -> None:
+        self.ifname = ifname
+        self.ifindex = ifindex
+        self.others = others
+        listed = ", ".join(str(o) for o in others)
+        super().__init__(
+            f"not answering ARP on {ifname}: another BPF program on its ingress sees ARP "
+            f"({listed}), and two responders would both answer; remove it from {ifname} or leave "
+            f"{ifname} out of the policies' interfaces"
+        )
 
 
 @contextmanager
@@ -49,16 +93,81 @@ def _filters(ip: Any, ifindex: int, parent: int) -> list[Any]:
         raise
 
 
+def _filter_name(msg: Any) -> str:
+    opts = msg.get_attr("TCA_OPTIONS")
+    name = opts.get_attr("TCA_BPF_NAME") if opts else None
+    return str(name) if name else ""
+
+
+def _filter_prog_id(msg: Any) -> int | None:
+    """The program id of a bpf filter (TCA_BPF_ID), read from the raw attribute; None if absent."""
+    opts = msg.get_attr("TCA_OPTIONS")
+    if not opts:
+        return None
+    try:
+        for slot in opts["attrs"]:
+            nla = slot.cell[1]
+            raw = bytes(nla.data[nla.offset : nla.offset + nla.length])
+            length, kind = struct.unpack_from("=HH", raw)
+            if kind == TCA_BPF_ID and length >= 8:
+                return int(struct.unpack_from("=I", raw, 4)[0])
+    except Exception:  # the layout of pyroute2's parsed attributes is its own business
+        return None
+    return None
+
+
 def _is_ours(msg: Any) -> bool:
     return bool(
         msg.get_attr("TCA_KIND") == "bpf"
         and (msg["info"] >> 16) == FILTER_PRIO
         and msg["handle"] == FILTER_HANDLE
+        and _filter_name(msg) == FILTER_NAME
     )
 
 
 def _ours(ip: Any, ifindex: int) -> list[Any]:
     return [m for m in _filters(ip, ifindex, TC_H_INGRESS_PARENT) if _is_ours(m)]
+
+
+def _others_seeing_arp(ip: Any, ifindex: int) -> list[OtherProgram]:
+    found = []
+    for m in _filters(ip, ifindex, TC_H_INGRESS_PARENT):
+        if m["handle"] == 0 or _is_ours(m):
+            continue  # handle 0: the dump's entry for a (priority, protocol) chain, not a filter
+        if m.get_attr("TCA_KIND") != "bpf":
+            continue  # u32, flower, ...: classifiers, not programs that could answer ARP
+        protocol = socket.ntohs(m["info"] & 0xFFFF)
+        if protocol not in (ETH_P_ALL, ETH_P_ARP):
+            continue  # never sees an ARP frame
+        proto = "all" if protocol == ETH_P_ALL else "arp"
+        found.append(
+            OtherProgram(
+                _filter_name(m),
+                _filter_prog_id(m),
+                f"tc filter pref {m['info'] >> 16} protocol {proto}",
+            )
+        )
+    for prog_id in syscall.tcx_ingress_programs(ifindex):
+        try:
+            name = syscall.prog_info(prog_id).name
+        except OSError:
+            name = ""  # detached meanwhile, or no right to look it up: the id still names it
+        found.append(OtherProgram(name, prog_id, "tcx"))
+    return found
+
+
+def other_programs(ifindex: int) -> list[OtherProgram]:
+    """BPF programs of others on ``ifindex``'s ingress that see ARP frames (see the module doc)."""
+    with _iproute() as ip:
+        return _others_seeing_arp(ip, ifindex)
+
+
+def ifname(ifindex: int) -> str:
+    """The interface's name in this namespace, for messages."""
+    try:
+        return socket.if_indextoname(ifindex)
+    except OSError:
+        return f"interface {ifindex}"
 
 
 def link_mac(ifindex: int) -> bytes:
@@ -78,8 +187,20 @@ def link_mac(ifindex: int) -> bytes:
 
 
 def attach(ifindex: int, prog_fd: int) -> None:
-    """Attach (or atomically replace) our filter on the clsact ingress of ``ifindex``."""
+    """Attach (or atomically replace) our filter on the clsact ingress of ``ifindex``.
+
+    Raises :class:`ForeignProgramError`, and removes our own filter from ``ifindex`` if one is
+    there, when another program on the ingress sees ARP frames.
+    """
     with _iproute() as ip:
+        try:
+            others = _others_seeing_arp(ip, ifindex)
+        except Exception as e:
+            raise AttachError(f"list the programs on interface {ifindex}: {e}") from e
+        if others:
+            if _ours(ip, ifindex):
+                _del_ours(ip, ifindex)
+            raise ForeignProgramError(ifname(ifindex), ifindex, others)
         try:
             ip.tc("add", "clsact", ifindex)
         except Exception as e:
@@ -117,32 +238,38 @@ def detach(ifindex: int) -> bool:
             raise AttachError(f"list filters on interface {ifindex}: {e}") from e
         if not found:
             return False
-        try:
-            ip.tc(
-                "del-filter",
-                "bpf",
-                ifindex,
-                FILTER_HANDLE,
-                parent=TC_H_INGRESS_PARENT,
-                prio=FILTER_PRIO,
-                protocol=ETH_P_ARP,
-            )
-        except Exception as e:
-            if getattr(e, "code", None) not in (errno.ENOENT, errno.ENODEV):
-                raise AttachError(f"detach from interface {ifindex}: {e}") from e
-        if not _filters(ip, ifindex, TC_H_INGRESS_PARENT) and not _filters(
-            ip, ifindex, TC_H_EGRESS_PARENT
-        ):
-            try:
-                ip.tc("del", "clsact", ifindex)
-            except Exception as e:
-                if getattr(e, "code", None) not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
-                    raise AttachError(f"remove clsact from interface {ifindex}: {e}") from e
+        _del_ours(ip, ifindex)
         return True
 
 
+def _del_ours(ip: Any, ifindex: int) -> None:
+    """Remove our filter, and the clsact qdisc if nothing else is left on it."""
+    try:
+        ip.tc(
+            "del-filter",
+            "bpf",
+            ifindex,
+            FILTER_HANDLE,
+            parent=TC_H_INGRESS_PARENT,
+            prio=FILTER_PRIO,
+            protocol=ETH_P_ARP,
+        )
+    except Exception as e:
+        if getattr(e, "code", None) not in (errno.ENOENT, errno.ENODEV):
+            raise AttachError(f"detach from interface {ifindex}: {e}") from e
+    if not _filters(ip, ifindex, TC_H_INGRESS_PARENT) and not _filters(
+        ip, ifindex, TC_H_EGRESS_PARENT
+    ):
+        try:
+            ip.tc("del", "clsact", ifindex)
+        except Exception as e:
+            if getattr(e, "code", None) not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
+                raise AttachError(f"remove clsact from interface {ifindex}: {e}") from e
+
+
 def attached_ifindexes() -> list[int]:
-    """Interfaces of this namespace that carry our filter (ours or a previous agent's)."""
+    """Interfaces of this namespace that carry our filter (ours or a previous agent's; never a
+    filter of someone else's at our priority and handle, see :func:`_is_ours`)."""
     out = []
     with _iproute() as ip:
         for link in ip.get_links():

@@ -21,6 +21,13 @@ cannot renew (it may no longer hold the leases its keys describe). ``attach()`` 
 program in atomically; both programs share the pinned maps, so counters and keys carry over.
 ``stamp_on_start=True`` is for processes that own their map content outright (the standalone
 loader, tests).
+
+Ownership is checked, never assumed (the default BPF root is Cilium's too): ``start()`` adopts a
+pin only when :func:`bpf.maps.check_pin` proves our program created it, and otherwise raises
+:class:`~bpf.maps.PinConflictError` before anything is compiled, pinned or written; unpinning
+(``shutdown(detach=True)``, :func:`remove_leftovers`) removes only pins that are ours; ``attach()``
+refuses an interface where another program sees ARP (:class:`~bpf.attach.ForeignProgramError`),
+and only our own tc filter is ever replaced or detached.
 """
 
 from __future__ import annotations
@@ -40,16 +47,74 @@ from bpf.maps import (
     DEFAULT_BPF_ROOT,
     IFACES_MAP_NAME,
     LIVENESS_MAP_NAME,
+    PINNED_MAPS,
     RESPONDER_MAP_NAME,
     IfaceMap,
     LivenessMap,
+    PinConflictError,
     ResponderMap,
+    check_pin,
     pin_path,
 )
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LIVENESS_NS = 10_000_000_000  # the renew deadline's default (10 s)
+OWN_ROOT_EXAMPLE = "/sys/fs/bpf/l2announcer"  # suggested when the default root holds others' pins
+
+
+def check_pins(bpf_root: str) -> None:
+    """Raise :class:`PinConflictError` unless each of our pin paths is free or holds a map of ours
+    with this version's layout. Reads only: a pin of someone else's is left exactly as it was."""
+    for name, kind in PINNED_MAPS:
+        c = check_pin(pin_path(bpf_root, name), kind)
+        if not c.exists or c.adoptable:
+            continue
+        if c.ours:
+            raise PinConflictError(
+                f"BPF pin {c.path}: {c.problem}; remove it (rm {c.path}, or run the agent once "
+                "with enable-l2-announcements=false) and restart"
+            )
+        raise PinConflictError(
+            f"BPF pin {c.path} is not l2announcer's: {c.problem}; left untouched. Set bpf-root to "
+            f"a directory of l2announcer's own, e.g. {OWN_ROOT_EXAMPLE}"
+        )
+
+
+def _unpin_ours(bpf_root: str) -> list[str]:
+    """Unlink our pins under ``bpf_root``; a pin of someone else's is left, with one log line."""
+    removed = []
+    for name, kind in PINNED_MAPS:
+        c = check_pin(pin_path(bpf_root, name), kind)
+        if not c.exists:
+            continue
+        if not c.ours:
+            log.warning("leaving BPF pin %s alone: it is not l2announcer's (%s)", c.path, c.problem)
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(c.path)
+            removed.append(c.path)
+    return removed
+
+
+def remove_leftovers(bpf_root: str) -> list[str]:
+    """With the feature off: silence, detach and unpin what an agent of ours left behind (in this
+    network namespace and under ``bpf_root``), and nothing else. Compiles nothing.
+
+    Returns what was removed, for the caller's one log line.
+    """
+    liveness = check_pin(pin_path(bpf_root, LIVENESS_MAP_NAME), LivenessMap)
+    if liveness.adoptable:  # silent at once, before the filters go one by one
+        with LivenessMap.open(liveness.path) as lv:
+            lv.clear()
+    removed = []
+    for ifindex in tc.attached_ifindexes():
+        try:
+            if tc.detach(ifindex):
+                removed.append(f"tc filter on {tc.ifname(ifindex)}")
+        except tc.AttachError as e:
+            log.warning("removing the responder: %s", e)
+    return removed + _unpin_ours(bpf_root)
 
 
 class DatapathNotStarted(RuntimeError):
@@ -83,6 +148,7 @@ class Datapath:
         self._liveness: LivenessMap | None = None
         self._ifaces: IfaceMap | None = None
         self._stamper: LivenessStamper | None = None
+        self._refused: dict[int, str] = {}  # ifindex -> why attach() refused it (logged once)
         self.compile_seconds = 0.0
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -90,11 +156,14 @@ class Datapath:
     def start(self) -> None:
         """Compile and load the program; open or create and pin the maps.
 
-        Does not stamp unless ``stamp_on_start``: see the module docstring.
+        Raises :class:`PinConflictError`, with nothing loaded or changed, when a pin at one of our
+        paths is not ours (or is ours from a version with another layout). Does not stamp unless
+        ``stamp_on_start``: see the module docstring.
         """
         with self._lock:
             if self._program is not None:
                 return
+            check_pins(self.bpf_root)
             t0 = time.monotonic()
             prog = program.load(self.bpf_root)
             self.compile_seconds = time.monotonic() - t0
@@ -163,9 +232,7 @@ class Datapath:
                 self._program = None
             self._close_maps()
             if detach:
-                for name in (RESPONDER_MAP_NAME, LIVENESS_MAP_NAME, IFACES_MAP_NAME):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.path(name))
+                _unpin_ours(self.bpf_root)
 
     def _close_maps(self) -> None:
         for m in (self._responder, self._liveness, self._ifaces):
@@ -186,7 +253,16 @@ class Datapath:
             mac = tc.link_mac(ifindex)
         self._forget_vanished_interfaces(ifaces)
         ifaces.set(ifindex, mac)
-        tc.attach(ifindex, prog.fd)
+        try:
+            tc.attach(ifindex, prog.fd)
+        except tc.ForeignProgramError as e:
+            ifaces.delete(ifindex)
+            if self._refused.get(ifindex) != str(e):  # the caller retries: say it once
+                log.warning("%s", e)
+                self._refused[ifindex] = str(e)
+            raise
+        if self._refused.pop(ifindex, None) is not None:
+            log.info("%s: no other program sees ARP there any more; answering", tc.ifname(ifindex))
 
     @staticmethod
     def _forget_vanished_interfaces(ifaces: IfaceMap) -> None:

@@ -8,7 +8,10 @@ by remounting /sys). After start it prints ``ready {json}`` and then answers eac
     attach IFNAME|IFINDEX       detach IFNAME|IFINDEX
     add IP IFINDEX              del IP IFINDEX          get IP IFINDEX       items
     garp IP IFINDEX             stop-stamp              start-stamp          clear-stamp
-    max-age NS                  exit (keep attached)    disable (detach + unpin)
+    max-age NS                  exit (keep attached)    disable (detach + unpin ours)
+
+A pin at one of our paths that is not ours stops it before anything is loaded: ``error: ...`` on
+stderr, exit code 1.
 
 End of input behaves like ``exit``.
 """
@@ -22,7 +25,7 @@ import sys
 
 from bpf.datapath import DEFAULT_MAX_LIVENESS_NS, Datapath
 from bpf.garp import GarpSender
-from bpf.maps import DEFAULT_BPF_ROOT
+from bpf.maps import DEFAULT_BPF_ROOT, PinConflictError
 
 
 def _ifindex(arg: str) -> int:
@@ -82,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     dp = Datapath(a.bpf_root, a.max_liveness_ns, stamp_interval_s=a.stamp_interval)
-    dp.start()
+    try:
+        dp.start()
+    except PinConflictError as e:  # a pin of someone else's at our path: one line, no traceback
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
     previous_age = dp.previous_stamp_age_ns()
     if not a.defer_stamp:
         dp.start_stamping()

@@ -12,6 +12,11 @@ Three maps live under the BPF root (default ``/sys/fs/bpf/tc/globals``):
 
 The maps are created (with BTF) by the compiled program in :mod:`bpf.program`; here they are only
 opened, so ``l2dbg`` can read them from any process.
+
+The default BPF root is also Cilium's, which pins a map of the very same name and layout there.
+So a pin is never assumed to be ours: :func:`check_pin` tells a map our program created (its BTF
+names :data:`OWNER_BTF_NAME`) from anyone else's, and nothing here or in :mod:`bpf.datapath`
+adopts, writes or unpins a map that is not ours.
 """
 
 from __future__ import annotations
@@ -45,6 +50,18 @@ _IFACE = struct.Struct("=6s2x")
 
 LIVENESS_STAMP_INDEX = 0
 LIVENESS_MAX_AGE_INDEX = 1
+
+OWNER_BTF_NAME = "l2announcer_iface"
+"""The proof that a pinned map is ours: a type of this name in the map's BTF.
+
+It is the value type of ``l2announcer_ifaces`` in bpf/l2_responder.c. A map carries, for life, the
+BTF of the program that created it, and that BTF describes every type the program uses; so a map
+whose BTF names this type was created by our program, whichever of our maps it is. Cilium's
+``cilium_l2_responder_v4`` has the same name, sizes and key/value type names as ours, but carries
+its own program's BTF (or none). Unlike a marker of our own pinned beside the map, this proof
+cannot go stale: it is part of the map object, not of a file next to it."""
+
+_MAP_TYPE_NAMES = {syscall.BPF_MAP_TYPE_HASH: "hash", syscall.BPF_MAP_TYPE_ARRAY: "array"}
 
 
 def pin_path(bpf_root: str, name: str) -> str:
@@ -85,6 +102,10 @@ class _PinnedMap:
     _KEY_SIZE = 0
     _VALUE_SIZE = 0
     _TYPE = 0
+    # As our program creates the map: checked before adopting a pin (check_pin), not at open,
+    # so l2dbg can still read a map an older version created with other sizes.
+    _MAX_ENTRIES = 0
+    _FLAGS = 0
 
     def __init__(self, fd: int, path: str) -> None:
         self._fd = fd
@@ -130,6 +151,8 @@ class ResponderMap(_PinnedMap):
     _KEY_SIZE = 8
     _VALUE_SIZE = 8
     _TYPE = syscall.BPF_MAP_TYPE_HASH
+    _MAX_ENTRIES = RESPONDER_MAX_ENTRIES
+    _FLAGS = syscall.BPF_F_NO_PREALLOC
 
     def get(self, ip: str, ifindex: int) -> int | None:
         """responses_sent for the key, or None when the datapath does not answer for it."""
@@ -184,6 +207,8 @@ class LivenessMap(_PinnedMap):
     _KEY_SIZE = 4
     _VALUE_SIZE = 8
     _TYPE = syscall.BPF_MAP_TYPE_ARRAY
+    _MAX_ENTRIES = 2
+    _FLAGS = 0
 
     def _read(self, index: int) -> int:
         raw = syscall.lookup(self._fd, _U32.pack(index), self._VALUE_SIZE)
@@ -217,6 +242,8 @@ class IfaceMap(_PinnedMap):
     _KEY_SIZE = 4
     _VALUE_SIZE = 8
     _TYPE = syscall.BPF_MAP_TYPE_HASH
+    _MAX_ENTRIES = IFACES_MAX_ENTRIES
+    _FLAGS = syscall.BPF_F_NO_PREALLOC
 
     def set(self, ifindex: int, mac: bytes) -> None:
         if len(mac) != 6:
@@ -237,3 +264,82 @@ class IfaceMap(_PinnedMap):
                 self._fd, self._KEY_SIZE, self._VALUE_SIZE, self.info.max_entries
             )
         }
+
+
+PINNED_MAPS: tuple[tuple[str, type[_PinnedMap]], ...] = (
+    (RESPONDER_MAP_NAME, ResponderMap),
+    (LIVENESS_MAP_NAME, LivenessMap),
+    (IFACES_MAP_NAME, IfaceMap),
+)
+"""Every map our program pins under the BPF root, with the class that opens it."""
+
+
+class PinConflictError(RuntimeError):
+    """A pin at one of our paths that we cannot adopt; the message names it and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class PinCheck:
+    """What sits at one of our pin paths.
+
+    ``ours``: a map our program created (its BTF names :data:`OWNER_BTF_NAME`); only such a pin
+    may be unpinned. ``adoptable``: ours, and with the layout this version creates; only such a
+    pin may be opened and written. ``problem`` says why a pin that exists is not adoptable.
+    """
+
+    path: str
+    exists: bool
+    ours: bool = False
+    problem: str = ""
+
+    @property
+    def adoptable(self) -> bool:
+        return self.exists and self.ours and not self.problem
+
+
+def _describe(info: syscall.MapInfo) -> str:
+    kind = _MAP_TYPE_NAMES.get(info.type, f"type-{info.type}")
+    return (
+        f"{kind} map {info.name!r} (id {info.id}, key {info.key_size} B, value "
+        f"{info.value_size} B, {info.max_entries} entries, flags {info.flags:#x})"
+    )
+
+
+def check_pin(path: str, kind: type[_PinnedMap]) -> PinCheck:
+    """Whether ``path`` holds a map of ours with ``kind``'s layout; reads only, changes nothing."""
+    try:
+        fd = syscall.obj_get(path)
+    except BpfError as e:
+        if e.errno == errno.ENOENT:
+            return PinCheck(path, exists=False)
+        return PinCheck(path, True, problem=f"it cannot be opened as a BPF map ({e.strerror})")
+    try:
+        obj = syscall.obj_kind(fd)
+        if obj != "map":
+            return PinCheck(path, True, problem=f"it is a BPF {obj}, not a map")
+        info = syscall.map_info(fd)
+    finally:
+        os.close(fd)
+    what = _describe(info)
+    if not info.btf_id:
+        return PinCheck(path, True, problem=f"{what}, without BTF")
+    try:
+        names = syscall.btf_strings(info.btf_id)
+    except BpfError as e:
+        return PinCheck(path, True, problem=f"{what}, whose BTF cannot be read ({e.strerror})")
+    if OWNER_BTF_NAME not in names:
+        return PinCheck(path, True, problem=f"{what}, whose BTF names no {OWNER_BTF_NAME}")
+    want = (kind._TYPE, kind._KEY_SIZE, kind._VALUE_SIZE, kind._MAX_ENTRIES, kind._FLAGS)
+    have = (info.type, info.key_size, info.value_size, info.max_entries, info.flags)
+    if have != want:
+        expected = (
+            f"{_MAP_TYPE_NAMES.get(kind._TYPE, kind._TYPE)}, key {kind._KEY_SIZE} B, value "
+            f"{kind._VALUE_SIZE} B, {kind._MAX_ENTRIES} entries, flags {kind._FLAGS:#x}"
+        )
+        return PinCheck(
+            path,
+            True,
+            ours=True,
+            problem=f"{what}, made by another l2announcer version; this one needs {expected}",
+        )
+    return PinCheck(path, True, ours=True)

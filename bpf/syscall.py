@@ -2,8 +2,9 @@
 
 Why not bcc: reading a pinned map must not compile anything (``l2dbg`` starts in milliseconds and
 may run where no kernel headers exist), and libbcc is a 100 MB library to load for six syscalls.
-Only the commands the typed maps need are wrapped; every failure raises :class:`BpfError`, an
-``OSError`` carrying the errno, so callers can tell ``ENOENT`` (missing key) from real faults.
+Only the commands the typed maps and the ownership checks need are wrapped (is a pin a map we
+created, what else sits on an interface's ingress hook); every failure raises :class:`BpfError`,
+an ``OSError`` carrying the errno, so callers can tell ``ENOENT`` (missing key) from real faults.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import errno
 import functools
 import os
 import platform
+import struct
 from dataclasses import dataclass
 
 # bpf(2) syscall numbers per architecture (asm/unistd.h).
@@ -32,8 +34,13 @@ BPF_MAP_UPDATE_ELEM = 2
 BPF_MAP_DELETE_ELEM = 3
 BPF_MAP_GET_NEXT_KEY = 4
 BPF_OBJ_GET = 7
+BPF_PROG_GET_FD_BY_ID = 13
 BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_PROG_QUERY = 16
+BPF_BTF_GET_FD_BY_ID = 19
 BPF_MAP_LOOKUP_BATCH = 24
+
+BPF_TCX_INGRESS = 46  # enum bpf_attach_type; kernels before 6.6 answer EINVAL
 
 BPF_ANY = 0
 BPF_NOEXIST = 1
@@ -104,6 +111,71 @@ class _MapInfo(ctypes.Structure):
         ("max_entries", ctypes.c_uint32),
         ("map_flags", ctypes.c_uint32),
         ("name", ctypes.c_char * 16),
+        ("ifindex", ctypes.c_uint32),
+        ("btf_vmlinux_value_type_id", ctypes.c_uint32),
+        ("netns_dev", ctypes.c_uint64),
+        ("netns_ino", ctypes.c_uint64),
+        ("btf_id", ctypes.c_uint32),
+        ("btf_key_type_id", ctypes.c_uint32),
+        ("btf_value_type_id", ctypes.c_uint32),
+    ]
+
+
+class _IdAttr(ctypes.Structure):
+    """The ``*_GET_FD_BY_ID`` commands' part of union bpf_attr."""
+
+    _fields_ = [
+        ("id", ctypes.c_uint32),
+        ("next_id", ctypes.c_uint32),
+        ("open_flags", ctypes.c_uint32),
+    ]
+
+
+class _QueryAttr(ctypes.Structure):
+    """BPF_PROG_QUERY's part of union bpf_attr (``target_fd`` is the ifindex for tcx)."""
+
+    _fields_ = [
+        ("target", ctypes.c_uint32),
+        ("attach_type", ctypes.c_uint32),
+        ("query_flags", ctypes.c_uint32),
+        ("attach_flags", ctypes.c_uint32),
+        ("prog_ids", ctypes.c_uint64),
+        ("prog_cnt", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+        ("prog_attach_flags", ctypes.c_uint64),
+        ("link_ids", ctypes.c_uint64),
+        ("link_attach_flags", ctypes.c_uint64),
+        ("revision", ctypes.c_uint64),
+    ]
+
+
+class _ProgInfo(ctypes.Structure):
+    """The head of struct bpf_prog_info, up to the program's name."""
+
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", ctypes.c_uint32),
+        ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64),
+        ("xlated_prog_insns", ctypes.c_uint64),
+        ("load_time", ctypes.c_uint64),
+        ("created_by_uid", ctypes.c_uint32),
+        ("nr_map_ids", ctypes.c_uint32),
+        ("map_ids", ctypes.c_uint64),
+        ("name", ctypes.c_char * 16),
+    ]
+
+
+class _BtfInfo(ctypes.Structure):
+    _fields_ = [
+        ("btf", ctypes.c_uint64),
+        ("btf_size", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("name", ctypes.c_uint64),
+        ("name_len", ctypes.c_uint32),
+        ("kernel_btf", ctypes.c_uint32),
     ]
 
 
@@ -135,6 +207,17 @@ class MapInfo:
     max_entries: int
     flags: int
     name: str
+    btf_id: int = 0  # 0: created without BTF
+
+
+@dataclass(frozen=True, slots=True)
+class ProgInfo:
+    """A loaded program as the kernel names it (what ``bpftool prog show`` prints)."""
+
+    id: int
+    type: int
+    name: str
+    tag: str
 
 
 def obj_get(path: str, *, readonly: bool = False) -> int:
@@ -157,7 +240,79 @@ def map_info(fd: int) -> MapInfo:
         max_entries=info.max_entries,
         flags=info.map_flags,
         name=info.name.decode(errors="replace"),
+        btf_id=info.btf_id,
     )
+
+
+def obj_kind(fd: int) -> str:
+    """What a BPF file descriptor refers to: ``map``, ``prog``, ``link``, ``btf`` (the kernel's
+    anon-inode name). BPF_OBJ_GET opens any pinned object, and BPF_OBJ_GET_INFO_BY_FD would fill a
+    map's info from a program's, so a pin is known to be a map only from this."""
+    target = os.readlink(f"/proc/self/fd/{fd}")
+    prefix = "anon_inode:bpf-"
+    return target[len(prefix) :] if target.startswith(prefix) else target
+
+
+def btf_strings(btf_id: int) -> frozenset[str]:
+    """The names in a BTF object's string section (its types' and members' names).
+
+    Needs CAP_SYS_ADMIN, as every lookup of an object by id does.
+    """
+    fd = _bpf(BPF_BTF_GET_FD_BY_ID, _IdAttr(id=btf_id), f"open BTF {btf_id}")
+    try:
+        info = _BtfInfo()
+        attr = _InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+        _bpf(BPF_OBJ_GET_INFO_BY_FD, attr, f"BTF {btf_id} info")  # learns the size
+        size = info.btf_size
+        buf = ctypes.create_string_buffer(size)
+        info = _BtfInfo(btf=ctypes.addressof(buf), btf_size=size)
+        attr = _InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+        _bpf(BPF_OBJ_GET_INFO_BY_FD, attr, f"BTF {btf_id} info")
+        raw = buf.raw
+    finally:
+        os.close(fd)
+    # struct btf_header: magic u16, version u8, flags u8, hdr_len, type_off, type_len, str_off,
+    # str_len (u32 each); the sections' offsets count from the end of the header.
+    magic, _version, _flags, hdr_len, _toff, _tlen, str_off, str_len = struct.unpack_from(
+        "=HBBIIIII", raw
+    )
+    if magic != 0xEB9F:
+        raise BpfError(errno.EINVAL, f"BTF {btf_id}: bad magic {magic:#x}")
+    strings = raw[hdr_len + str_off : hdr_len + str_off + str_len]
+    return frozenset(s.decode(errors="replace") for s in strings.split(b"\0") if s)
+
+
+def prog_info(prog_id: int) -> ProgInfo:
+    """Name, type and tag of the loaded program ``prog_id`` (CAP_SYS_ADMIN)."""
+    fd = _bpf(BPF_PROG_GET_FD_BY_ID, _IdAttr(id=prog_id), f"open program {prog_id}")
+    try:
+        info = _ProgInfo()
+        attr = _InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+        _bpf(BPF_OBJ_GET_INFO_BY_FD, attr, f"program {prog_id} info")
+    finally:
+        os.close(fd)
+    return ProgInfo(
+        id=info.id,
+        type=info.type,
+        name=info.name.decode(errors="replace"),
+        tag=bytes(info.tag).hex(),
+    )
+
+
+def tcx_ingress_programs(ifindex: int) -> list[int]:
+    """Ids of the programs attached to ``ifindex``'s tcx ingress hook (kernel 6.6+; the hook
+    runs before the tc filters of a clsact qdisc). Empty on kernels without tcx."""
+    ids = (ctypes.c_uint32 * 64)()
+    attr = _QueryAttr(
+        target=ifindex, attach_type=BPF_TCX_INGRESS, prog_ids=ctypes.addressof(ids), prog_cnt=64
+    )
+    try:
+        _bpf(BPF_PROG_QUERY, attr, f"query tcx ingress of interface {ifindex}")
+    except BpfError as e:
+        if e.errno in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+            return []  # no tcx in this kernel
+        raise
+    return [int(ids[i]) for i in range(min(attr.prog_cnt, len(ids)))]
 
 
 def lookup(fd: int, key: bytes, value_size: int) -> bytes | None:
