@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from agent.config import Config
 from agent.config_table import write_config
 from agent.health_publisher import HealthPublisher
-from agent.metrics import Metrics
+from agent.metrics import Metrics, MetricsServer
 from agent.runtime import (
     Clock,
     Health,
@@ -207,7 +207,8 @@ class Agent:
         if c.enable_l2_pod_announcements:
             self._build_pod_announcements()
         if self.metrics is not None:
-            self.lifecycle.append("metrics", start=self._serve_metrics, stop=self.metrics.stop)
+            # Its own job: a taken port is a Degraded row and retries, not a failed start.
+            self._add(MetricsServer(self.metrics, c.prometheus_serve_addr))
         self.publisher = HealthPublisher(
             self.db, self.health, interval=HEALTH_PUBLISH_INTERVAL, clock=self.clock
         )
@@ -426,12 +427,6 @@ class Agent:
         assert self.announcer is not None
         self.announcer.start()
         self._announcer_started = True
-
-    def _serve_metrics(self) -> None:
-        assert self.metrics is not None
-        address = self.config.prometheus_serve_addr
-        port = self.metrics.serve(address)
-        log.info("serving Prometheus metrics on %s (port %d)", address, port)
 
     def _stamp_liveness(self, stopping: threading.Event) -> None:
         """Vouch for the map only once the responder has pruned it: until then it may hold keys

@@ -88,7 +88,7 @@ KEYS: tuple[Key, ...] = (
     Key("bpf-root", "string", "/sys/fs/bpf/tc/globals", "BPFRoot",
         "Directory the BPF maps are pinned in."),
     Key("prometheus-serve-addr", "addr", "", "PrometheusServeAddr",
-        "Where to serve Prometheus metrics, host:port or :port (e.g. :9962); empty: off."),
+        "Where to serve Prometheus metrics, host:port or :port (e.g. :9734); empty: off."),
     Key("config-dir", "string", "", "ConfigDir",
         "Directory with one file per key (a mounted ConfigMap)."),
 )  # fmt: skip
@@ -202,7 +202,7 @@ def _addr(v: str) -> str:
         return ""
     _host, sep, port = v.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("expected host:port or :port, such as :9962 or 127.0.0.1:9962")
+        raise ValueError("expected host:port or :port, such as :9734 or 127.0.0.1:9734")
     return v
 
 

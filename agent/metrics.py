@@ -16,11 +16,16 @@ Series (all prefixed ``l2announcer_``; documented in docs/metrics.md):
   ``k8s_client_throttled_seconds_total``: API traffic and client-side rate-limiter waits;
 - ``reconcile_errors{reconciler}``: rows whose reconcile status is Error;
 - ``module_health{module,level}``: 1 for each module's current level.
+
+Metrics are not essential: a port that is taken (by another agent on the host network, say) is
+one warning and a Degraded ``metrics`` health row naming the address, retried with backoff, while
+the agent keeps announcing (:class:`MetricsServer`); never an exit and a crash loop.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,6 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from agent.leases.api import Campaign, CampaignState
+from agent.runtime import Backoff, HealthReporter, Job
 from common.tables.devices import DEVICES
 from common.tables.health import HEALTH
 from common.tables.l2_announce import L2_ANNOUNCE
@@ -38,6 +44,11 @@ log = logging.getLogger("l2announcer.metrics")
 
 P = "l2announcer_"
 TAKEOVER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60)
+
+LISTEN_RETRY = Backoff(first=1.0, cap=30.0)
+"""Between attempts to listen while the metrics port is taken: soon after a brief overlap (an old
+process still closing its socket), then at most twice a minute, so a port taken for good costs
+nothing and metrics come back within 30 s of it being freed."""
 
 
 class _StateCollector(Collector):
@@ -199,3 +210,55 @@ class Metrics:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+class MetricsServer:
+    """The ``metrics`` module: serves ``/metrics`` on ``address`` from a job of its own.
+
+    A failure to listen is retried (``LISTEN_RETRY``); meanwhile the health row is Degraded with
+    ``cannot listen on <address>: <reason>`` and the first failure is logged once. The rest of the
+    agent does not wait for it.
+    """
+
+    name = "metrics"
+
+    def __init__(self, metrics: Metrics, address: str, *, retry: Backoff = LISTEN_RETRY) -> None:
+        self.metrics = metrics
+        self.address = address
+        self.port: int | None = None
+        self.failures = 0  # attempts to listen that failed in a row
+        self._retry = retry
+        self.health = HealthReporter(self.name)
+        self._job = Job(self.name, self._run, health=self.health)
+
+    def start(self) -> None:
+        self._job.start()
+
+    def stop(self) -> None:
+        self._job.stop()
+        self.metrics.stop()
+
+    def _run(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
+            try:
+                self.port = self.metrics.serve(self.address)
+            except OSError as e:
+                self.failures += 1
+                reason = (e.strerror or str(e)).lower()
+                problem = f"cannot listen on {self.address}: {reason}"
+                if self.failures == 1:
+                    log.warning(
+                        "metrics: %s; metrics are off until it is free (retrying every %gs at most)",
+                        problem,
+                        self._retry.cap,
+                    )
+                self.health.degraded(f"{problem}; retrying")
+                stopping.wait(self._retry.delay(self.failures))
+                continue
+            if self.failures:
+                log.info("metrics: listening after %d failed attempt(s)", self.failures)
+                self.failures = 0
+            log.info("serving Prometheus metrics on %s (port %d)", self.address, self.port)
+            self.health.ok(f"serving on {self.address}")
+            stopping.wait()
+            return

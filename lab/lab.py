@@ -435,7 +435,7 @@ def _start_http(state: LabState, node: NodeState) -> None:
     state.save()
 
 
-METRICS_PORT = 9962  # the reference agent's Prometheus port
+METRICS_PORT = 9734  # the chart's default (prometheus.port); 9962 is Cilium's agent's
 
 
 def agent_args(state: LabState, node: str) -> list[str]:

@@ -93,6 +93,7 @@ def test_a_mistyped_key_or_value_fails_with_the_schemas_message(
             "- at '/updateStrategy/type': value must be one of 'RollingUpdate', 'OnDelete'",
         ),
         ("imagePullSecrets[0]=regcred", "- at '/imagePullSecrets/0': got string, want object"),
+        ("bpfRoot=/tmp/maps", "- at '/bpfRoot': '/tmp/maps' does not match pattern"),
         ("extraEnv[0].value=x", "- at '/extraEnv/0': missing property 'name'"),
         (
             "prometheus.serviceMonitor.intervall=10s",
@@ -155,6 +156,18 @@ def test_every_knob_renders_where_it_belongs(tmp_path: Path) -> None:
             assert obj == default[key], key
 
 
+def test_the_bpf_root_is_the_agents_and_defaults_to_the_references(tmp_path: Path) -> None:
+    # Beside Cilium, whose maps live in tc/globals too, operators give the agent its own root.
+    assert env_of(one("DaemonSet", render(tmp_path)))["L2ANNOUNCER_BPF_ROOT"] == {
+        "name": "L2ANNOUNCER_BPF_ROOT",
+        "value": "/sys/fs/bpf/tc/globals",
+    }
+    moved = render(tmp_path, {"bpfRoot": "/sys/fs/bpf/l2announcer"})
+    assert env_of(one("DaemonSet", moved))["L2ANNOUNCER_BPF_ROOT"]["value"] == (
+        "/sys/fs/bpf/l2announcer"
+    )
+
+
 def test_defaults_can_be_removed(tmp_path: Path) -> None:
     values: Obj = {
         "nodeSelector": None,
@@ -176,7 +189,7 @@ def test_pod_annotations_win_over_the_charts_own(tmp_path: Path) -> None:
     values = {"prometheus": {"enabled": True}, "podAnnotations": {"prometheus.io/scrape": "false"}}
     assert pod_metadata(render(tmp_path, values))["annotations"] == {
         "prometheus.io/scrape": "false",
-        "prometheus.io/port": "9962",
+        "prometheus.io/port": "9734",
     }
 
 

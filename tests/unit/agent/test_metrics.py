@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+import time
 import urllib.request
+from collections.abc import Callable
 
+import pytest
 from prometheus_client import generate_latest
 
 from agent.leases.api import Campaign, CampaignState
-from agent.metrics import Metrics
+from agent.metrics import Metrics, MetricsServer
+from agent.runtime import Backoff, Level
 from common.tables import DEVICES, HEALTH, L2_ANNOUNCE
 from common.tables.devices import Device
 from common.tables.health import Health
@@ -70,3 +76,46 @@ def test_series_from_state_bpf_counters_and_hooks() -> None:
     finally:
         m.stop()
         db.close()
+
+
+def _until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_a_taken_port_is_a_degraded_row_naming_it_and_one_log_line_not_an_exit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    db = Database.open(None, [DEVICES, HEALTH, L2_ANNOUNCE])
+    m = Metrics()
+    m.watch_state(db)
+    server = MetricsServer(m, f"127.0.0.1:{port}", retry=Backoff(first=0.01, cap=0.01))
+    try:
+        with caplog.at_level(logging.INFO, logger="l2announcer.metrics"):
+            server.start()
+            _until(lambda: server.health.current().level is Level.DEGRADED, "Degraded")
+            assert server.health.current().message == (
+                f"cannot listen on 127.0.0.1:{port}: address already in use; retrying"
+            )
+            _until(lambda: server.failures >= 3, "retries")
+            warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+            assert [r.getMessage() for r in warnings] == [
+                f"metrics: cannot listen on 127.0.0.1:{port}: address already in use; metrics "
+                "are off until it is free (retrying every 0.01s at most)"
+            ]
+            holder.close()  # freed: the next attempt listens
+            _until(lambda: server.health.current().is_ok, "OK once the port is free")
+            assert server.port == port
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                assert "l2announcer_module_health" in r.read().decode()
+    finally:
+        holder.close()
+        server.stop()
+        db.close()
+    assert server.health.current().level is Level.STOPPED

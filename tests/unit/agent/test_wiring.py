@@ -90,6 +90,7 @@ def test_one_health_row_per_module_and_job(agent: Agent) -> None:
             "l2-announcer",
             "lease-gc",
             "pod-announcer",
+            "metrics",
         ]
     )
 
