@@ -13,9 +13,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from agent.agent import Agent
+from agent.config import Config
+from agent.runtime import StartError
 from bpf import syscall
 from bpf.attach import FILTER_HANDLE, FILTER_NAME
 from bpf.datapath import Datapath, remove_leftovers
@@ -226,3 +230,35 @@ def test_a_tcx_program_is_refused_too(lab: Lab, bpf_root: str, loaders: StartLoa
         loader.cmd("attach n0")
     assert f"(cil_from_netdev (program id {other}, tcx))" in str(refused.value)
     assert FILTER_NAME not in _filters(lab)
+
+
+def test_the_agent_refuses_to_start_with_one_line_naming_the_pin(
+    bpf_root: str, make_netns: Callable[[], str], tmp_path: Path
+) -> None:
+    import kubernetes
+
+    path = _responder_pin(bpf_root)
+    before = foreign.cilium_like_map(path)
+    config = Config(
+        state_dir=str(tmp_path),
+        node_name="node1",
+        enable_l2_announcements=True,
+        bpf_root=bpf_root,
+        devices=("lo",),
+    )
+    api = kubernetes.client.ApiClient(kubernetes.client.Configuration())
+    with in_netns(make_netns()):
+        agent = Agent(config, {}, datapath=True, api_client=api)
+        try:
+            with pytest.raises(StartError) as refused:
+                agent.start()
+        finally:
+            agent.stop()
+    assert str(refused.value) == (
+        f"starting datapath: BPF pin {path} is not l2announcer's: hash map 'cilium_l2_respo' "
+        f"(id {before}, key 8 B, value 8 B, 4096 entries, flags 0x1), whose BTF names no "
+        f"{OWNER_BTF_NAME}; left untouched. Set bpf-root to a directory of l2announcer's own, "
+        "e.g. /sys/fs/bpf/l2announcer"
+    )
+    assert os.listdir(bpf_root) == [RESPONDER_MAP_NAME]
+    assert foreign.map_id(path) == before
