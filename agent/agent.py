@@ -3,6 +3,8 @@
 reverse. Every module's health reporter is registered in one ``HealthRegistry``, which the health
 publisher copies into the ``health`` table every second.
 
+    health-server   /healthz and /readyz for the kubelet's probes; first, so that a slow start
+                    (the datapath compiling) answers "not yet" instead of refusing connections
     database        config table written at start
     devices         netlink -> devices
     lease-api       the elector's Kubernetes client (shares the agent's rate limiter)
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from agent.config import Config
 from agent.config_table import write_config
 from agent.health_publisher import HealthPublisher
+from agent.health_server import HealthServer
 from agent.metrics import Metrics, MetricsServer
 from agent.runtime import (
     Clock,
@@ -172,6 +175,17 @@ class Agent:
         from agent.k8s.leases import KubernetesLeaseAPI
 
         c = self.config
+        # Built first, appended last: the publisher starts once every module has (its first
+        # publication is what makes the agent live), while the probes' server, which answers
+        # from that publication, listens from the start.
+        self.publisher = HealthPublisher(
+            self.db, self.health, interval=HEALTH_PUBLISH_INTERVAL, clock=self.clock
+        )
+        publisher = self.publisher
+        self.health_server = HealthServer(
+            c.agent_health_port, lambda: publisher.last, clock=self.clock
+        )
+        self._add(self.health_server)
         self.lifecycle.append(
             "database", start=lambda: write_config(self.db, c, self.sources), stop=self.db.close
         )
@@ -209,9 +223,6 @@ class Agent:
         if self.metrics is not None:
             # Its own job: a taken port is a Degraded row and retries, not a failed start.
             self._add(MetricsServer(self.metrics, c.prometheus_serve_addr))
-        self.publisher = HealthPublisher(
-            self.db, self.health, interval=HEALTH_PUBLISH_INTERVAL, clock=self.clock
-        )
         self.lifecycle.append_job(self.publisher)
 
     def _add(self, module: Module, stop: Callable[[], object] | None = None) -> None:

@@ -89,6 +89,9 @@ KEYS: tuple[Key, ...] = (
         "Directory the BPF maps are pinned in."),
     Key("prometheus-serve-addr", "addr", "", "PrometheusServeAddr",
         "Where to serve Prometheus metrics, host:port or :port (e.g. :9734); empty: off."),
+    Key("agent-health-port", "int", "9887", "AgentHealthPort",
+        "TCP port on 127.0.0.1 where the agent answers /healthz and /readyz (the DaemonSet's "
+        "probes); 0: any free port. Not Cilium's 9879, which its agent uses on the same node."),
     Key("config-dir", "string", "", "ConfigDir",
         "Directory with one file per key (a mounted ConfigMap)."),
 )  # fmt: skip
@@ -121,6 +124,7 @@ class Config:
     state_dir: str = "/run/l2announcer"
     bpf_root: str = "/sys/fs/bpf/tc/globals"
     prometheus_serve_addr: str = ""
+    agent_health_port: int = 9887
     config_dir: str = ""
 
     @property
@@ -231,6 +235,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "agent-liveness-update-interval": lambda d: (
         None if 0 < d <= 60 else "expected a duration above 0s and at most 1m"
     ),
+    "agent-health-port": lambda p: None if p <= 65535 else "expected a port number, 0 to 65535",
 }
 
 

@@ -5,12 +5,14 @@ a boolean flag alone means true, as with Cilium's agent flags. Bad configuration
 stderr and exit code 2. SIGTERM and SIGINT stop the agent in order (entries withdrawn, leases
 released) within about 2 s.
 
-``--health-probe`` is for the DaemonSet's probes; it reads the running agent's health table
-through the state database. Readiness (plain ``--health-probe``): exit 0 when no module is
-Degraded or still Starting. Liveness (``--health-probe --liveness``): exit 0 whenever the agent
-published its heartbeat within max(10 s, 3 publish intervals), whatever its modules' levels, so
-an API outage never restarts every agent. Exit 1 with one reason line on stderr, 2 when there is
-no agent database at all.
+``--health-probe`` checks a running agent from outside, by the rules of its ``/readyz`` and
+``/healthz`` (``agent/health_rules.py``; the DaemonSet's probes ask the agent itself), reading
+the health table of the state database instead of asking the agent: it needs no port, and
+works on an agent too wedged to answer. Readiness (plain ``--health-probe``): exit 0 when no
+module is Degraded or still Starting. Liveness (``--health-probe --liveness``): exit 0 whenever
+the agent published its heartbeat within max(10 s, 3 publish intervals), whatever its modules'
+levels, so an API outage never restarts every agent. Exit 1 with one reason line per failure on
+stderr, 2 when there is no agent database at all.
 """
 
 from __future__ import annotations
@@ -81,16 +83,12 @@ def _run(**kwargs: Any) -> None:
     agent.stop()
 
 
-LIVENESS_MAX_AGE = 10.0
-"""Seconds: the heartbeat may be this old before the agent counts as dead; max(10 s, 3 x the
-health publisher's interval, ``agent.agent.HEALTH_PUBLISH_INTERVAL``, 1 s), so a busy node's
-scheduling hiccup never restarts the agent."""
-
-
 def _probe(state_dir: str, liveness: bool) -> int:
     import time
     from pathlib import Path
 
+    from agent.health_rules import liveness_failure, readiness_failures
+    from agent.runtime import Health, Level
     from common.tables.health import HEALTH, HEARTBEAT
     from statedb import ReadOnlyDatabase, StateDBError
 
@@ -101,20 +99,23 @@ def _probe(state_dir: str, liveness: bool) -> int:
         typer.echo(f"l2agent: {e}", err=True)
         return 2
     beat = next((h for h in rows if h.module == HEARTBEAT), None)
-    age = time.time() - beat.updated if beat is not None else None
-    if age is None or age > LIVENESS_MAX_AGE:
-        seen = "never" if age is None else f"{age:.0f}s ago"
-        typer.echo(
-            f"l2agent: no heartbeat from the agent for {LIVENESS_MAX_AGE:.0f}s (last {seen})",
-            err=True,
-        )
+    dead = liveness_failure(time.time() - beat.updated if beat is not None else None)
+    if dead is not None:
+        typer.echo(f"l2agent: {dead}", err=True)
         return 1
     if liveness:
         return 0
-    bad = [h for h in rows if h.level in ("Degraded", "Starting")]
-    for h in bad:
-        typer.echo(f"{h.module}: {h.level}: {h.message}", err=True)
-    return 1 if bad else 0
+    levels = {level.value: level for level in Level}
+    failing = readiness_failures(
+        {
+            h.module: Health(levels.get(h.level, Level.DEGRADED), h.message)
+            for h in rows
+            if h.module != HEARTBEAT
+        }
+    )
+    for line in failing:
+        typer.echo(line, err=True)
+    return 1 if failing else 0
 
 
 def _flag(name: str, help: str, hidden: bool = False) -> inspect.Parameter:
@@ -141,10 +142,18 @@ def _command() -> Any:
                 ),
             )
         )
-    params.append(_flag("health_probe", "Check the running agent's health and exit."))
     params.append(
         _flag(
-            "liveness", "With --health-probe: only check that the agent is alive (its heartbeat)."
+            "health_probe",
+            "Check the running agent's readiness from its state database (the rules of its "
+            "/readyz) and exit.",
+        )
+    )
+    params.append(
+        _flag(
+            "liveness",
+            "With --health-probe: only check that the agent is alive, its heartbeat (the rules "
+            "of its /healthz).",
         )
     )
     params.append(

@@ -278,6 +278,8 @@ class Cluster:
             f"--l2-announcements-renew-deadline={timers[1]}",
             f"--l2-announcements-retry-period={timers[2]}",
             "--no-datapath",
+            # The agents share the host's loopback: each its own free port for the probes.
+            "--agent-health-port=0",
             *extra,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("L2ANNOUNCER_")}

@@ -43,6 +43,8 @@ CASES = [
     # numbers
     _flag("k8s-client-qps", "fast", "expected a number"),
     _flag("k8s-client-qps", "-1", "expected a number that is not negative"),
+    _flag("agent-health-port", "70000", "expected a port number, 0 to 65535"),
+    _flag("agent-health-port", "http", "expected a whole number"),
     _flag("k8s-client-qps", "inf", "expected a number that is not negative"),
     _flag("k8s-client-burst", "1.5", "expected a whole number"),
     _flag("l2-announcements-garp-count", "11", "expected 1 to 10"),
@@ -57,7 +59,7 @@ CASES = [
     Case("unknown-bare-flag", ("--no-datapathh",), says=("--no-datapathh", "known flags:")),
     # environment variables: a bad value, and an unknown key
     Case("env-bad-value", env={"L2ANNOUNCER_ENABLE_EXTERNAL_IPS": "on"}, says=("enable-external-ips", "L2ANNOUNCER_ENABLE_EXTERNAL_IPS", '"on"', BOOL)),
-    Case("env-unknown", env={"L2ANNOUNCER_LEASE_TIME": "1s"}, says=("L2ANNOUNCER_LEASE_TIME", '"1s"', "known: L2ANNOUNCER_AGENT_LIVENESS_UPDATE_INTERVAL")),
+    Case("env-unknown", env={"L2ANNOUNCER_LEASE_TIME": "1s"}, says=("L2ANNOUNCER_LEASE_TIME", '"1s"', "known: L2ANNOUNCER_AGENT_HEALTH_PORT, L2ANNOUNCER_AGENT_LIVENESS_UPDATE_INTERVAL")),
     # config directory (a mounted ConfigMap): a bad value, an unknown key, a file that is not text
     Case("dir-bad-value", files={"l2-announcements-retry-period": b"bogus\n"}, says=("l2-announcements-retry-period", '"bogus"', DURATION)),
     Case("dir-unknown-key", files={"lease-time": b"1s"}, says=('"lease-time"', '"1s"', "known keys: enable-l2-announcements")),

@@ -45,6 +45,7 @@ def agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Agent]:
 
 def test_every_module_is_built_in_init_and_appended_in_dependency_order(agent: Agent) -> None:
     assert agent.lifecycle.names == [
+        "health-server",  # first: the probes get an answer while the rest starts
         "database",
         "devices",
         "lease-api",
@@ -73,6 +74,7 @@ def test_every_module_is_built_in_init_and_appended_in_dependency_order(agent: A
 def test_one_health_row_per_module_and_job(agent: Agent) -> None:
     assert sorted(agent.health.snapshot()) == sorted(
         [
+            "health-server",
             "devices",
             "reflector:services",
             "reflector:nodes",
