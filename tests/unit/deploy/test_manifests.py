@@ -27,7 +27,10 @@ SA = "l2announcer"
 
 # Keys the DaemonSet sets itself (env vars, mounts): a ConfigMap value for them would either be
 # overridden silently or disagree with the mounts.
-PLUMBING_KEYS = {"node-name", "k8s-namespace", "state-dir", "bpf-root", "config-dir", "kubeconfig"}
+PLUMBING_KEYS = {
+    *("node-name", "k8s-namespace", "state-dir", "bpf-root", "config-dir", "kubeconfig"),
+    "agent-health-port",  # the probes' port, set next to the probes
+}
 
 # No write on Services (the holder is the Lease's and the Announcing event's), no EndpointSlices
 # (nothing reads them), no pods (L2 pod announcements are off in deploy/; the chart adds the rule
@@ -228,15 +231,22 @@ def test_daemonset_mounts() -> None:
     }
 
 
-def test_daemonset_probes_exec_the_agents_health_probe() -> None:
-    c = container(one("DaemonSet"))
-    liveness = ["l2agent", "--health-probe", "--liveness"]
-    assert c["startupProbe"]["exec"]["command"] == liveness
-    assert c["livenessProbe"]["exec"]["command"] == liveness
-    assert c["readinessProbe"]["exec"]["command"] == ["l2agent", "--health-probe"]
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+def test_daemonset_probes_ask_the_agent_on_its_health_port() -> None:
+    ds = one("DaemonSet")
+    c = container(ds)
+    assert ds["spec"]["template"]["spec"]["hostNetwork"] is True  # so 127.0.0.1 is the agent's
+    port = int(env_of(ds)[env_name("agent-health-port")]["value"])
+    assert port == int(KEYS_BY_NAME["agent-health-port"].default)
+    # Cilium's agent serves its own health on 9879 of the same nodes.
+    assert port != 9879
+    for probe, path in [
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ]:
+        assert c[probe]["httpGet"] == {"host": "127.0.0.1", "path": path, "port": port}, probe
         assert c[probe]["timeoutSeconds"] >= 1
-    # bcc compiles at start: the startup probe allows two minutes before liveness takes over.
+    # The first start compiles the datapath: two minutes before liveness takes over.
     startup = c["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
     assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
