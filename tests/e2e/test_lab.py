@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from agent.config import KEYS_BY_NAME
 from common.leases import lease_name
 from lab import lab, netns
 from lab.inventory import FAST_TIMERS, REFERENCE_TIMERS, RUN_DIR, LabState, lab_dir, node_mac
@@ -196,6 +197,14 @@ def test_the_lab_runs_the_real_control_plane_and_nodes_see_their_own_sys(name: s
     link = l2lab(name, "exec", "node1", "--", "ip", "link", "show", "eth0")
     assert re.search(rf"link/ether {re.escape(sys_mac)} ", link), (sys_mac, link)
     assert sys_mac == node_mac(1)
+
+    # The agent answers its probes on the node's loopback, as the kubelet asks them.
+    def probe(path: str) -> str:
+        url = f"127.0.0.1:{KEYS_BY_NAME['agent-health-port'].default}{path}"
+        return l2lab(name, "exec", "node1", "--", "curl", "-s", "-m", "2", url, check=False)
+
+    until(lambda: probe("/readyz") == "ok\n", "node1's agent ready")
+    assert probe("/healthz") == "ok\n"
 
     # The faults, as node1's own connections to kube-apiserver see them (curl exit codes: 7
     # could not connect, 28 timed out); the host and other members are not affected.
