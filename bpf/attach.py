@@ -55,7 +55,9 @@ class OtherProgram:
 
     def __str__(self) -> str:
         ident = f"program id {self.prog_id}" if self.prog_id is not None else "program id unknown"
-        return f"{self.name or '(unnamed)'} ({ident}, {self.hook})"
+        if not self.name:  # a tcx program's name needs CAP_SYS_ADMIN, which the agent lacks
+            return f"{ident} ({self.hook}; bpftool prog show id {self.prog_id} names it)"
+        return f"{self.name} ({ident}, {self.hook})"
 
 
 class ForeignProgramError(AttachError):
@@ -151,7 +153,7 @@ def _others_seeing_arp(ip: Any, ifindex: int) -> list[OtherProgram]:
         try:
             name = syscall.prog_info(prog_id).name
         except OSError:
-            name = ""  # detached meanwhile, or no right to look it up: the id still names it
+            name = ""  # no CAP_SYS_ADMIN (the DaemonSet's case), or gone: the id still names it
         found.append(OtherProgram(name, prog_id, "tcx"))
     return found
 

@@ -23,7 +23,7 @@ program in atomically; both programs share the pinned maps, so counters and keys
 loader, tests).
 
 Ownership is checked, never assumed (the default BPF root is Cilium's too): ``start()`` adopts a
-pin only when :func:`bpf.maps.check_pin` proves our program created it, and otherwise raises
+pin only when :func:`bpf.maps.check_pins` proves our program created it, and otherwise raises
 :class:`~bpf.maps.PinConflictError` before anything is compiled, pinned or written; unpinning
 (``shutdown(detach=True)``, :func:`remove_leftovers`) removes only pins that are ours; ``attach()``
 refuses an interface where another program sees ARP (:class:`~bpf.attach.ForeignProgramError`),
@@ -47,13 +47,12 @@ from bpf.maps import (
     DEFAULT_BPF_ROOT,
     IFACES_MAP_NAME,
     LIVENESS_MAP_NAME,
-    PINNED_MAPS,
     RESPONDER_MAP_NAME,
     IfaceMap,
     LivenessMap,
     PinConflictError,
     ResponderMap,
-    check_pin,
+    check_pins,
     pin_path,
 )
 
@@ -63,11 +62,10 @@ DEFAULT_MAX_LIVENESS_NS = 10_000_000_000  # the renew deadline's default (10 s)
 OWN_ROOT_EXAMPLE = "/sys/fs/bpf/l2announcer"  # suggested when the default root holds others' pins
 
 
-def check_pins(bpf_root: str) -> None:
+def refuse_unusable_pins(bpf_root: str) -> None:
     """Raise :class:`PinConflictError` unless each of our pin paths is free or holds a map of ours
     with this version's layout. Reads only: a pin of someone else's is left exactly as it was."""
-    for name, kind in PINNED_MAPS:
-        c = check_pin(pin_path(bpf_root, name), kind)
+    for c in check_pins(bpf_root).values():
         if not c.exists or c.adoptable:
             continue
         if c.ours:
@@ -84,8 +82,7 @@ def check_pins(bpf_root: str) -> None:
 def _unpin_ours(bpf_root: str) -> list[str]:
     """Unlink our pins under ``bpf_root``; a pin of someone else's is left, with one log line."""
     removed = []
-    for name, kind in PINNED_MAPS:
-        c = check_pin(pin_path(bpf_root, name), kind)
+    for c in check_pins(bpf_root).values():  # all judged before any goes: see check_pins
         if not c.exists:
             continue
         if not c.ours:
@@ -103,7 +100,7 @@ def remove_leftovers(bpf_root: str) -> list[str]:
 
     Returns what was removed, for the caller's one log line.
     """
-    liveness = check_pin(pin_path(bpf_root, LIVENESS_MAP_NAME), LivenessMap)
+    liveness = check_pins(bpf_root)[LIVENESS_MAP_NAME]
     if liveness.adoptable:  # silent at once, before the filters go one by one
         with LivenessMap.open(liveness.path) as lv:
             lv.clear()
@@ -163,7 +160,7 @@ class Datapath:
         with self._lock:
             if self._program is not None:
                 return
-            check_pins(self.bpf_root)
+            refuse_unusable_pins(self.bpf_root)
             t0 = time.monotonic()
             prog = program.load(self.bpf_root)
             self.compile_seconds = time.monotonic() - t0

@@ -14,9 +14,9 @@ The maps are created (with BTF) by the compiled program in :mod:`bpf.program`; h
 opened, so ``l2dbg`` can read them from any process.
 
 The default BPF root is also Cilium's, which pins a map of the very same name and layout there.
-So a pin is never assumed to be ours: :func:`check_pin` tells a map our program created (its BTF
-names :data:`OWNER_BTF_NAME`) from anyone else's, and nothing here or in :mod:`bpf.datapath`
-adopts, writes or unpins a map that is not ours.
+So a pin is never assumed to be ours: :func:`check_pins` tells the maps our program created from
+anyone else's (see there for the proof), and nothing here or in :mod:`bpf.datapath` adopts,
+writes or unpins a map that is not ours.
 """
 
 from __future__ import annotations
@@ -51,15 +51,7 @@ _IFACE = struct.Struct("=6s2x")
 LIVENESS_STAMP_INDEX = 0
 LIVENESS_MAX_AGE_INDEX = 1
 
-OWNER_BTF_NAME = "l2announcer_iface"
-"""The proof that a pinned map is ours: a type of this name in the map's BTF.
-
-It is the value type of ``l2announcer_ifaces`` in bpf/l2_responder.c. A map carries, for life, the
-BTF of the program that created it, and that BTF describes every type the program uses; so a map
-whose BTF names this type was created by our program, whichever of our maps it is. Cilium's
-``cilium_l2_responder_v4`` has the same name, sizes and key/value type names as ours, but carries
-its own program's BTF (or none). Unlike a marker of our own pinned beside the map, this proof
-cannot go stale: it is part of the map object, not of a file next to it."""
+KERNEL_NAME_LEN = 15  # the kernel keeps this much of a map's name (BPF_OBJ_NAME_LEN - 1)
 
 _MAP_TYPE_NAMES = {syscall.BPF_MAP_TYPE_HASH: "hash", syscall.BPF_MAP_TYPE_ARRAY: "array"}
 
@@ -102,7 +94,7 @@ class _PinnedMap:
     _KEY_SIZE = 0
     _VALUE_SIZE = 0
     _TYPE = 0
-    # As our program creates the map: checked before adopting a pin (check_pin), not at open,
+    # As our program creates the map: checked before adopting a pin (check_pins), not at open,
     # so l2dbg can still read a map an older version created with other sizes.
     _MAX_ENTRIES = 0
     _FLAGS = 0
@@ -282,9 +274,9 @@ class PinConflictError(RuntimeError):
 class PinCheck:
     """What sits at one of our pin paths.
 
-    ``ours``: a map our program created (its BTF names :data:`OWNER_BTF_NAME`); only such a pin
-    may be unpinned. ``adoptable``: ours, and with the layout this version creates; only such a
-    pin may be opened and written. ``problem`` says why a pin that exists is not adoptable.
+    ``ours``: a map our program created (:func:`check_pins` says how that is known); only such a
+    pin may be unpinned. ``adoptable``: ours, and with the layout this version creates; only such
+    a pin may be opened and written. ``problem`` says why a pin that exists is not adoptable.
     """
 
     path: str
@@ -299,47 +291,90 @@ class PinCheck:
 
 def _describe(info: syscall.MapInfo) -> str:
     kind = _MAP_TYPE_NAMES.get(info.type, f"type-{info.type}")
+    btf = f"BTF id {info.btf_id}" if info.btf_id else "no BTF"
     return (
         f"{kind} map {info.name!r} (id {info.id}, key {info.key_size} B, value "
-        f"{info.value_size} B, {info.max_entries} entries, flags {info.flags:#x})"
+        f"{info.value_size} B, {info.max_entries} entries, flags {info.flags:#x}, {btf})"
     )
 
 
-def check_pin(path: str, kind: type[_PinnedMap]) -> PinCheck:
-    """Whether ``path`` holds a map of ours with ``kind``'s layout; reads only, changes nothing."""
+def _read(path: str) -> syscall.MapInfo | str | None:
+    """The map pinned at ``path``, why it is not readable as one, or None when nothing is."""
     try:
         fd = syscall.obj_get(path)
     except BpfError as e:
         if e.errno == errno.ENOENT:
-            return PinCheck(path, exists=False)
-        return PinCheck(path, True, problem=f"it cannot be opened as a BPF map ({e.strerror})")
+            return None
+        return f"it cannot be opened as a BPF map ({e.strerror})"
     try:
         obj = syscall.obj_kind(fd)
-        if obj != "map":
-            return PinCheck(path, True, problem=f"it is a BPF {obj}, not a map")
-        info = syscall.map_info(fd)
+        return syscall.map_info(fd) if obj == "map" else f"it is a BPF {obj}, not a map"
     finally:
         os.close(fd)
-    what = _describe(info)
-    if not info.btf_id:
-        return PinCheck(path, True, problem=f"{what}, without BTF")
-    try:
-        names = syscall.btf_strings(info.btf_id)
-    except BpfError as e:
-        return PinCheck(path, True, problem=f"{what}, whose BTF cannot be read ({e.strerror})")
-    if OWNER_BTF_NAME not in names:
-        return PinCheck(path, True, problem=f"{what}, whose BTF names no {OWNER_BTF_NAME}")
+
+
+def check_pins(bpf_root: str) -> dict[str, PinCheck]:
+    """What sits at each of our pin paths under ``bpf_root``, by map name. Reads only.
+
+    How a map is known to be ours, with no more than the agent's capabilities (CAP_BPF: reading a
+    map's BTF by id would need CAP_SYS_ADMIN, which the agent does not have):
+
+    - ``l2announcer_liveness`` and ``l2announcer_ifaces``: by name. No one else names a map so,
+      and the kernel keeps the name (its first 15 characters) with the map.
+    - ``cilium_l2_responder_v4``, whose name and layout Cilium's map shares: by its BTF object.
+      Our program creates its maps in one load, and every map of one load carries that load's
+      BTF object (one id) for life; so a responder map whose BTF id is that of an l2announcer
+      map beside it was created by our program. Cilium's carries its own program's BTF, or none.
+      Nothing to write, so nothing to go stale or be lost in a crash, and no extra pin.
+    """
+    found = {name: _read(pin_path(bpf_root, name)) for name, _kind in PINNED_MAPS}
+    ours_by_name = {
+        name: info
+        for name, info in found.items()
+        if name != RESPONDER_MAP_NAME
+        and isinstance(info, syscall.MapInfo)
+        and info.name == name[:KERNEL_NAME_LEN]
+    }
+    family_btf = {info.btf_id for info in ours_by_name.values() if info.btf_id}
+    checks = {}
+    for name, kind in PINNED_MAPS:
+        path = pin_path(bpf_root, name)
+        info = found[name]
+        if info is None:
+            checks[name] = PinCheck(path, exists=False)
+            continue
+        if isinstance(info, str):
+            checks[name] = PinCheck(path, True, problem=info)
+            continue
+        what = _describe(info)
+        if name == RESPONDER_MAP_NAME and not (info.btf_id and info.btf_id in family_btf):
+            theirs = ", ".join(f"{n} BTF id {i.btf_id}" for n, i in sorted(ours_by_name.items()))
+            checks[name] = PinCheck(
+                path,
+                True,
+                problem=f"{what}, not created with the l2announcer maps beside it "
+                f"({theirs or 'there are none'})",
+            )
+            continue
+        if name != RESPONDER_MAP_NAME and name not in ours_by_name:
+            checks[name] = PinCheck(path, True, problem=f"{what}, not named {name}")
+            continue
+        checks[name] = _layout(path, what, info, kind)
+    return checks
+
+
+def _layout(path: str, what: str, info: syscall.MapInfo, kind: type[_PinnedMap]) -> PinCheck:
     want = (kind._TYPE, kind._KEY_SIZE, kind._VALUE_SIZE, kind._MAX_ENTRIES, kind._FLAGS)
     have = (info.type, info.key_size, info.value_size, info.max_entries, info.flags)
-    if have != want:
-        expected = (
-            f"{_MAP_TYPE_NAMES.get(kind._TYPE, kind._TYPE)}, key {kind._KEY_SIZE} B, value "
-            f"{kind._VALUE_SIZE} B, {kind._MAX_ENTRIES} entries, flags {kind._FLAGS:#x}"
-        )
-        return PinCheck(
-            path,
-            True,
-            ours=True,
-            problem=f"{what}, made by another l2announcer version; this one needs {expected}",
-        )
-    return PinCheck(path, True, ours=True)
+    if have == want:
+        return PinCheck(path, True, ours=True)
+    expected = (
+        f"{_MAP_TYPE_NAMES.get(kind._TYPE, kind._TYPE)}, key {kind._KEY_SIZE} B, value "
+        f"{kind._VALUE_SIZE} B, {kind._MAX_ENTRIES} entries, flags {kind._FLAGS:#x}"
+    )
+    return PinCheck(
+        path,
+        True,
+        ours=True,
+        problem=f"{what}, made by another l2announcer version; this one needs {expected}",
+    )

@@ -2,8 +2,8 @@
 
 Why not bcc: reading a pinned map must not compile anything (``l2dbg`` starts in milliseconds and
 may run where no kernel headers exist), and libbcc is a 100 MB library to load for six syscalls.
-Only the commands the typed maps and the ownership checks need are wrapped (is a pin a map we
-created, what else sits on an interface's ingress hook); every failure raises :class:`BpfError`,
+Only the commands the typed maps and the ownership checks need are wrapped (what a pin holds,
+what else sits on an interface's ingress hook); every failure raises :class:`BpfError`,
 an ``OSError`` carrying the errno, so callers can tell ``ENOENT`` (missing key) from real faults.
 """
 
@@ -14,7 +14,6 @@ import errno
 import functools
 import os
 import platform
-import struct
 from dataclasses import dataclass
 
 # bpf(2) syscall numbers per architecture (asm/unistd.h).
@@ -37,7 +36,6 @@ BPF_OBJ_GET = 7
 BPF_PROG_GET_FD_BY_ID = 13
 BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_PROG_QUERY = 16
-BPF_BTF_GET_FD_BY_ID = 19
 BPF_MAP_LOOKUP_BATCH = 24
 
 BPF_TCX_INGRESS = 46  # enum bpf_attach_type; kernels before 6.6 answer EINVAL
@@ -168,17 +166,6 @@ class _ProgInfo(ctypes.Structure):
     ]
 
 
-class _BtfInfo(ctypes.Structure):
-    _fields_ = [
-        ("btf", ctypes.c_uint64),
-        ("btf_size", ctypes.c_uint32),
-        ("id", ctypes.c_uint32),
-        ("name", ctypes.c_uint64),
-        ("name_len", ctypes.c_uint32),
-        ("kernel_btf", ctypes.c_uint32),
-    ]
-
-
 @functools.cache  # looked up once, not per syscall (4,096 adds are 4,096 syscalls)
 def _nr_bpf() -> int:
     machine = platform.machine()
@@ -251,35 +238,6 @@ def obj_kind(fd: int) -> str:
     target = os.readlink(f"/proc/self/fd/{fd}")
     prefix = "anon_inode:bpf-"
     return target[len(prefix) :] if target.startswith(prefix) else target
-
-
-def btf_strings(btf_id: int) -> frozenset[str]:
-    """The names in a BTF object's string section (its types' and members' names).
-
-    Needs CAP_SYS_ADMIN, as every lookup of an object by id does.
-    """
-    fd = _bpf(BPF_BTF_GET_FD_BY_ID, _IdAttr(id=btf_id), f"open BTF {btf_id}")
-    try:
-        info = _BtfInfo()
-        attr = _InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
-        _bpf(BPF_OBJ_GET_INFO_BY_FD, attr, f"BTF {btf_id} info")  # learns the size
-        size = info.btf_size
-        buf = ctypes.create_string_buffer(size)
-        info = _BtfInfo(btf=ctypes.addressof(buf), btf_size=size)
-        attr = _InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
-        _bpf(BPF_OBJ_GET_INFO_BY_FD, attr, f"BTF {btf_id} info")
-        raw = buf.raw
-    finally:
-        os.close(fd)
-    # struct btf_header: magic u16, version u8, flags u8, hdr_len, type_off, type_len, str_off,
-    # str_len (u32 each); the sections' offsets count from the end of the header.
-    magic, _version, _flags, hdr_len, _toff, _tlen, str_off, str_len = struct.unpack_from(
-        "=HBBIIIII", raw
-    )
-    if magic != 0xEB9F:
-        raise BpfError(errno.EINVAL, f"BTF {btf_id}: bad magic {magic:#x}")
-    strings = raw[hdr_len + str_off : hdr_len + str_off + str_len]
-    return frozenset(s.decode(errors="replace") for s in strings.split(b"\0") if s)
 
 
 def prog_info(prog_id: int) -> ProgInfo:

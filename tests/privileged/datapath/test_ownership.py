@@ -8,6 +8,7 @@ namespaces of its own; both are removed after the test, whatever its outcome.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -26,11 +27,10 @@ from bpf.datapath import Datapath, remove_leftovers
 from bpf.maps import (
     IFACES_MAP_NAME,
     LIVENESS_MAP_NAME,
-    OWNER_BTF_NAME,
     PINNED_MAPS,
     RESPONDER_MAP_NAME,
     PinConflictError,
-    check_pin,
+    check_pins,
     encode_key,
 )
 from tests.privileged.datapath import foreign
@@ -41,6 +41,14 @@ StartLoader = Callable[..., Loader]
 
 def _responder_pin(bpf_root: str) -> str:
     return f"{bpf_root}/{RESPONDER_MAP_NAME}"
+
+
+def _btf_id(path: str) -> int:
+    fd = syscall.obj_get(path)
+    try:
+        return syscall.map_info(fd).btf_id
+    finally:
+        os.close(fd)
 
 
 def _filters(lab: Lab, dev: str = "n0") -> str:
@@ -77,14 +85,12 @@ def test_a_foreign_map_at_our_path_is_refused_and_left_untouched(bpf_root: str, 
     _put_key(path)
     with pytest.raises(PinConflictError) as refused:
         Datapath(bpf_root).start()
-    message = str(refused.value)
-    assert "\n" not in message
-    assert message.startswith(f"BPF pin {path} is not l2announcer's: hash map 'cilium_l2_respo'")
-    why = f"whose BTF names no {OWNER_BTF_NAME}" if kind == "cilium-like BTF" else "without BTF"
-    assert why in message
-    assert message.endswith(
-        "left untouched. Set bpf-root to a directory of l2announcer's own, "
-        "e.g. /sys/fs/bpf/l2announcer"
+    btf = f"BTF id {_btf_id(path)}" if kind == "cilium-like BTF" else "no BTF"
+    assert str(refused.value) == (
+        f"BPF pin {path} is not l2announcer's: hash map 'cilium_l2_respo' (id {before}, key 8 B, "
+        f"value 8 B, 4096 entries, flags 0x1, {btf}), not created with the l2announcer maps "
+        "beside it (there are none); left untouched. Set bpf-root to a directory of "
+        "l2announcer's own, e.g. /sys/fs/bpf/l2announcer"
     )
     # Nothing was compiled, pinned or written: the foreign map is the only pin, as it was.
     assert os.listdir(bpf_root) == [RESPONDER_MAP_NAME]
@@ -119,9 +125,92 @@ def test_with_the_feature_off_a_foreign_pin_is_left_alone(
     assert _get_key(path) == (41).to_bytes(8, "little")
     assert [r.getMessage() for r in caplog.records] == [
         f"leaving BPF pin {path} alone: it is not l2announcer's (hash map 'cilium_l2_respo' "
-        f"(id {before}, key 8 B, value 8 B, 4096 entries, flags 0x1), whose BTF names no "
-        f"{OWNER_BTF_NAME})"
+        f"(id {before}, key 8 B, value 8 B, 4096 entries, flags 0x1, BTF id {_btf_id(path)}), "
+        "not created with the l2announcer maps beside it (there are none))"
     ]
+
+
+def test_a_foreign_responder_map_beside_our_own_maps_is_told_apart_from_them(
+    lab: Lab, bpf_root: str, loaders: StartLoader, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Ours first; then someone else's responder map where ours was (as if Cilium re-created it).
+    first = loaders(lab.node, bpf_root, "--attach", "n0")
+    first.stop("exit")
+    ours = _btf_id(f"{bpf_root}/{IFACES_MAP_NAME}")
+    path = _responder_pin(bpf_root)
+    os.unlink(path)
+    theirs = foreign.cilium_like_map(path)
+    with pytest.raises(PinConflictError) as refused:
+        Datapath(bpf_root).start()
+    assert (
+        f"not created with the l2announcer maps beside it (l2announcer_ifaces BTF id {ours}, "
+        f"l2announcer_liveness BTF id {ours}); left untouched" in str(refused.value)
+    )
+    # With the feature off: ours go, theirs stays.
+    with caplog.at_level(logging.INFO, logger="bpf.datapath"), in_netns(lab.node):
+        removed = remove_leftovers(bpf_root)
+    assert removed == [
+        "tc filter on n0",
+        f"{bpf_root}/{LIVENESS_MAP_NAME}",
+        f"{bpf_root}/{IFACES_MAP_NAME}",
+    ]
+    assert os.listdir(bpf_root) == [RESPONDER_MAP_NAME]
+    assert foreign.map_id(path) == theirs
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+
+
+# The DaemonSet's capabilities, and no others: no CAP_SYS_ADMIN, so no lookup of BTF by id.
+POD_CAPS = "-all,+net_admin,+net_raw,+bpf"
+AS_THE_POD = (
+    "setpriv", f"--inh-caps={POD_CAPS}", f"--ambient-caps={POD_CAPS}",
+    f"--bounding-set={POD_CAPS}",
+)  # fmt: skip
+
+_CHECK = """
+import json, sys
+from bpf.maps import check_pins
+print(json.dumps({n: [c.ours, c.adoptable] for n, c in check_pins(sys.argv[1]).items()}))
+"""
+_REMOVE = """
+import json, sys
+from bpf.datapath import remove_leftovers
+print(json.dumps(remove_leftovers(sys.argv[1])))
+"""
+
+
+def _as_the_pod(ns: str, script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    # nsenter needs CAP_SYS_ADMIN: the capabilities are dropped after it, before python.
+    return subprocess.run(
+        ["nsenter", f"--net=/run/netns/{ns}", *AS_THE_POD, sys.executable, "-c", script, *args],
+        cwd=REPO, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_ownership_is_told_with_only_the_pods_capabilities(
+    lab: Lab, bpf_root: str, loaders: StartLoader
+) -> None:
+    first = loaders(lab.node, bpf_root, "--attach", "n0")
+    first.stop("exit")
+    other_root = f"{bpf_root}/other"
+    foreign.cilium_like_map(_responder_pin(other_root))
+
+    ours = _as_the_pod(lab.node, _CHECK, bpf_root)
+    assert json.loads(ours.stdout) == {name: [True, True] for name, _kind in PINNED_MAPS}, ours
+    theirs = _as_the_pod(lab.node, _CHECK, other_root)
+    assert json.loads(theirs.stdout) == {
+        RESPONDER_MAP_NAME: [False, False],
+        LIVENESS_MAP_NAME: [False, False],  # absent
+        IFACES_MAP_NAME: [False, False],
+    }, theirs
+
+    removed = _as_the_pod(lab.node, _REMOVE, bpf_root)
+    assert json.loads(removed.stdout) == [
+        "tc filter on n0",
+        *(f"{bpf_root}/{name}" for name, _kind in PINNED_MAPS),
+    ], removed
+    left = _as_the_pod(lab.node, _REMOVE, other_root)
+    assert json.loads(left.stdout) == [], left
+    assert os.listdir(other_root) == [RESPONDER_MAP_NAME]
 
 
 def test_our_own_pins_are_adopted_and_with_the_feature_off_removed(
@@ -130,7 +219,8 @@ def test_our_own_pins_are_adopted_and_with_the_feature_off_removed(
     first = loaders(lab.node, bpf_root, "--attach", "n0")
     first.cmd(f"add {VIP} {lab.node_ifindex}")
     first.stop("exit")  # program, filter and pins stay
-    checks = {name: check_pin(f"{bpf_root}/{name}", kind) for name, kind in PINNED_MAPS}
+    checks = check_pins(bpf_root)
+    assert sorted(checks) == sorted(name for name, _kind in PINNED_MAPS)
     assert all(c.adoptable for c in checks.values()), checks
     ids = {name: foreign.map_id(c.path) for name, c in checks.items()}
 
@@ -256,9 +346,9 @@ def test_the_agent_refuses_to_start_with_one_line_naming_the_pin(
             agent.stop()
     assert str(refused.value) == (
         f"starting datapath: BPF pin {path} is not l2announcer's: hash map 'cilium_l2_respo' "
-        f"(id {before}, key 8 B, value 8 B, 4096 entries, flags 0x1), whose BTF names no "
-        f"{OWNER_BTF_NAME}; left untouched. Set bpf-root to a directory of l2announcer's own, "
-        "e.g. /sys/fs/bpf/l2announcer"
+        f"(id {before}, key 8 B, value 8 B, 4096 entries, flags 0x1, BTF id {_btf_id(path)}), "
+        "not created with the l2announcer maps beside it (there are none); left untouched. Set "
+        "bpf-root to a directory of l2announcer's own, e.g. /sys/fs/bpf/l2announcer"
     )
     assert os.listdir(bpf_root) == [RESPONDER_MAP_NAME]
     assert foreign.map_id(path) == before

@@ -31,10 +31,6 @@ def test_info_and_query_layouts() -> None:
     assert syscall._ProgInfo.load_time.offset == 40
     assert syscall._ProgInfo.map_ids.offset == 56
     assert syscall._ProgInfo.name.offset == 64
-    # struct bpf_btf_info
-    assert syscall._BtfInfo.btf_size.offset == 8
-    assert syscall._BtfInfo.name.offset == 16
-    assert ctypes.sizeof(syscall._BtfInfo) == 32
     # BPF_PROG_QUERY
     assert syscall._QueryAttr.prog_ids.offset == 16
     assert syscall._QueryAttr.prog_cnt.offset == 24
