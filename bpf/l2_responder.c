@@ -15,23 +15,16 @@
 // deadline (not the lease duration), so a wedged holder is silent before any other node can
 // acquire its lease.
 //
-// The pin paths are passed as -D defines so that the maps live under the configured BPF root, and
-// so are the map sizes, so that bpf/maps.py holds the one definition of them. bcc opens a pinned
-// map that already exists instead of creating it, so counters survive restarts.
+// The map sizes are passed as -D defines, so that bpf/maps.py holds the one definition of them.
+// The maps are plain tables here: bpf/program.py pins them under the configured BPF root, or
+// loads the program against the maps already pinned there (so counters survive restarts).
+// bcc's BPF_TABLE_PINNED cannot do the latter without CAP_SYS_ADMIN: it reopens a pinned map by
+// its id (BPF_MAP_GET_FD_BY_ID), which the agent is not granted.
 
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/pkt_cls.h>
 #include <uapi/linux/if_ether.h>
 
-#ifndef L2_PIN_RESPONDER
-#error "L2_PIN_RESPONDER (pin path of cilium_l2_responder_v4) must be defined"
-#endif
-#ifndef L2_PIN_LIVENESS
-#error "L2_PIN_LIVENESS (pin path of l2announcer_liveness) must be defined"
-#endif
-#ifndef L2_PIN_IFACES
-#error "L2_PIN_IFACES (pin path of l2announcer_ifaces) must be defined"
-#endif
 #if !defined(L2_RESPONDER_MAX_ENTRIES) || !defined(L2_IFACES_MAX_ENTRIES)
 #error "the map sizes (bpf/maps.py) must be defined"
 #endif
@@ -61,12 +54,11 @@ struct l2announcer_iface {
     __u8 pad[2];
 };
 
-BPF_TABLE_PINNED("hash", struct l2_responder_v4_key, struct l2_responder_v4_stats,
-                 cilium_l2_responder_v4, L2_RESPONDER_MAX_ENTRIES, L2_PIN_RESPONDER,
-                 BPF_F_NO_PREALLOC);
-BPF_TABLE_PINNED("array", __u32, __u64, l2announcer_liveness, 2, L2_PIN_LIVENESS);
-BPF_TABLE_PINNED("hash", __u32, struct l2announcer_iface, l2announcer_ifaces,
-                 L2_IFACES_MAX_ENTRIES, L2_PIN_IFACES, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", struct l2_responder_v4_key, struct l2_responder_v4_stats,
+            cilium_l2_responder_v4, L2_RESPONDER_MAX_ENTRIES, BPF_F_NO_PREALLOC);
+BPF_TABLE("array", __u32, __u64, l2announcer_liveness, 2);
+BPF_F_TABLE("hash", __u32, struct l2announcer_iface, l2announcer_ifaces,
+            L2_IFACES_MAX_ENTRIES, BPF_F_NO_PREALLOC);
 
 /* Ethernet header + Ethernet/IPv4 ARP body: the 42 bytes we read and rewrite. */
 struct arp_frame {

@@ -32,6 +32,7 @@ BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_UPDATE_ELEM = 2
 BPF_MAP_DELETE_ELEM = 3
 BPF_MAP_GET_NEXT_KEY = 4
+BPF_OBJ_PIN = 6
 BPF_OBJ_GET = 7
 BPF_PROG_GET_FD_BY_ID = 13
 BPF_OBJ_GET_INFO_BY_FD = 15
@@ -213,6 +214,14 @@ def obj_get(path: str, *, readonly: bool = False) -> int:
     buf = ctypes.create_string_buffer(raw)
     attr = _ObjGetAttr(pathname=ctypes.addressof(buf), file_flags=BPF_F_RDONLY if readonly else 0)
     return _bpf(BPF_OBJ_GET, attr, f"open pinned {path}")
+
+
+def obj_pin(fd: int, path: str) -> None:
+    """Pin the BPF object ``fd`` at ``path`` on bpffs (EEXIST when something is pinned there)."""
+    raw = os.fsencode(path)
+    buf = ctypes.create_string_buffer(raw)
+    attr = _ObjGetAttr(pathname=ctypes.addressof(buf), bpf_fd=fd)
+    _bpf(BPF_OBJ_PIN, attr, f"pin {path}")
 
 
 def map_info(fd: int) -> MapInfo:

@@ -36,8 +36,14 @@ def loaders() -> Iterator[Callable[..., Loader]]:
     """Start loaders in a namespace; every one still running is killed afterwards."""
     started: list[Loader] = []
 
-    def start(ns: str, bpf_root: str, *extra: str, wrap: tuple[str, ...] = ()) -> Loader:
-        loader = Loader(ns, bpf_root, *extra, wrap=wrap)
+    def start(
+        ns: str,
+        bpf_root: str,
+        *extra: str,
+        wrap: tuple[str, ...] = (),
+        inner: tuple[str, ...] = (),
+    ) -> Loader:
+        loader = Loader(ns, bpf_root, *extra, wrap=wrap, inner=inner)
         started.append(loader)
         return loader
 

@@ -105,13 +105,23 @@ def build_lab(node: str, client: str, *, node_ip: bool = False) -> Lab:
 class Loader:
     """``python -m bpf.loader`` inside the node namespace (nsenter keeps bpffs visible)."""
 
-    def __init__(self, ns: str, bpf_root: str, *extra: str, wrap: tuple[str, ...] = ()) -> None:
-        """``wrap``: a command prefix the loader runs under (it must exec its arguments)."""
+    def __init__(
+        self,
+        ns: str,
+        bpf_root: str,
+        *extra: str,
+        wrap: tuple[str, ...] = (),
+        inner: tuple[str, ...] = (),
+    ) -> None:
+        """``wrap``: a command prefix the loader runs under (it must exec its arguments).
+        ``inner``: the same, but run inside the namespace, after nsenter: for dropping
+        capabilities (setpriv), since nsenter itself needs CAP_SYS_ADMIN."""
         self.proc = subprocess.Popen(
             [
                 *wrap,
                 "nsenter",
                 f"--net=/run/netns/{ns}",
+                *inner,
                 sys.executable,
                 "-m",
                 "bpf.loader",
