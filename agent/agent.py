@@ -25,12 +25,15 @@ publisher copies into the ``health`` table every second.
 
 Shutdown (SIGTERM) is ordered so a planned handover never has two nodes answering and finishes
 within 2 s: withdraw every entry, let the responder remove the keys, then release the leases
-(followers take them over as soon as they see the release), then stop the rest in reverse.
+(followers take them over as soon as they see the release), then stop the rest in reverse. When
+the agent's DaemonSet (env DAEMONSET_NAME) is gone or being deleted, the stop is an uninstall:
+the node's tc filters, pins and state files are removed last (agent/cleanup.py).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -40,6 +43,7 @@ from agent.config import Config
 from agent.config_table import write_config
 from agent.health_publisher import HealthPublisher
 from agent.health_server import HealthServer
+from agent.k8s.uninstall import DAEMONSET_ENV
 from agent.metrics import Metrics, MetricsServer
 from agent.runtime import (
     Clock,
@@ -92,6 +96,11 @@ within the pod's 2 s budget."""
 HANDOVER_RELEASE_TIMEOUT = 0.8
 """At shutdown, how long the elector may take to release the leases it holds: followers take a
 lease over as soon as they see its release, instead of after its duration expires."""
+
+UNINSTALL_CHECK_TIMEOUT = 5.0
+"""At shutdown, after the handover (so followers never wait for it), how long the GET of the
+agent's DaemonSet may take; past it the stop counts as a restart (the datapath is kept, as for
+one). Well inside the pod's termination grace period, and generous for a busy API server."""
 
 RESPONDER_STOP_TIMEOUT = 1.0
 """How long stopping waits for the responder's loop to finish an operation in progress (a BPF
@@ -152,6 +161,8 @@ class Agent:
         self.stopped = threading.Event()
         self._handed_over = False
         self._announcer_started = False
+        # Named by the manifest: a stop while it is gone or being deleted is an uninstall.
+        self._daemonset = os.environ.get(DAEMONSET_ENV, "")
 
         # Built only when their feature is on (None otherwise).
         self.metrics: Metrics | None = None
@@ -516,5 +527,43 @@ class Agent:
             self._hand_over()
         except Exception:
             log.exception("stopping handover failed")
+        uninstalling = self._uninstalling()  # asked after the handover, which must not wait
         self.lifecycle.stop()
+        if uninstalling:
+            self._clean_node()
         log.info("l2announcer agent stopped in %.2fs", self.clock.monotonic() - started)
+
+    def _uninstalling(self) -> bool:
+        """Whether this stop is an uninstall: our DaemonSet is gone or being deleted. Not knowing
+        (no DaemonSet named, the API unreachable or refusing) counts as a restart, which keeps the
+        datapath for the next agent."""
+        from agent.k8s.uninstall import DaemonSetState, daemonset_state
+
+        if not self._daemonset:
+            return False
+        state, how = daemonset_state(
+            self.api_client, self.config.k8s_namespace, self._daemonset, UNINSTALL_CHECK_TIMEOUT
+        )
+        if state is DaemonSetState.DELETED:
+            log.info("%s: uninstalling, removing this node's datapath and state files", how)
+            return True
+        if state is DaemonSetState.UNKNOWN:
+            log.warning("%s; stopping as for a restart (datapath kept)", how)
+        return False
+
+    def _clean_node(self) -> None:
+        """After every module stopped: remove this node's tc filters, pins and state files."""
+        from agent.cleanup import clean_node, remove_state_files
+
+        try:
+            if self.use_datapath:
+                removed, left = clean_node(self.config.bpf_root, self.config.state_dir)
+            else:
+                removed, left = remove_state_files(self.config.state_dir)
+        except Exception as e:
+            log.warning("uninstall: cleaning up this node failed: %s", e)
+            return
+        for line in removed:
+            log.info("uninstall: removed %s", line)
+        for line in left:
+            log.info("uninstall: %s", line)

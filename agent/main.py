@@ -13,6 +13,12 @@ module is Degraded or still Starting. Liveness (``--health-probe --liveness``): 
 the agent published its heartbeat within max(10 s, 3 publish intervals), whatever its modules'
 levels, so an API outage never restarts every agent. Exit 1 with one reason line per failure on
 stderr, 2 when there is no agent database at all.
+
+``l2agent cleanup`` removes what an uninstall leaves on this node (tc filters, BPF pins and state
+files that are l2announcer's, nothing else; ``agent/cleanup.py``), one line per thing removed;
+``l2agent cleanup --daemonset l2announcer --leases`` is the cluster part (the chart's pre-delete
+hook): the DaemonSet deleted and waited for, so each agent cleans its node on its way out, then
+every Lease of ours deleted once unused. Both are idempotent and exit 0 when nothing was left.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any, Optional
 import typer
 
 from agent.config import KEYS, ConfigError, resolve
+from common.durations import parse_duration
 
 _BOOL_FLAGS = {f"--{k.name}" for k in KEYS if k.kind == "bool"}
 
@@ -124,7 +131,7 @@ def _flag(name: str, help: str, hidden: bool = False) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=option)
 
 
-def _command() -> Any:
+def _key_params() -> list[inspect.Parameter]:
     params = []
     for k in KEYS:
         default = k.default if k.default else '""'
@@ -142,6 +149,11 @@ def _command() -> Any:
                 ),
             )
         )
+    return params
+
+
+def _command() -> Any:
+    params = _key_params()
     params.append(
         _flag(
             "health_probe",
@@ -176,16 +188,128 @@ def _command() -> Any:
     return run
 
 
+def _cleanup(**kwargs: Any) -> int:
+    leases = kwargs.pop("leases")
+    daemonset = kwargs.pop("daemonset") or ""
+    wait = kwargs.pop("wait") or "0s"
+    flags = {name.replace("_", "-"): value for name, value in kwargs.items() if value is not None}
+    try:
+        config = resolve(flags).config
+        wait_s = parse_duration(wait)
+    except (ConfigError, ValueError) as e:
+        typer.echo(f"l2agent cleanup: {e}", err=True)
+        return 2
+    if leases or daemonset:
+        return _clean_cluster(config, daemonset, leases, wait_s)
+    from agent.cleanup import agent_alive, clean_node
+
+    running = agent_alive(config.state_dir)
+    if running is not None:
+        typer.echo(f"l2agent cleanup: {running}", err=True)
+        return 1
+    removed, left = clean_node(config.bpf_root, config.state_dir)
+    for line in removed:
+        typer.echo(f"removed {line}")
+    for line in left:
+        typer.echo(line)
+    if not removed and not left:
+        typer.echo("nothing to remove")
+    return 0
+
+
+def _clean_cluster(config: Any, daemonset: str, leases: bool, wait: float) -> int:
+    from agent.cleanup import clean_cluster
+    from agent.k8s.client import make_api_client
+
+    try:
+        api_client = make_api_client(
+            config.kubeconfig, config.effective_qps, config.effective_burst
+        )
+        return clean_cluster(
+            api_client,
+            config.k8s_namespace,
+            daemonset=daemonset,
+            leases=leases,
+            wait=wait,
+            say=typer.echo,
+        )
+    except Exception as e:  # no kubeconfig, API errors: one line, not a traceback
+        typer.echo(f"l2agent cleanup: {_one_line(e)}", err=True)
+        return 1
+
+
+def _one_line(e: Exception) -> str:
+    status = getattr(e, "status", None)
+    if status:
+        return f"{status} {getattr(e, 'reason', '')}".strip()
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _cleanup_command() -> Any:
+    params = _key_params()
+    params.append(
+        _flag(
+            "leases",
+            "Cluster part: delete every cilium-l2announce-* Lease in k8s-namespace that nobody "
+            "holds or whose holder stopped renewing it; with --wait, until none is left.",
+        )
+    )
+    params.append(
+        inspect.Parameter(
+            "daemonset",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Optional[str],  # noqa: UP045 (typer reads the annotation at runtime)
+            default=typer.Option(
+                None,
+                "--daemonset",
+                help="Cluster part: first delete this DaemonSet of k8s-namespace and wait for its "
+                "pods to stop (each agent cleans its node on the way out).",
+                metavar="NAME",
+            ),
+        )
+    )
+    params.append(
+        inspect.Parameter(
+            "wait",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Optional[str],  # noqa: UP045
+            default=typer.Option(
+                None,
+                "--wait",
+                help="How long the cluster part may wait (e.g. 2m) [default: 0s].",
+                metavar="DURATION",
+            ),
+        )
+    )
+
+    def cleanup(**kwargs: Any) -> int:
+        return _cleanup(**kwargs)
+
+    cleanup.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    cleanup.__doc__ = (
+        "Remove what an uninstall leaves on this node: the agent's tc filters, BPF pins and state "
+        "files (only l2announcer's). With --leases or --daemonset, the cluster part instead."
+    )
+    return cleanup
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     # Plain click help: the rich panels truncate the long, Cilium-given flag names.
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-    app.command()(_command())
     args = normalize_argv(sys.argv[1:] if argv is None else argv)
+    # `cleanup` is dispatched by hand: a typer group would make every agent flag need a command
+    # name in front of it.
+    prog = "l2agent"
+    if args[:1] == ["cleanup"]:
+        app.command()(_cleanup_command())
+        args, prog = args[1:], "l2agent cleanup"
+    else:
+        app.command()(_command())
     # Not click's standalone mode: its usage errors are several lines (usage, hint, error), and
     # a bad command line must be one line naming what is wrong and what is allowed, the line a
     # crash-looping pod's log shows.
     try:
-        code = app(args=args, prog_name="l2agent", standalone_mode=False)
+        code = app(args=args, prog_name=prog, standalone_mode=False)
     except typer.Abort:
         sys.exit(1)
     except Exception as e:
@@ -193,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # shape rather than a class.
         if getattr(e, "exit_code", None) != 2 or not hasattr(e, "format_message"):
             raise
-        typer.echo(f"l2agent: {_usage_error(e, args)}", err=True)
+        typer.echo(f"{prog}: {_usage_error(e, args)}", err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -12,12 +12,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from agent.k8s.reflector import Obj, RowMapping
 from agent.leases.api import Conflict, Forbidden, LeaseAPIError, NotFound, SendTime
 from agent.leases.record import LeaseRecord, row_from_record
-from common.leases import LEASE_PREFIX, is_service_lease
+from common.leases import is_service_lease
 from common.tables.leases import LEASES, Lease
 
 log = logging.getLogger("l2announcer.leases")
@@ -187,16 +188,26 @@ class KubernetesLeaseAPI:
         Cilium's lease GC does, but with a resourceVersion precondition so a lease taken over
         since the list is never deleted. A 403 is ignored (no lease RBAC: feature never on)."""
         try:
-            data = self._call(
-                "GET", "", self._api.list_namespaced_lease, self.namespace, timeout=timeout
-            )
+            return len(self.delete_unused(timeout))
         except Forbidden:
             return 0
-        deleted = 0
+
+    def delete_unused(self, timeout: float = 10.0, *, expired_at: float | None = None) -> list[str]:
+        """Delete our leases that nobody holds and, given ``expired_at`` (a wall-clock time),
+        also those whose holder has not renewed them within their duration before it: what is
+        left once every agent has stopped (uninstall). Returns the names deleted.
+
+        Each delete has the listed resourceVersion as precondition: a lease renewed or taken
+        over since the list is kept. Raises Forbidden when the list is refused.
+        """
+        data = self._call(
+            "GET", "", self._api.list_namespaced_lease, self.namespace, timeout=timeout
+        )
+        deleted = []
         for obj in data.get("items") or []:
             meta = obj.get("metadata") or {}
             name = meta.get("name", "")
-            if not name.startswith(LEASE_PREFIX) or (obj.get("spec") or {}).get("holderIdentity"):
+            if not is_service_lease(name) or not _unused(obj, expired_at):
                 continue
             body = {"preconditions": {"resourceVersion": meta.get("resourceVersion")}}
             try:
@@ -209,9 +220,35 @@ class KubernetesLeaseAPI:
                     body=body,
                     timeout=timeout,
                 )
-                deleted += 1
+                deleted.append(name)
             except (Conflict, NotFound):
                 continue  # taken over or already gone since the list
             except LeaseAPIError as e:
                 log.warning("leaseClient.Delete(%s): %s", name, e)
         return deleted
+
+    def list_names(self, timeout: float = 10.0) -> list[str]:
+        """The names of our leases that exist now."""
+        data = self._call(
+            "GET", "", self._api.list_namespaced_lease, self.namespace, timeout=timeout
+        )
+        names = ((o.get("metadata") or {}).get("name", "") for o in data.get("items") or [])
+        return sorted(n for n in names if is_service_lease(n))
+
+
+def _unused(obj: Obj, expired_at: float | None) -> bool:
+    """Nobody holds the lease, or (given ``expired_at``) its holder stopped renewing it: its
+    renewTime (or acquireTime) plus its duration is before ``expired_at``. A lease whose times
+    cannot be read counts as held: deleting it is the mistake that cannot be undone."""
+    spec = obj.get("spec") or {}
+    if not spec.get("holderIdentity"):
+        return True
+    if expired_at is None:
+        return False
+    stamp = spec.get("renewTime") or spec.get("acquireTime") or ""
+    try:
+        renewed = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        duration = int(spec.get("leaseDurationSeconds") or 0)
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return duration > 0 and renewed + duration < expired_at

@@ -125,9 +125,25 @@ def render(
     namespace: str = NAMESPACE,
     kube_version: str = KUBE_VERSION,
     api_versions: Sequence[str] = (),
+    hooks: bool = False,
 ) -> list[Obj]:
-    """The rendered objects (without the CRD, as `helm template` prints them by default)."""
+    """The rendered objects (without the CRD, as `helm template` prints them by default): the
+    release's own, or with ``hooks`` only the hook objects (the uninstall Job and its RBAC),
+    which Helm creates and deletes around an uninstall instead of installing them."""
     text = template(
         home, values, sets, namespace, kube_version=kube_version, api_versions=api_versions
     )
-    return load_docs_from_text([text])
+    objects = load_docs_from_text([text])
+    return [o for o in objects if is_hook(o) == hooks]
+
+
+HOOK_OBJECTS = [  # kubectl's names of the uninstall hook's objects, in `helm template`'s output
+    "job.batch/l2announcer-uninstall",
+    "role.rbac.authorization.k8s.io/l2announcer-uninstall",
+    "rolebinding.rbac.authorization.k8s.io/l2announcer-uninstall",
+    "serviceaccount/l2announcer-uninstall",
+]
+
+
+def is_hook(obj: Obj) -> bool:
+    return "helm.sh/hook" in ((obj.get("metadata") or {}).get("annotations") or {})

@@ -109,7 +109,7 @@ def bind(kube: Kube, objects: list[Obj]) -> Agent:
     # One rule of each role is enough to tell.
     probes = []
     for kind in ("ClusterRole", "Role"):
-        granted = sorted(rules(a.of_kind(kind)))
+        granted = sorted(r for r in rules(a.of_kind(kind)) if "=" not in r[1])  # unnamed
         if granted:
             group, resource, verb = granted[0]
             name, _, sub = resource.partition("/")

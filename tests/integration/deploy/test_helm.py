@@ -17,6 +17,7 @@ from agent.config import resolve
 from lab.controlplane import ControlPlane
 from tests.integration.deploy.chart import (
     APPARMOR_ANNOTATION,
+    HOOK_OBJECTS,
     KNOBS,
     KUBE_VERSION,
     SERVICE_MONITOR,
@@ -214,8 +215,9 @@ def test_default_render_with_its_crd_passes_the_servers_dry_run(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:
     lines = _dry_run(control_plane, template(tmp_path, include_crds=True))
-    # The CRD (installed for the session already: "unchanged") and the objects of deploy/.
-    assert len(lines) == 1 + len(plain_objects()), lines
+    # The CRD (installed for the session already: "unchanged"), the objects of deploy/ and the
+    # uninstall hook's.
+    assert len(lines) == 1 + len(plain_objects()) + len(HOOK_OBJECTS), lines
     assert all(line.endswith("(server dry run)") for line in lines), lines
     assert lines[0].startswith(
         "customresourcedefinition.apiextensions.k8s.io/ciliuml2announcementpolicies.cilium.io "
@@ -258,7 +260,7 @@ def test_every_option_rendered_into_another_namespace_passes_the_servers_dry_run
         tmp_path, values, namespace=kube.namespace, api_versions=[SERVICE_MONITOR_API]
     )
     lines = _dry_run(kube.cp, manifests)
-    assert sorted(line.split()[0] for line in lines) == [
+    assert sorted(line.split()[0] for line in lines) == sorted([
         "clusterrole.rbac.authorization.k8s.io/l2announcer",
         "clusterrolebinding.rbac.authorization.k8s.io/l2announcer",
         "configmap/l2announcer-config",
@@ -268,7 +270,8 @@ def test_every_option_rendered_into_another_namespace_passes_the_servers_dry_run
         "service/l2announcer-metrics",
         "serviceaccount/l2announcer",
         "servicemonitor.monitoring.coreos.com/l2announcer",
-    ]
+        *HOOK_OBJECTS,
+    ])  # fmt: skip
     assert all(line.endswith("(server dry run)") for line in lines), lines
     # Nothing was stored.
     stored = kube.core.list_namespaced_config_map(kube.namespace).items
@@ -309,4 +312,4 @@ def test_the_annotation_form_for_clusters_before_1_30_is_the_one_the_server_know
         'deprecated since v1.30; use the "appArmorProfile" field instead\n'
     )
     lines = _dry_run(kube.cp, manifests, warnings=warning)
-    assert len(lines) == len(plain_objects())
+    assert len(lines) == len(plain_objects()) + len(HOOK_OBJECTS)

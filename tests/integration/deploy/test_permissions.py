@@ -41,8 +41,10 @@ ANNOUNCING = [
 ELECTION = [  # one Lease per Service, in its own namespace only
     (v, LEASES, OWN) for v in ("create", "get", "update", "list", "delete", "watch")
 ]
+# Its own DaemonSet (by name), read on SIGTERM: gone or being deleted means uninstall.
+OWN_DAEMONSET = [("get", "daemonsets.apps=l2announcer", OWN)]
 POD_READS = [(v, "pods", ALL) for v in ("get", "list", "watch")]  # only with pod announcements
-NEEDED = ANNOUNCING + ELECTION
+NEEDED = ANNOUNCING + ELECTION + OWN_DAEMONSET
 
 # -- what it must not be able to do: every answer no -------------------------------------------
 
@@ -78,6 +80,11 @@ MUST_NOT = [
     ),
     ("list", LEASES, ALL),
     ("patch", LEASES, OWN),
+    # DaemonSets: only its own, only read.
+    ("get", "daemonsets.apps", OWN),
+    ("list", "daemonsets.apps", ALL),
+    ("delete", "daemonsets.apps=l2announcer", OWN),
+    ("update", "daemonsets.apps=l2announcer", OWN),
     # No secrets, configuration of others, tokens, RBAC or impersonation.
     ("get", "secrets", OWN),
     ("list", "secrets", ALL),
@@ -97,6 +104,7 @@ ASKED = NEEDED + POD_READS + MUST_NOT
 def can_i(agent: Agent, check: Check) -> bool:
     verb, resource, where = check
     resource, _, sub = resource.partition("/")
+    resource = resource.replace("=", "/")  # a named object: kubectl auth can-i <resource>/<name>
     namespace = {ALL: None, OWN: agent.kube.namespace}.get(where, where)
     return agent.can_i(verb, resource, namespace, sub or None)
 
@@ -125,10 +133,10 @@ CHART_CASES = {
     "pod announcements on": (("l2podAnnouncements.enabled=true",), NEEDED + POD_READS),
     "only pod announcements": (
         ("l2announcements.enabled=false", "l2podAnnouncements.enabled=true"),
-        ELECTION + POD_READS,
+        ELECTION + OWN_DAEMONSET + POD_READS,
     ),
     # The lease GC still runs once at start, to remove what an earlier agent left.
-    "both off": (("l2announcements.enabled=false",), ELECTION),
+    "both off": (("l2announcements.enabled=false",), ELECTION + OWN_DAEMONSET),
 }
 
 

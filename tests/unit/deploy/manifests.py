@@ -64,14 +64,18 @@ def env_of(daemonset: Obj) -> dict[str, Obj]:
 
 
 def rules(role: Obj) -> set[tuple[str, str, str]]:
-    """(apiGroup, resource, verb) triples granted by a Role or ClusterRole."""
+    """(apiGroup, resource, verb) triples granted by a Role or ClusterRole; a rule limited to
+    named objects grants ``<resource>=<name>``."""
     granted: set[tuple[str, str, str]] = set()
     for rule in role["rules"]:
-        assert set(rule) <= {"apiGroups", "resources", "verbs"}, f"unexpected fields in {rule}"
+        fields = {"apiGroups", "resources", "verbs", "resourceNames"}
+        assert set(rule) <= fields, f"unexpected fields in {rule}"
+        names = rule.get("resourceNames")
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 for verb in rule["verbs"]:
-                    granted.add((group, resource, verb))
+                    for named in [f"{resource}={n}" for n in names] if names else [resource]:
+                        granted.add((group, named, verb))
     return granted
 
 

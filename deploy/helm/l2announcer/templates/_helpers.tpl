@@ -75,7 +75,7 @@ extraEnv may not name a variable the chart sets: the later definition would sile
 chart's, which the agent's mounts and configuration depend on.
 */}}
 {{- define "l2announcer.extraEnv" -}}
-{{- $ours := list "NODE_NAME" "L2ANNOUNCER_K8S_NAMESPACE" "L2ANNOUNCER_CONFIG_DIR" "L2ANNOUNCER_STATE_DIR" "L2ANNOUNCER_BPF_ROOT" "L2ANNOUNCER_AGENT_HEALTH_PORT" -}}
+{{- $ours := list "NODE_NAME" "L2ANNOUNCER_K8S_NAMESPACE" "L2ANNOUNCER_CONFIG_DIR" "L2ANNOUNCER_STATE_DIR" "L2ANNOUNCER_BPF_ROOT" "L2ANNOUNCER_AGENT_HEALTH_PORT" "DAEMONSET_NAME" -}}
 {{- if .Values.k8sServiceHost -}}
 {{- $ours = append $ours "KUBERNETES_SERVICE_HOST" -}}
 {{- end -}}
