@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap controlplane test lint typecheck pytest unit bench demo clean
+.PHONY: bootstrap controlplane test lint typecheck pytest unit bench demo clean lock
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -42,11 +42,18 @@ bench: bootstrap
 demo: bootstrap controlplane
 	@$(PY) -m lab.demo
 
-# The container image (Dockerfile) from Debian and PyPI packages only, smoke-tested; see
-# scripts/image.sh. Not part of `make test` (minutes); its test runs with L2ANNOUNCER_TEST_IMAGE=1.
+# The container image (Dockerfile) from Debian packages and requirements.lock, checked; see
+# scripts/image.sh. Its test (tests/e2e/test_image.py: the agent from the image in a lab node)
+# is part of `make test` where podman, buildah and mmdebstrap are installed (bootstrap installs
+# them); the build is skipped when its inputs have not changed.
 .PHONY: image
 image:
 	@scripts/image.sh
+
+# requirements.lock (the image) and requirements-test.lock (.venv) from pyproject.toml, with
+# hashes; existing pins are kept unless LOCK_ARGS=--upgrade (or --upgrade-package NAME).
+lock: bootstrap
+	@scripts/lock.sh $(LOCK_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Bootstraps a fresh Debian 12 machine (as root) for l2announcer: Debian packages, bpffs, and the
-# project's virtualenv (no kernel headers: bcc compiles against the tree in bpf/include/). Every
-# step checks before it acts, so a second run does nothing and takes about a second.
+# project's virtualenv from requirements-test.lock (no kernel headers: bcc compiles against the
+# tree in bpf/include/). podman, buildah and mmdebstrap are for the image and its test
+# (scripts/image.sh, tests/e2e/test_image.py). Every step checks before it acts, so a second run
+# does nothing and takes about a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBS=(python3-bpfcc libbpfcc bpfcc-tools bpftool iproute2 arping tcpdump
-      python3-venv python3-dev gcc curl nftables)
+      python3-venv python3-dev gcc curl nftables podman buildah mmdebstrap)
 VENV=.venv
 PY=${PYTHON:-/usr/bin/python3}
 
@@ -46,11 +48,17 @@ if [ -d /usr/lib/python3/dist-packages/bcc ]; then
   echo "$(pwd)/$VENV/debian-bcc" > "$site/debian-bcc.pth"
 fi
 
+# Every package at the version and hashes of requirements-test.lock (`make lock` makes it from
+# pyproject.toml; the image installs the same pins from requirements.lock), wheels only; then the
+# project itself, editable, built by the locked setuptools without reaching an index.
 stamp=$VENV/.installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  say "installing the project and its test tools into $VENV"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements-test.lock -nt "$stamp" ]; then
+  say "installing requirements-test.lock and the project into $VENV"
   log=$VENV/pip-install.log
-  if ! { "$VENV/bin/pip" install -q --upgrade pip && "$VENV/bin/pip" install -q -e '.[test]'; } >"$log" 2>&1; then
+  if ! {
+    "$VENV/bin/pip" install -q --require-hashes --only-binary=:all: -r requirements-test.lock &&
+      "$VENV/bin/pip" install -q --no-deps --no-build-isolation --no-index -e .
+  } >"$log" 2>&1; then
     say "pip install failed; its output follows ($log)"
     grep -v "^WARNING: Location" "$log" >&2 || true
     exit 1
