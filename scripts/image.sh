@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# Builds the l2announcer container image from nothing but Debian and PyPI packages, then
-# smoke-tests it. Run as root on Debian 12 (`make image`):
+# Builds the l2announcer container image from nothing but Debian packages and the PyPI packages
+# pinned in requirements.lock, then smoke-tests it (`make image`):
 #
-#   1. installs podman, buildah and mmdebstrap when missing;
-#   2. makes the base image with mmdebstrap (Debian 12 bookworm, minbase, from the same mirror as
-#      this machine's apt sources) and imports it with `podman import` - once; IMAGE_REBASE=1
-#      makes it again;
-#   3. `podman build --isolation chroot` of the Dockerfile on that base (no registry pulls);
-#   4. smoke test with `buildah run --isolation chroot`: `l2dbg --help`, `import bcc`,
-#      `bpftool version`, and `l2agent --help` when the console script exists (reported as
-#      SKIPPED otherwise);
-#   5. prints the build time and the image size.
+#   1. installs podman, buildah and mmdebstrap when missing (root only; a non-root user needs
+#      them installed, and /etc/subuid and /etc/subgid ranges for rootless podman);
+#   2. makes the base image with mmdebstrap (Debian 12 bookworm, minbase, merged /usr without the
+#      usrmerge package and so without Perl, from the same mirror as this machine's apt sources)
+#      and imports it with `podman import`; it is made again when its recipe changes, or with
+#      IMAGE_REBASE=1;
+#   3. `podman build --isolation chroot` of the Dockerfile on that base (no registry pulls),
+#      skipped when the image already carries the hash of exactly these inputs (the base, the
+#      Dockerfile, the lock file and every file of the build context): a second `make image`
+#      with nothing changed takes a second;
+#   4. quick checks with `buildah run --isolation chroot`: `l2agent --help`, `l2dbg --help`,
+#      `import bcc`, `bpftool version`, no kernel headers in the image; prints the image's size.
 #
-#   (extra) `datapath`: loads the real datapath in the image with only the DaemonSet's
-#      capabilities (see datapath_caps below); the image test runs it.
+#   `datapath`: loads the real datapath in the image with only the DaemonSet's capabilities (see
+#      datapath_caps below). The full smoke test, the agent run from the image in a lab node with
+#      the client's ARP answered, is tests/e2e/test_image.py (tests/e2e/image_agent.py).
 #
-# Usage: scripts/image.sh [all|base|build|smoke|datapath]   (default: all)
+# Usage: scripts/image.sh [all|base|build|smoke|datapath|inputs]   (default: all)
 # Environment: IMAGE (default localhost/l2announcer:dev), BASE_IMAGE
-# (default localhost/l2announcer-base:bookworm), IMAGE_REBASE=1, PIP_CA (the CA bundle pip
-# trusts during the build; default this machine's /etc/ssl/certs/ca-certificates.crt).
+# (default localhost/l2announcer-base:bookworm), IMAGE_REBASE=1, IMAGE_REBUILD=1 (build even when
+# the inputs are unchanged), PIP_CA (the CA bundle pip trusts during the build; default this
+# machine's /etc/ssl/certs/ca-certificates.crt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +33,8 @@ SUITE=bookworm
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 PIP_CA=${PIP_CA:-/etc/ssl/certs/ca-certificates.crt}
 TOOLS=(podman buildah mmdebstrap)
+INPUTS_LABEL=io.l2announcer.inputs
+RECIPE_LABEL=io.l2announcer.base-recipe
 
 say() { printf 'image: %s\n' "$*"; }
 die() { printf 'image: error: %s\n' "$*" >&2; exit 1; }
@@ -36,7 +43,7 @@ install_tools() {
   local missing=() t
   for t in "${TOOLS[@]}"; do command -v "$t" >/dev/null || missing+=("$t"); done
   ((${#missing[@]})) || return 0
-  [ "$(id -u)" -eq 0 ] || die "needs root to install ${missing[*]} (and to build with chroot isolation)"
+  [ "$(id -u)" -eq 0 ] || die "${missing[*]} missing; install them as root (apt-get install ${missing[*]})"
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -57,14 +64,28 @@ host_uri() {
   printf '%s' "${uri%/}"
 }
 
+label_of() { podman image inspect --format "{{index .Labels \"$2\"}}" "$1" 2>/dev/null || true; }
+
 make_base() {
-  if [ "${IMAGE_REBASE:-0}" != 1 ] && podman image exists "$BASE_IMAGE"; then
-    say "base $BASE_IMAGE exists (IMAGE_REBASE=1 makes it again)"
-    return 0
-  fi
-  local main security work start
+  local main security work start recipe args
   main=$(host_uri /debian); main=${main:-http://deb.debian.org/debian}
   security=$(host_uri /debian-security); security=${security:-http://deb.debian.org/debian-security}
+  # minbase has apt (the Dockerfile installs with it) and nothing for a human: documentation,
+  # man pages and translations are left out of this and every later install (the dpkg options
+  # stay in the image); copyright files stay. merged /usr comes from mmdebstrap's hook, as
+  # debootstrap makes it, instead of the usrmerge package, which would bring Perl (50 MB).
+  args=(--variant=minbase --format=tar
+    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
+    --dpkgopt='path-exclude=/usr/share/doc/*'
+    --dpkgopt='path-include=/usr/share/doc/*/copyright'
+    --dpkgopt='path-exclude=/usr/share/man/*'
+    --dpkgopt='path-exclude=/usr/share/info/*'
+    --dpkgopt='path-exclude=/usr/share/locale/*')
+  recipe=$(printf '%s\n' "$SUITE" "$main" "$security" "${args[@]}" | sha256sum | cut -c1-16)
+  if [ "${IMAGE_REBASE:-0}" != 1 ] && [ "$(label_of "$BASE_IMAGE" "$RECIPE_LABEL")" = "$recipe" ]; then
+    say "base $BASE_IMAGE is up to date (IMAGE_REBASE=1 makes it again)"
+    return 0
+  fi
   [ -r "$KEYRING" ] || die "$KEYRING is missing (apt-get install debian-archive-keyring)"
   work=$(mktemp -d)
   trap 'rm -rf "$work"' RETURN
@@ -83,64 +104,84 @@ Signed-By: $KEYRING
 EOF
   say "making base $BASE_IMAGE with mmdebstrap ($SUITE from $main)"
   start=$SECONDS
-  # Documentation, man pages and translations are left out of this and every later install
-  # (mmdebstrap keeps the dpkg options in the image); copyright files stay.
-  mmdebstrap --quiet --variant=minbase --include=ca-certificates --format=tar \
-    --dpkgopt='path-exclude=/usr/share/doc/*' \
-    --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    --dpkgopt='path-exclude=/usr/share/man/*' \
-    --dpkgopt='path-exclude=/usr/share/info/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' \
-    "$SUITE" "$work/base.tar" "$work/debian.sources"
+  mmdebstrap --quiet "${args[@]}" "$SUITE" "$work/base.tar" "$work/debian.sources"
   podman import --quiet \
     --change 'CMD ["/bin/bash"]' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change "LABEL $RECIPE_LABEL=$recipe" \
     "$work/base.tar" "$BASE_IMAGE" >/dev/null
   say "base made in $((SECONDS - start)) s"
 }
 
+# The build context's files as .dockerignore admits them (its `!` lines), without bytecode.
+context_files() {
+  local paths
+  mapfile -t paths < <(sed -n 's/^!//p' .dockerignore)
+  find "${paths[@]}" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' | LC_ALL=C sort
+}
+
+# A hash of everything the image is made from: the base image, the Dockerfile, its ignore file
+# and the build context (requirements.lock among it).
+inputs_hash() {
+  local base
+  base=$(podman image inspect --format '{{.Id}}' "$BASE_IMAGE" 2>/dev/null) || die "no base $BASE_IMAGE"
+  {
+    printf 'base %s\n' "$base"
+    sha256sum Dockerfile .dockerignore
+    context_files | tr '\n' '\0' | xargs -0 sha256sum
+  } | sha256sum | cut -c1-16
+}
+
 build() {
-  local start=$SECONDS
-  say "building $IMAGE (podman build --isolation chroot, base $BASE_IMAGE)"
+  local start=$SECONDS inputs old
+  inputs=$(inputs_hash)
+  if [ "${IMAGE_REBUILD:-0}" != 1 ] && [ "$(label_of "$IMAGE" "$INPUTS_LABEL")" = "$inputs" ]; then
+    say "$IMAGE is up to date (inputs $inputs; IMAGE_REBUILD=1 builds it again)"
+    return 0
+  fi
+  old=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null) || true
+  say "building $IMAGE (podman build --isolation chroot, base $BASE_IMAGE, inputs $inputs)"
   # This machine's CA bundle goes to pip as a build secret (a TLS-intercepting proxy's CA is in
   # it where there is one); it is not stored in the image.
   podman build --isolation chroot --pull=never --build-arg "BASE=$BASE_IMAGE" \
-    --secret "id=pip-ca,src=$PIP_CA" -t "$IMAGE" -f Dockerfile .
+    --secret "id=pip-ca,src=$PIP_CA" --label "$INPUTS_LABEL=$inputs" -t "$IMAGE" -f Dockerfile .
+  # The image this one replaces, untagged now (its layers that are still used stay as cache).
+  if [ -n "$old" ] && [ "$old" != "$(podman image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+    podman rmi "$old" >/dev/null 2>&1 || true
+  fi
   say "built in $((SECONDS - start)) s"
 }
 
 smoke() {
-  local ctr failed=0
+  local ctr failed=0 size err
   podman image exists "$IMAGE" || die "$IMAGE does not exist; run: scripts/image.sh build"
   ctr=$(buildah from --pull-never "$IMAGE")
-  trap 'buildah rm "$ctr" >/dev/null 2>&1 || true' RETURN
+  err=$(mktemp)
+  trap 'buildah rm "$ctr" >/dev/null 2>&1 || true; rm -f "$err"' RETURN
   run() { buildah run --isolation chroot "$ctr" -- "$@"; }
   check() {
     local name=$1; shift
-    if run "$@" >/dev/null 2>"${TMPDIR:-/tmp}/l2announcer-smoke.err"; then
+    if run "$@" >/dev/null 2>"$err"; then
       say "smoke PASSED: $name"
     else
-      say "smoke FAILED: $name"; cat "${TMPDIR:-/tmp}/l2announcer-smoke.err" >&2; failed=1
+      say "smoke FAILED: $name"; cat "$err" >&2; failed=1
     fi
   }
+  check "l2agent --help" l2agent --help
   check "l2dbg --help" l2dbg --help
-  check "import bcc" python3 -c 'import bcc; print(bcc.__file__)'
+  check "import bcc" python3 -c 'import bcc'
   check "bpftool version" bpftool version
-  if run sh -c 'command -v l2agent' >/dev/null 2>&1; then
-    check "l2agent --help" l2agent --help
-  else
-    say "smoke SKIPPED: l2agent --help (no l2agent console script in the image yet: the agent is not built)"
-  fi
-  local size
+  check "no kernel headers in the image" sh -c \
+    '! find /lib/modules /usr/src /usr/include/linux -mindepth 1 2>/dev/null | grep -q .'
   size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
   say "image $IMAGE: $((size / 1000000)) MB"
   return "$failed"
 }
 
 # Loads the real datapath inside the image with only the DaemonSet's capabilities (CAPS, default
-# "NET_ADMIN NET_RAW BPF") and its mounts (host headers read-only, bpffs), in a throwaway network
-# namespace with a veth pair: compile (bcc), pin the maps, load and attach the tc program, add a
-# responder entry, send a gratuitous ARP. Seccomp is unconfined as in the DaemonSet. Needs root,
-# bpffs on /sys/fs/bpf and kernel headers under /lib/modules (make test's bootstrap links them).
+# "NET_ADMIN NET_RAW BPF") and its bpffs mount, in a throwaway network namespace with a veth
+# pair: compile (bcc, against the headers in the package), pin the maps, load and attach the tc
+# program, add a responder entry, send a gratuitous ARP. Seccomp is unconfined as in the
+# DaemonSet. Needs root and bpffs on /sys/fs/bpf.
 datapath_caps() {
   local caps=${CAPS:-NET_ADMIN NET_RAW BPF} ns=l2img$$ pin ctr c idx drops=() adds=() out rc
   podman image exists "$IMAGE" || die "$IMAGE does not exist; run: scripts/image.sh build"
@@ -164,7 +205,7 @@ datapath_caps() {
   set +e
   out=$(printf 'add 192.0.2.10 %s\ngarp 192.0.2.10 %s\nitems\ndisable\n' "$idx" "$idx" |
     nsenter --net="/run/netns/$ns" buildah run --isolation chroot "${drops[@]}" "${adds[@]}" \
-      -v /lib/modules:/lib/modules:ro -v /usr/src:/usr/src:ro -v /sys/fs/bpf:/bpffs \
+      -v /sys/fs/bpf:/bpffs \
       "$ctr" -- python3 -m bpf.loader --bpf-root "/bpffs/${pin#/sys/fs/bpf/}" --attach l2a 2>&1)
   rc=$?
   set -e
@@ -183,5 +224,6 @@ case "${1:-all}" in
   build) install_tools; make_base; build ;;
   smoke) smoke ;;
   datapath) datapath_caps ;;
-  *) die "unknown step ${1}; use all, base, build, smoke or datapath" ;;
+  inputs) inputs_hash ;;
+  *) die "unknown step ${1}; use all, base, build, smoke, datapath or inputs" ;;
 esac
