@@ -24,6 +24,7 @@ import errno
 import os
 import struct
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -109,6 +110,23 @@ def header_tree_problem(tree: Path = HEADER_TREE, machine: str | None = None) ->
 # bcc reads BCC_KERNEL_SOURCE from the process environment during each compile: set it only for
 # our compile, one compile at a time.
 _env_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def shipped_headers() -> Iterator[None]:
+    """While compiling with bcc: its kernel header directory is our shipped tree, for this
+    compile only (bcc reads the variable when it compiles; the lock keeps two compiles of this
+    process from seeing each other's setting)."""
+    with _env_lock:
+        previous = os.environ.get("BCC_KERNEL_SOURCE")
+        os.environ["BCC_KERNEL_SOURCE"] = str(HEADER_TREE)
+        try:
+            yield
+        finally:
+            if previous is None:
+                del os.environ["BCC_KERNEL_SOURCE"]
+            else:
+                os.environ["BCC_KERNEL_SOURCE"] = previous
 
 
 def retarget_maps(insns: bytes, fds: dict[int, int]) -> bytes:
@@ -212,18 +230,11 @@ def load(bpf_root: str) -> LoadedProgram:
         f"-DL2_RESPONDER_MAX_ENTRIES={RESPONDER_MAX_ENTRIES}",
         f"-DL2_IFACES_MAX_ENTRIES={IFACES_MAX_ENTRIES}",
     ]
-    with _env_lock:
-        previous = os.environ.get("BCC_KERNEL_SOURCE")
-        os.environ["BCC_KERNEL_SOURCE"] = str(HEADER_TREE)
+    with shipped_headers():
         try:
             b = BPF(text=source().encode(), cflags=cflags)
         except Exception as e:  # bcc raises bare Exception for compile failures
             raise CompileError(f"compiling {PROGRAM_SOURCE}: {e}") from e
-        finally:
-            if previous is None:
-                del os.environ["BCC_KERNEL_SOURCE"]
-            else:
-                os.environ["BCC_KERNEL_SOURCE"] = previous
     try:
         fd = _load_against_pins(b, bpf_root)
     finally:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from bpf import syscall
-from bpf.program import HEADER_TREE
+from bpf.program import shipped_headers
 from tests.privileged.datapath.lab import in_netns, sh
 
 BPF_PROG_ATTACH = 8
@@ -43,15 +43,8 @@ int cil_from_netdev(struct __sk_buff *skb) { return TC_ACT_OK; }
 def _compiled(text: str, cflags: list[str] | None = None) -> Iterator[Any]:
     from bcc import BPF
 
-    previous = os.environ.get("BCC_KERNEL_SOURCE")
-    os.environ["BCC_KERNEL_SOURCE"] = str(HEADER_TREE)
-    try:
+    with shipped_headers():
         b = BPF(text=text.encode(), cflags=cflags or [])
-    finally:
-        if previous is None:
-            del os.environ["BCC_KERNEL_SOURCE"]
-        else:
-            os.environ["BCC_KERNEL_SOURCE"] = previous
     try:
         yield b
     finally:

@@ -336,7 +336,8 @@ def test_the_agent_refuses_to_start_with_one_line_naming_the_pin(
         bpf_root=bpf_root,
         devices=("lo",),
     )
-    api = kubernetes.client.ApiClient(kubernetes.client.Configuration())
+    # No API server: the modules started before the datapath fail their requests quickly.
+    api = kubernetes.client.ApiClient(kubernetes.client.Configuration(host="https://127.0.0.1:9"))
     with in_netns(make_netns()):
         agent = Agent(config, {}, datapath=True, api_client=api)
         try:
