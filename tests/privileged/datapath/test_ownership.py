@@ -74,6 +74,16 @@ def _get_key(path: str) -> bytes | None:
 # -- pins ----------------------------------------------------------------------------------------
 
 
+def _refusal(path: str, map_id: int, btf: str) -> str:
+    """The one line that refuses a foreign Cilium-like responder map alone in the bpf root."""
+    return (
+        f"BPF pin {path} is not l2announcer's: hash map 'cilium_l2_respo' (id {map_id}, key 8 B, "
+        f"value 8 B, 4096 entries, flags 0x1, {btf}), not created with the l2announcer maps "
+        "beside it (there are none); left untouched. Set bpf-root to a directory of "
+        "l2announcer's own, e.g. /sys/fs/bpf/l2announcer"
+    )
+
+
 @pytest.mark.parametrize("kind", ["cilium-like BTF", "no BTF"])
 def test_a_foreign_map_at_our_path_is_refused_and_left_untouched(bpf_root: str, kind: str) -> None:
     path = _responder_pin(bpf_root)
@@ -86,12 +96,7 @@ def test_a_foreign_map_at_our_path_is_refused_and_left_untouched(bpf_root: str, 
     with pytest.raises(PinConflictError) as refused:
         Datapath(bpf_root).start()
     btf = f"BTF id {_btf_id(path)}" if kind == "cilium-like BTF" else "no BTF"
-    assert str(refused.value) == (
-        f"BPF pin {path} is not l2announcer's: hash map 'cilium_l2_respo' (id {before}, key 8 B, "
-        f"value 8 B, 4096 entries, flags 0x1, {btf}), not created with the l2announcer maps "
-        "beside it (there are none); left untouched. Set bpf-root to a directory of "
-        "l2announcer's own, e.g. /sys/fs/bpf/l2announcer"
-    )
+    assert str(refused.value) == _refusal(path, before, btf)
     # Nothing was compiled, pinned or written: the foreign map is the only pin, as it was.
     assert os.listdir(bpf_root) == [RESPONDER_MAP_NAME]
     assert foreign.map_id(path) == before
@@ -345,11 +350,8 @@ def test_the_agent_refuses_to_start_with_one_line_naming_the_pin(
                 agent.start()
         finally:
             agent.stop()
-    assert str(refused.value) == (
-        f"starting datapath: BPF pin {path} is not l2announcer's: hash map 'cilium_l2_respo' "
-        f"(id {before}, key 8 B, value 8 B, 4096 entries, flags 0x1, BTF id {_btf_id(path)}), "
-        "not created with the l2announcer maps beside it (there are none); left untouched. Set "
-        "bpf-root to a directory of l2announcer's own, e.g. /sys/fs/bpf/l2announcer"
+    assert str(refused.value) == "starting datapath: " + _refusal(
+        path, before, f"BTF id {_btf_id(path)}"
     )
     assert os.listdir(bpf_root) == [RESPONDER_MAP_NAME]
     assert foreign.map_id(path) == before
