@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,9 +76,34 @@ def _pin_line(what: str) -> str:
     return f"BPF pin {what}" if what.startswith("/") else what
 
 
-def agent_alive(state_dir: str) -> str | None:
+def agent_alive(state_dir: str, bpf_root: str) -> str | None:
     """Why an agent counts as running on this node, or None: it holds the state database's
-    writer lock (an flock, so it is released the moment the agent exits, even killed)."""
+    writer lock (an flock, released the moment the agent exits, even killed), or its datapath's
+    liveness stamp is fresh. The lock alone is not enough: in a pod the state directory is the
+    pod's own memory volume, which ``l2agent cleanup`` run from elsewhere on the node does not
+    see; the stamp lives in the node's bpffs, shared by everyone."""
+    return _holds_writer_lock(state_dir) or _stamps_liveness(bpf_root)
+
+
+def _stamps_liveness(bpf_root: str) -> str | None:
+    from bpf.maps import LIVENESS_MAP_NAME, LivenessMap, check_pins
+
+    pin = check_pins(bpf_root)[LIVENESS_MAP_NAME]
+    if not pin.adoptable:
+        return None
+    with LivenessMap.open(pin.path) as lv:
+        stamp, max_age = lv.last_stamp(), lv.max_age()
+    # The datapath answers while now - stamp < max age: same clock, same rule.
+    age = time.monotonic_ns() - stamp
+    if stamp == 0 or age >= max_age:
+        return None
+    return (
+        f"an agent is answering on this node (its liveness stamp in {pin.path} is "
+        f"{age / 1e9:.1f}s old, fresh for {(max_age - age) / 1e9:.1f}s more); stop it first"
+    )
+
+
+def _holds_writer_lock(state_dir: str) -> str | None:
     db = Path(state_dir) / DB_FILE
     try:
         fd = os.open(db.with_name(f"{DB_FILE}.lock"), os.O_RDONLY)

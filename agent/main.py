@@ -203,7 +203,7 @@ def _cleanup(**kwargs: Any) -> int:
         return _clean_cluster(config, daemonset, leases, wait_s)
     from agent.cleanup import agent_alive, clean_node
 
-    running = agent_alive(config.state_dir)
+    running = agent_alive(config.state_dir, config.bpf_root)
     if running is not None:
         typer.echo(f"l2agent cleanup: {running}", err=True)
         return 1

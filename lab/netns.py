@@ -9,7 +9,9 @@ namespace and a private mount namespace, like a pod's pause container. The sandb
 sysfs at ``/sys`` (made inside the node's network namespace, so ``/sys/class/net`` lists the
 node's interfaces, not the host's), its own bpffs instance on ``/sys/fs/bpf`` over it, and
 bind-mounts the node's state directory at ``/run/l2announcer``, so the agent, ``l2dbg`` and
-``bpftool`` inside it use the default paths. Processes join it with ``nsenter --target <sandbox
+``bpftool`` inside it use the default paths. That directory plays the agent pod's memory
+``emptyDir``: it lives as long as the pod, and :func:`unmount_state` with the directory's removal
+is what the kubelet does when the pod is deleted (:func:`mount_state` when one is created). Processes join it with ``nsenter --target <sandbox
 pid> --net --mount``. ``ip netns exec`` is not used: it remounts /sys and would hide bpffs.
 """
 
@@ -152,6 +154,25 @@ def start_sandbox(netns: str, state_dir: Path, log: Path) -> int:
             pass
         time.sleep(0.02)
     raise LabError(f"sandbox of {netns} did not come up within 10s")
+
+
+STATE_MOUNT = "/run/l2announcer"
+
+
+def mount_state(sandbox_pid: int, state_dir: Path) -> None:
+    """Bind ``state_dir`` at the sandbox's state path unless something is mounted there."""
+    script = f'mountpoint -q {STATE_MOUNT} || mount --bind "$1" {STATE_MOUNT}'
+    run([*enter_args(sandbox_pid, ""), "sh", "-c", script, "mount-state", str(state_dir)])
+
+
+def unmount_state(sandbox_pid: int) -> None:
+    script = f"! mountpoint -q {STATE_MOUNT} || umount {STATE_MOUNT}"
+    run([*enter_args(sandbox_pid, ""), "sh", "-c", script])
+
+
+def state_mounted(sandbox_pid: int) -> bool:
+    probe = [*enter_args(sandbox_pid, ""), "mountpoint", "-q", STATE_MOUNT]
+    return subprocess.run(probe, check=False).returncode == 0
 
 
 def enter_args(sandbox_pid: int | None, netns: str) -> list[str]:

@@ -1,8 +1,9 @@
 """Uninstall in the lab, as a cluster does it: the agents run with their DaemonSet named
 (DAEMONSET_NAME, as the manifests set it) and the DaemonSet exists in the lab's apiserver; the
 uninstall deletes it, stops every agent with SIGTERM (what the kubelet does when the DaemonSet's
-pods go) and runs the chart hook's lease clean-up. Afterwards no node has a tc filter, a pin or a
-state file of l2announcer's, no cilium-l2announce-* Lease is left, and no Service carries
+pods go, then deletes them and with them their memory volume, the state directory) and runs the
+chart hook's lease clean-up. Afterwards no node has a tc filter, a pin, a state file or a state
+directory of l2announcer's, no cilium-l2announce-* Lease is left, and no Service carries
 anything of ours. A plain restart (the DaemonSet still there) keeps the datapath, as before.
 """
 
@@ -49,7 +50,8 @@ DAEMONSET = {  # only the object matters: no node runs it (the lab has no kubele
 
 def leftovers(state: LabState, node: str) -> dict[str, str]:
     """What of l2announcer's a node holds: its tc filters on eth0, its pins (every file on the
-    node's own bpffs), its state files."""
+    node's own bpffs), its state files, its state directory (the pod's volume, mounted in the
+    node's sandbox, kept in the lab's directory)."""
 
     def run(*command: str) -> str:
         return lab.run_in(state, node, list(command)).strip()
@@ -61,7 +63,16 @@ def leftovers(state: LabState, node: str) -> dict[str, str]:
             "find", "/sys/fs/bpf", "-mindepth", "1", "!", "-type", "d", "!", "-name", "*.debug"
         ),
         "state files": run("find", "/run/l2announcer", "-mindepth", "1"),
+        "state directory": " ".join(
+            [
+                *(["mounted at /run/l2announcer"] if run("sh", "-c", MOUNTED) else []),
+                *([str(d)] if (d := state.node_state_dir(node)).exists() else []),
+            ]
+        ),
     }
+
+
+MOUNTED = "! mountpoint -q /run/l2announcer || echo mounted"
 
 
 def our_service_annotations(state: LabState) -> list[str]:
@@ -75,8 +86,10 @@ def our_service_annotations(state: LabState) -> list[str]:
 
 
 def stop_all(state: LabState) -> None:
+    """The kubelet's part of the DaemonSet's deletion: stop each pod's container, delete the pod."""
     for node in state.node_states:
         assert lab.signal_agent(state, node, signal.SIGTERM, wait=15.0), f"{node} did not stop"
+        lab.delete_pod(state, node)
 
 
 def test_uninstall_leaves_no_filter_pin_state_file_lease_or_annotation(
@@ -96,6 +109,7 @@ def test_uninstall_leaves_no_filter_pin_state_file_lease_or_annotation(
     lab.signal_agent(state, holder, signal.SIGTERM, wait=15.0)
     kept = leftovers(state, holder)
     assert "cilium_l2_responder_v4" in kept["pins"] and kept["state files"], kept
+    assert kept["state directory"], kept  # a restarted container keeps its pod's volume
     lab.start_agent(state, holder, say=lambda _: None)
     started = f"l2announcer agent started on node {holder}"
     until(lambda: state.agent_log(holder).read_text().count(started) == 2, "restarted", 60.0)
@@ -131,14 +145,17 @@ def test_uninstall_leaves_no_filter_pin_state_file_lease_or_annotation(
     for node in state.node_states:
         log = state.agent_log(node).read_text()
         last_stop = log[log.rfind("received SIGTERM") :]
-        nothing = {"tc filter": "", "pins": "", "state files": ""}
+        nothing = {"tc filter": "", "pins": "", "state files": "", "state directory": ""}
         assert leftovers(state, node) == nothing, f"{node}:\n{last_stop}"
         assert "uninstalling, removing this node's datapath and state files" in log
         assert "uninstall: removed BPF pin /sys/fs/bpf/tc/globals/cilium_l2_responder_v4" in log
     assert lab.leases(state) == {}
     assert our_service_annotations(state) == []
 
-    # Nothing left for `l2agent cleanup` on a node either.
+    # Nothing left for `l2agent cleanup` on a node either: run as the docs say, in the node's
+    # network namespace with its bpffs, from a pod of its own (its own, empty state directory;
+    # the lab node's /run/l2announcer is now the lab's bare mount point).
     for node in state.node_states:
-        out = lab.run_in(state, node, [L2AGENT, "cleanup"])
+        own = tmp_path / f"cleanup-{node}"
+        out = lab.run_in(state, node, [L2AGENT, "cleanup", f"--state-dir={own}"])
         assert out.strip() == "nothing to remove", (node, out)

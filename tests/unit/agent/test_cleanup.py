@@ -96,7 +96,11 @@ def test_cleanup_prints_one_line_per_thing_removed_then_nothing_to_remove(
     assert not state.exists()
 
     filters.clear()
-    assert run(["cleanup", f"--state-dir={state}"], capsys) == (0, "nothing to remove\n", "")
+    assert run(["cleanup", f"--state-dir={state}", "--bpf-root=/x"], capsys) == (
+        0,
+        "nothing to remove\n",
+        "",
+    )
 
 
 def test_cleanup_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:

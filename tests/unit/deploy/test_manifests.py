@@ -212,8 +212,11 @@ def test_daemonset_mounts() -> None:
     assert config_volume["configMap"] == {"name": one("ConfigMap")["metadata"]["name"]}
 
     state_mount, state_volume = mounts[env["L2ANNOUNCER_STATE_DIR"]]
-    assert state_volume["hostPath"] == {"path": "/run/l2announcer", "type": "DirectoryOrCreate"}
+    # The pod's own memory: the kubelet removes it with the pod, so nothing stays on the node.
+    assert state_volume["emptyDir"]["medium"] == "Memory"
     assert not state_mount.get("readOnly")
+    host_paths = [v["hostPath"]["path"] for _, v in mounts.values() if "hostPath" in v]
+    assert host_paths == ["/sys/fs/bpf"]
 
     bpf_mount, bpf_volume = mounts["/sys/fs/bpf"]
     assert bpf_volume["hostPath"]["path"] == "/sys/fs/bpf"
