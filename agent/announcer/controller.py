@@ -35,6 +35,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from agent.announcer.gates import ExcludedNode, Gate, GateView, Refusal, first_refusal
 from agent.announcer.policy_log import PolicyLog
 from agent.leases.elector import Elector
 from agent.leases.record import record_from_row
@@ -49,6 +50,7 @@ from agent.policy.evaluate import (
 from agent.policy.last_valid import LastValidPolicies
 from agent.runtime import Backoff, Clock, Health, HealthReporter, Job, RealClock
 from common.leases import lease_name
+from common.tables.contest import L2_CONTEST, ContestEntry, ContestState
 from common.tables.devices import DEVICES, DEVICES_SELECTED
 from common.tables.l2_announce import L2_ANNOUNCE, L2AnnounceEntry, Origin
 from common.tables.leases import LEASES
@@ -94,6 +96,7 @@ class L2Announcer:
         on_other_holder: HolderSeen | None = None,
         *,
         clock: Clock | None = None,
+        gates: list[Gate] | None = None,
     ) -> None:
         self.name = "l2-announcer"
         self.db = db
@@ -102,6 +105,15 @@ class L2Announcer:
         self._write_conditions = write_conditions
         self.external_ips = external_ips  # enable-external-ips
         self._on_other_holder = on_other_holder
+        # The agent passes gates.default_gates(...) built from its configuration; on its own (tests,
+        # tools) the announcer applies only the gates that need no input of their own.
+        self._gates = [ExcludedNode()] if gates is None else gates
+        # The tables a pass reads: ours, then every gate's (deduplicated, in order).
+        self._inputs: tuple[Table[Any], ...] = tuple(
+            dict.fromkeys([*WAIT_TABLES, *(t for g in self._gates for t in g.tables)])
+        )
+        # Services a gate keeps this node from contesting -> the refusal (logged on change)
+        self.refused: dict[tuple[str, str], Refusal] = {}
         self._policies = LastValidPolicies()
         self._policy_log = PolicyLog()
         # Services whose spec.externalIPs a policy would announce, left out (the key is off)
@@ -141,7 +153,7 @@ class L2Announcer:
         self._started_at = self._clock.monotonic()
         with self.db.write_txn(L2_ANNOUNCE) as txn:
             txn.register_initializer(L2_ANNOUNCE, "l2-announcer")
-        for t in (*WAIT_TABLES, LEASES):
+        for t in (*self._inputs, LEASES):
             self._consumers[t.name] = self.db.register_consumer(f"announcer:{t.name}", t)
 
     def stop(self) -> None:
@@ -173,7 +185,7 @@ class L2Announcer:
             self.run_round()
             self._job.succeeded()
             after = {self._consumers[t.name].table: self._consumers[t.name].revision
-                     for t in (*WAIT_TABLES, LEASES)}  # fmt: skip
+                     for t in (*self._inputs, LEASES)}  # fmt: skip
             self.db.wait_for_any(
                 after,
                 timeout=IDLE_WAKE if self.initialized else SETTLE_POLL,
@@ -185,7 +197,7 @@ class L2Announcer:
         changed, leadership moved, or l2-announce is not initialized yet."""
         self._feed_leases()
         changed = False
-        for t in WAIT_TABLES:
+        for t in self._inputs:
             changed |= bool(self._consumers[t.name].changes())
         if changed or self._dirty.is_set() or not self.initialized:
             self._dirty.clear()
@@ -206,9 +218,10 @@ class L2Announcer:
                     self._on_other_holder(*svc, holder)
 
     def _recompute(self) -> None:
-        # One read for everything a pass needs: one transaction, and one consistent view.
+        # One read for everything a pass needs: one transaction, and one consistent view, which
+        # the gates read too.
         with self.db.read_txn() as r:
-            if not all(r.initialized(t) for t in WAIT_TABLES):
+            if not all(r.initialized(t) for t in self._inputs):
                 return
             node = r.get(NODES, self.node_name)
             if node is None:
@@ -217,30 +230,36 @@ class L2Announcer:
             devices = [d.name for d in r.list(DEVICES_SELECTED, True)]
             policies = r.all(POLICIES)
             services = r.all(SERVICES)
-        views = self._policies.evaluate(policies, labels, devices)
+            views = self._policies.evaluate(policies, labels, devices)
+            if not self.external_ips:
+                services = self._without_external_ips(services, views)
+            selected: dict[str, tuple[Service, list[PolicyView]]] = {}
+            for s in services:
+                pols = selecting_policies(s, views)
+                if pols:
+                    selected[lease_name(s.namespace, s.name)] = (s, pols)
+            refused = self._gate(selected, GateView(self.node_name, labels, r))
+            holders = {x: row.holder if (row := r.get(LEASES, x)) else "" for x in selected}
         self._policy_log.update(policies, views)
         self._update_conditions(policies, views)
-        if not self.external_ips:
-            services = self._without_external_ips(services, views)
+        self._log_refusals(selected, refused)
 
-        selected: dict[str, tuple[Service, list[PolicyView]]] = {}
-        for s in services:
-            pols = selecting_policies(s, views)
-            if pols:
-                selected[lease_name(s.namespace, s.name)] = (s, pols)
+        contested = {x: v for x, v in selected.items() if x not in refused}
         idle: dict[tuple[str, str], str] = {}
         with self._lock:
-            self._campaign(selected)
+            self._campaign(contested)
             desired: dict[tuple[str, str], set[Origin]] = {}
-            for lease, (s, pols) in selected.items():
-                if self.elector.is_leading(lease):
-                    entries = desired_entries(s, pols)
-                    if not entries:
-                        idle[(s.namespace, s.name)] = self._why_idle(s, pols, devices)
-                    for key, origin in entries.items():
-                        desired.setdefault(key, set()).add(origin)
+            leading = {x for x in contested if self.elector.is_leading(x)}
+            for lease in leading:
+                s, pols = contested[lease]
+                entries = desired_entries(s, pols)
+                if not entries:
+                    idle[(s.namespace, s.name)] = self._why_idle(s, pols, devices)
+                for key, origin in entries.items():
+                    desired.setdefault(key, set()).add(origin)
             self._write_entries({k: tuple(sorted(v)) for k, v in desired.items()})
         self._log_idle(idle)
+        self._write_contest(services, selected, refused, leading, holders)
         self.recomputes += 1
         if not self.initialized:
             waited = self._clock.monotonic() - self._started_at
@@ -248,8 +267,106 @@ class L2Announcer:
                 with self.db.write_txn(L2_ANNOUNCE) as txn:
                     txn.initializer_done(L2_ANNOUNCE, "l2-announcer")
                 self.initialized = True
-        leading = sum(self.elector.is_leading(x) for x in selected)
-        self.health.ok(f"{len(selected)} service(s) selected, leading {leading}" + self._notes())
+        self.health.ok(
+            f"{len(selected)} service(s) selected, leading {len(leading)}"
+            + (f", {len(refused)} not contested" if refused else "")
+            + self._notes()
+        )
+
+    # -- gates ---------------------------------------------------------------------------------
+
+    def _gate(
+        self, selected: dict[str, tuple[Service, list[PolicyView]]], view: GateView
+    ) -> dict[str, Refusal]:
+        """The selected Services a gate keeps this node from contesting, by lease name."""
+        refused = {}
+        for lease, (s, pols) in selected.items():
+            refusal = first_refusal(self._gates, s, desired_entries(s, pols), view)
+            if refusal is not None:
+                refused[lease] = refusal
+        return refused
+
+    def _log_refusals(
+        self, selected: dict[str, tuple[Service, list[PolicyView]]], refused: dict[str, Refusal]
+    ) -> None:
+        """One log line when a Service starts or stops being refused, or its reason changes."""
+        now = {(selected[x][0].namespace, selected[x][0].name): r for x, r in refused.items()}
+        for key, refusal in sorted(now.items()):
+            if self.refused.get(key) != refusal:
+                log.info(
+                    "Not contesting the lease of a service",
+                    extra=fields(
+                        service=f"{key[0]}/{key[1]}",
+                        reason=refusal.reason,
+                        detail=refusal.detail,
+                    ),
+                )
+        for key in sorted(self.refused.keys() - now.keys()):
+            log.info(
+                "Contesting the lease of a service again",
+                extra=fields(service=f"{key[0]}/{key[1]}"),
+            )
+        self.refused = now
+
+    # -- l2-contest ----------------------------------------------------------------------------
+
+    def _write_contest(
+        self,
+        services: list[Service],
+        selected: dict[str, tuple[Service, list[PolicyView]]],
+        refused: dict[str, Refusal],
+        leading: set[str],
+        holders: dict[str, str],
+    ) -> None:
+        """One row per Service with an address to announce: what this node does about it and why.
+        Written as a diff: an unchanged row is not touched."""
+        rows: dict[tuple[str, str], ContestEntry] = {}
+        for s in services:
+            key = (s.namespace, s.name)
+            lease = lease_name(*key)
+            if lease not in selected:
+                if s.load_balancer_ips or s.external_ips or key in self.external_ips_ignored:
+                    rows[key] = self._not_selected(s)
+                continue
+            holder = holders.get(lease, "")
+            if lease in refused:
+                ref = refused[lease]
+                rows[key] = ContestEntry(*key, ContestState.REFUSED, ref.reason, holder, ref.detail)
+            elif lease in leading:
+                why = self.nothing_to_announce.get(key)
+                rows[key] = (
+                    ContestEntry(
+                        *key, ContestState.IDLE, "nothing-to-announce", self.node_name, why
+                    )
+                    if why is not None
+                    else ContestEntry(*key, ContestState.ANNOUNCING, "", self.node_name)
+                )
+            elif holder and holder != self.node_name:
+                rows[key] = ContestEntry(
+                    *key, ContestState.STANDBY, "held-by-other", holder,
+                    f"node {holder} holds the lease; this node takes over if it stops renewing",
+                )  # fmt: skip
+            else:
+                rows[key] = ContestEntry(
+                    *key, ContestState.STANDBY, "", holder, "campaigning for the lease"
+                )
+        with self.db.write_txn(L2_CONTEST) as txn:
+            for row in txn.all(L2_CONTEST):
+                key = (row.namespace, row.name)
+                if key not in rows:
+                    txn.delete(L2_CONTEST, row)
+                elif rows[key] == row:
+                    del rows[key]
+            for row in rows.values():
+                txn.upsert(L2_CONTEST, row)
+
+    def _not_selected(self, s: Service) -> ContestEntry:
+        key = (s.namespace, s.name)
+        if key in self.external_ips_ignored and not s.load_balancer_ips:
+            detail = "its spec.externalIPs are not announced: enable-external-ips is false"
+        else:
+            detail = "no policy selects this service for this node"
+        return ContestEntry(*key, ContestState.NOT_SELECTED, "not-selected", "", detail)
 
     def _notes(self) -> str:
         """What the health message adds: held leases with nothing to announce, and Services whose

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.tables.config import CONFIG
+from common.tables.contest import L2_CONTEST
 from common.tables.devices import DEVICES
 from common.tables.health import HEALTH
 from common.tables.l2_announce import L2_ANNOUNCE
@@ -19,7 +20,18 @@ from statedb.table import Table
 
 CATALOGUE: dict[str, Table[Any]] = {
     t.name: t
-    for t in (CONFIG, DEVICES, HEALTH, L2_ANNOUNCE, LEASES, NODES, PODS, POLICIES, SERVICES)
+    for t in (
+        CONFIG,
+        DEVICES,
+        HEALTH,
+        L2_ANNOUNCE,
+        L2_CONTEST,
+        LEASES,
+        NODES,
+        PODS,
+        POLICIES,
+        SERVICES,
+    )
 }
 
 __all__ = [
@@ -28,6 +40,7 @@ __all__ = [
     "DEVICES",
     "HEALTH",
     "L2_ANNOUNCE",
+    "L2_CONTEST",
     "LEASES",
     "NODES",
     "PODS",
