@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.tables.config import CONFIG
+from common.tables.conflicts import CONFLICTS
 from common.tables.contest import L2_CONTEST
 from common.tables.devices import DEVICES
 from common.tables.health import HEALTH
@@ -22,6 +23,7 @@ CATALOGUE: dict[str, Table[Any]] = {
     t.name: t
     for t in (
         CONFIG,
+        CONFLICTS,
         DEVICES,
         HEALTH,
         L2_ANNOUNCE,
@@ -37,6 +39,7 @@ CATALOGUE: dict[str, Table[Any]] = {
 __all__ = [
     "CATALOGUE",
     "CONFIG",
+    "CONFLICTS",
     "DEVICES",
     "HEALTH",
     "L2_ANNOUNCE",
