@@ -63,7 +63,7 @@ def status_text(state: LabState) -> str:
     lines = [
         f"lab {state.name}: {state.nodes} node(s), {state.services} Service(s), timers "
         f"{'/'.join(state.timers)} (lease duration/renew deadline/retry period), {state.phase}",
-        f"kube-apiserver: {state.host_url} (host), {state.lan_url} (nodes); "
+        f"kube-apiserver: {state.host_url} (host), {state.mgmt_url} (agents); "
         + ", ".join(
             f"{c} pid {p.pid if p.alive() else '- (not running)'}"
             for c, p in state.control_plane.items()

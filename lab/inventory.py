@@ -42,6 +42,15 @@ MAX_SERVICES = 150
 # 203.0.113.0/24 per lab (the host side is .4k+2, the LAN namespace side .4k+1).
 HOST_LINK_PREFIX = "203.0.113"
 API_PORT = 6443  # kube-apiserver's secure port (lab.controlplane.Ports' default)
+# The management network: each node's second link, mgmt0, to a bridge of its own in the LAN
+# namespace where kube-apiserver listens too; the agents reach the API over it, apart from the LAN
+# they announce on, as on clusters with a dedicated management NIC. A node whose LAN link goes
+# down can then still hand its leases over. 198.18.0.0/15 is set aside for test networks
+# (RFC 2544): the documentation ranges are taken (192.0.2.0/24 is the Service CIDR, 203.0.113.0/24
+# the host links), and this one never leaves the lab's namespaces either.
+MGMT_PREFIX = "198.18.0"
+API_MGMT_IP = f"{MGMT_PREFIX}.1"
+MGMT_LINK = "mgmt0"  # a veth without a default route: device detection never selects it
 SERVICE_ACCOUNT = ("kube-system", "l2announcer")
 # The reference's lease duration, renew deadline and retry period: what `l2lab up` uses.
 REFERENCE_TIMERS = ("15s", "5s", "2s")
@@ -50,6 +59,10 @@ FAST_TIMERS = ("3s", "1s", "200ms")  # the seed's fast-failover example
 
 def node_ip(index: int) -> str:
     return f"{LAN_PREFIX}.{NODE_BASE + index}"
+
+
+def node_mgmt_ip(index: int) -> str:
+    return f"{MGMT_PREFIX}.{NODE_BASE + index}"
 
 
 def vip(index: int) -> str:
@@ -191,6 +204,11 @@ class LabState:
     @property
     def lan_url(self) -> str:
         return f"https://{API_LAN_IP}:{API_PORT}"
+
+    @property
+    def mgmt_url(self) -> str:
+        """Where the agents reach kube-apiserver: over their management link."""
+        return f"https://{API_MGMT_IP}:{API_PORT}"
 
     def node_names(self) -> list[str]:
         return [f"node{i}" for i in range(1, self.nodes + 1)]

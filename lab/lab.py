@@ -8,18 +8,27 @@ Picture (default name ``l2lab``, 3 nodes)::
     host ── l2lab-api (203.0.113.2/30) ─┐
                                         │ veth
     ┌ l2lab-lan ────────────────────────┴─────────────────────────────────────┐
-    │ api0 203.0.113.1/30   br0 198.51.100.1/24  (kube-apiserver :6443, both) │
+    │ api0 203.0.113.1/30   br0 198.51.100.1/24   mgmt 198.18.0.1/24          │
+    │ (kube-apiserver :6443 on all three)                                     │
     │ etcd, kube-controller-manager on 127.0.0.1                              │
-    │        ports: node1   node2   node3   client                            │
+    │        ports: node1   node2   node3   client   (br0)                    │
+    │        mgmt:  node1   node2   node3            (mgmt)                   │
     └───────────────┬───────┬───────┬───────┬─────────────────────────────────┘
           eth0 .11 ─┘  .12 ─┘  .13 ─┘  .2 ─┘  (each in its own namespace)
     l2lab-node<i>: eth0 198.51.100.(10+i)/24, default via .1, every VIP on lo (arp_ignore=1),
+                   mgmt0 198.18.0.(10+i)/24: the agent's way to kube-apiserver,
                    sandbox (own sysfs, own bpffs at /sys/fs/bpf, state at /run/l2announcer),
                    l2agent + HTTP responder :80
     l2lab-client:  eth0 198.51.100.2/24 (arping, curl)
 
-Addresses are documentation ranges only (RFC 5737) and nothing is forwarded or routed off the
-machine: the LAN namespace does not forward, and the host only has its /30 towards it.
+The agents reach kube-apiserver over mgmt0, not over the LAN they announce on, as on clusters
+with a management NIC of their own: ``ip link set eth0 down`` in a node then takes away its LAN
+but not its API, so the node can still hand its leases over. mgmt0 is a veth without a default
+route, which device detection never selects, and policy1 names ``eth`` interfaces only.
+
+Addresses are documentation ranges (RFC 5737) and, for the management network, the range set
+aside for test networks (RFC 2544); nothing is forwarded or routed off the machine: the LAN
+namespace does not forward, and the host only has its /30 towards it.
 """
 
 from __future__ import annotations
@@ -47,12 +56,14 @@ from lab import controlplane, netns
 from lab.controlplane import ControlPlane, ControlPlaneError, Ports, write_kubeconfig
 from lab.inventory import (
     API_LAN_IP,
+    API_MGMT_IP,
     API_PORT,
     CLIENT_IP,
     CLIENT_MAC,
     HOST_LINK_PREFIX,
     MAX_NODES,
     MAX_SERVICES,
+    MGMT_LINK,
     REFERENCE_TIMERS,
     SERVICE_ACCOUNT,
     SWITCH_MAC,
@@ -63,6 +74,7 @@ from lab.inventory import (
     lab_dir,
     node_ip,
     node_mac,
+    node_mgmt_ip,
     proc_of,
 )
 from lab.netns import LabError
@@ -220,6 +232,9 @@ def _build(state: LabState, say: Callable[[str], None]) -> None:
     netns.ip("link", "add", "br0", "address", SWITCH_MAC, "type", "bridge", netns=lan)
     netns.ip("addr", "add", f"{API_LAN_IP}/24", "dev", "br0", netns=lan)
     netns.ip("link", "set", "br0", "up", netns=lan)
+    netns.ip("link", "add", "mgmt", "type", "bridge", netns=lan)
+    netns.ip("addr", "add", f"{API_MGMT_IP}/24", "dev", "mgmt", netns=lan)
+    netns.ip("link", "set", "mgmt", "up", netns=lan)
 
     # The host link: the host reaches kube-apiserver (l2lab kubectl) without a route into
     # the LAN.
@@ -258,6 +273,7 @@ def _build(state: LabState, say: Callable[[str], None]) -> None:
             netns.sysctl(ns, f"net.ipv4.conf.{key}.arp_announce", "2")
         for address_ in state.vips().values():
             netns.ip("addr", "add", f"{address_}/32", "dev", "lo", netns=ns)
+        _add_mgmt_link(lan, ns, member)
 
     for node in state.node_names():
         state.node_states[node] = NodeState(
@@ -280,7 +296,7 @@ def _build(state: LabState, say: Callable[[str], None]) -> None:
             raise LabError(str(e)) from None
         write_kubeconfig(
             state.node_kubeconfig(node),
-            state.lan_url,
+            state.mgmt_url,
             state.ca_file,
             SERVICE_ACCOUNT[1],
             token=token,
@@ -297,16 +313,27 @@ def _build(state: LabState, say: Callable[[str], None]) -> None:
         start_agent(state, node, say)
 
 
+def _add_mgmt_link(lan: str, ns: str, member: str) -> None:
+    """The node's management link: mgmt0 in the node, ``<node>-mgmt`` on the LAN namespace's
+    ``mgmt`` bridge; its connected route is all the node needs to reach kube-apiserver there."""
+    peer = f"{member}-mgmt"
+    netns.ip("link", "add", peer, "type", "veth", "peer", "name", MGMT_LINK, "netns", ns, netns=lan)
+    netns.ip("link", "set", peer, "master", "mgmt", "up", netns=lan)
+    netns.ip("addr", "add", f"{node_mgmt_ip(int(member[4:]))}/24", "dev", MGMT_LINK, netns=ns)
+    netns.ip("link", "set", MGMT_LINK, "up", netns=ns)
+
+
 def control_plane_of(state: LabState) -> ControlPlane:
     """The lab's control plane: etcd, kube-apiserver and kube-controller-manager inside the LAN
-    namespace on their usual ports; kube-apiserver on every address there (198.51.100.1 for the
-    nodes, the host link's LAN end for the host), which its certificate names."""
+    namespace on their usual ports; kube-apiserver on every address there (198.18.0.1 for the
+    agents, 198.51.100.1 on the LAN, the host link's LAN end for the host), which its
+    certificate names."""
     return ControlPlane(
         state.control_plane_dir,
         Path(state.bin_dir),
         bind="0.0.0.0",
         advertise=API_LAN_IP,
-        addresses=[API_LAN_IP, state.api_host_ip],
+        addresses=[API_LAN_IP, state.api_host_ip, API_MGMT_IP],
         ports=Ports(),
         netns=state.lan_netns,
         dial=state.api_host_ip,  # the host's way in: the host link
@@ -326,7 +353,7 @@ def _start_control_plane(state: LabState, say: Callable[[str], None]) -> Control
     state.save()
     say(
         f"starting the control plane (etcd, kube-apiserver, kube-controller-manager) in "
-        f"{state.lan_netns}: {state.lan_url} (nodes), {state.host_url} (host)"
+        f"{state.lan_netns}: {state.mgmt_url} (agents), {state.host_url} (host)"
     )
     cp = control_plane_of(state)
     try:
@@ -634,7 +661,7 @@ API_FAULTS = ("stall", "refuse", "heal")
 NFT_TABLE = "l2lab"  # the lab's own table in a node's namespace; heal deletes it
 
 
-def api_fault_rules(fault: str, address: str = API_LAN_IP, port: int = API_PORT) -> str:
+def api_fault_rules(fault: str, address: str = API_MGMT_IP, port: int = API_PORT) -> str:
     """The nft script that puts ``fault`` on a node's traffic with kube-apiserver, atomically
     replacing any earlier one.
 
