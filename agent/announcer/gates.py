@@ -92,9 +92,16 @@ class ExcludedNode:
         )
 
 
-def default_gates() -> list[Gate]:
-    """The gates of a running agent, in the order their refusals are preferred."""
-    return [ExcludedNode()]
+def default_gates(*, fence: bool = False) -> list[Gate]:
+    """The gates of a running agent, in the order their refusals are preferred.
+    ``fence``: self-fencing (gate_fence.py); its table is written by the link fence and the
+    responder's verifier, which the agent runs, so without them it would wait forever."""
+    from agent.announcer.gate_fence import FenceGate  # it imports this module's types
+
+    gates: list[Gate] = [ExcludedNode()]
+    if fence:
+        gates.append(FenceGate())
+    return gates
 
 
 def first_refusal(
