@@ -70,6 +70,12 @@ KEYS: tuple[Key, ...] = (
     Key("enable-external-ips", "bool", "false", "EnableExternalIPs",
         "Announce spec.externalIPs of Services whose policy has externalIPs: true; when false "
         "only their load balancer IPs are announced. kube-proxy-replacement=true forces it on."),
+    Key("announce-without-endpoints", "bool", "true", "AnnounceWithoutEndpoints",
+        "Announce a Service that has no ready (or serving and terminating) endpoint on any node. "
+        "true keeps it reachable so kube-proxy rejects connections at once and the lease stays "
+        "put while all its pods restart; false (as MetalLB) leaves it dark, with the reason "
+        "no-ready-endpoint, until an endpoint is ready. For externalTrafficPolicy Local the node "
+        "must also have an endpoint of its own."),
     Key("devices", "devices", "", "Devices",
         "Devices to use, space or comma separated; a trailing + is a prefix wildcard (eth+). "
         "Empty: detect them (see the devices table's reasons)."),
@@ -115,6 +121,7 @@ class Config:
     k8s_client_burst: int = 0
     kube_proxy_replacement: bool = False
     enable_external_ips: bool = False
+    announce_without_endpoints: bool = True
     devices: tuple[str, ...] = ()
     force_device_detection: bool = False
     agent_liveness_update_interval: float = 1.0

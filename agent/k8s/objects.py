@@ -11,6 +11,7 @@ from typing import Any
 
 from agent.k8s.leases import LEASE_MAPPING
 from agent.k8s.reflector import KubernetesSource, Obj, RowMapping
+from common.tables.endpoint_slices import ENDPOINT_SLICES, EndpointSlice
 from common.tables.nodes import NODES, Node
 from common.tables.pods import PODS, Pod
 from common.tables.policies import POLICIES, Policy
@@ -22,6 +23,12 @@ POLICY_GROUP, POLICY_VERSION, POLICY_PLURAL = (
     "ciliuml2announcementpolicies",
 )
 SERVICE_PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+HEADLESS_LABEL = "service.kubernetes.io/headless"
+ENDPOINT_SLICE_SELECTOR = f"{SERVICE_NAME_LABEL},!{HEADLESS_LABEL},!{SERVICE_PROXY_NAME_LABEL}"
+"""The slices the gates may ask about: those of a named Service that is neither headless (no
+load-balancer IP to announce) nor another proxy's (not in the services table), as kube-proxy
+selects them."""
 
 
 def _meta(o: Obj) -> dict[str, Any]:
@@ -81,6 +88,44 @@ def pod_row(o: Obj) -> Pod | None:
     )
 
 
+def endpoint_slice_row(o: Obj) -> EndpointSlice | None:
+    m = _meta(o)
+    service = (m.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    if not service:
+        return None  # belongs to no Service: no gate can ask about it
+    nodes: set[str] = set()
+    endpoints = o.get("endpoints") or []
+    ready = terminating = without_node = 0
+    for e in endpoints:
+        c = e.get("conditions") or {}
+        # An absent condition is "unknown": ready and serving then count as true, terminating
+        # as false, as kube-proxy reads them (it decides where the traffic goes).
+        is_ready = c.get("ready") is not False
+        serving = c.get("serving") is not False
+        if is_ready:
+            ready += 1
+        elif serving and c.get("terminating") is True:
+            terminating += 1
+        else:
+            continue
+        node = e.get("nodeName") or ""
+        if node:
+            nodes.add(node)
+        else:
+            without_node += 1
+    return EndpointSlice(
+        namespace=m.get("namespace", ""),
+        name=m.get("name", ""),
+        service=str(service),
+        address_type=str(o.get("addressType") or ""),
+        nodes=tuple(sorted(nodes)),
+        endpoints=len(endpoints),
+        ready=ready,
+        terminating=terminating,
+        without_node=without_node,
+    )
+
+
 def _ns_name(o: Obj) -> tuple[str, str]:
     m = _meta(o)
     return (m.get("namespace", ""), m.get("name", ""))
@@ -94,6 +139,7 @@ SERVICE_MAPPING = RowMapping(SERVICES, service_row, _ns_name)
 NODE_MAPPING = RowMapping(NODES, node_row, _name)
 POLICY_MAPPING = RowMapping(POLICIES, policy_row, _name)
 POD_MAPPING = RowMapping(PODS, pod_row, _ns_name)
+ENDPOINT_SLICE_MAPPING = RowMapping(ENDPOINT_SLICES, endpoint_slice_row, _ns_name)
 
 
 def sources(api_client: Any, node_name: str, namespace: str) -> dict[str, KubernetesSource]:
@@ -103,6 +149,7 @@ def sources(api_client: Any, node_name: str, namespace: str) -> dict[str, Kubern
     core = kubernetes.client.CoreV1Api(api_client)
     custom = kubernetes.client.CustomObjectsApi(api_client)
     coordination = kubernetes.client.CoordinationV1Api(api_client)
+    discovery = kubernetes.client.DiscoveryV1Api(api_client)
     return {
         "services": KubernetesSource(
             "services",
@@ -125,6 +172,11 @@ def sources(api_client: Any, node_name: str, namespace: str) -> dict[str, Kubern
             field_selector=f"spec.nodeName={node_name}",
         ),
         "leases": KubernetesSource("leases", coordination.list_namespaced_lease, namespace),
+        "endpointslices": KubernetesSource(
+            "endpointslices.discovery.k8s.io",
+            discovery.list_endpoint_slice_for_all_namespaces,
+            label_selector=ENDPOINT_SLICE_SELECTOR,
+        ),
     }
 
 
@@ -134,4 +186,5 @@ MAPPINGS: dict[str, RowMapping[Any]] = {
     "policies": POLICY_MAPPING,
     "pods": POD_MAPPING,
     "leases": LEASE_MAPPING,
+    "endpointslices": ENDPOINT_SLICE_MAPPING,
 }

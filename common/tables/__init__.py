@@ -10,7 +10,7 @@ from common.tables.config import CONFIG
 from common.tables.conflicts import CONFLICTS
 from common.tables.contest import L2_CONTEST
 from common.tables.devices import DEVICES
-from common.tables.fence import L2_FENCE
+from common.tables.endpoint_slices import ENDPOINT_SLICES
 from common.tables.health import HEALTH
 from common.tables.l2_announce import L2_ANNOUNCE
 from common.tables.leases import LEASES
@@ -26,10 +26,10 @@ CATALOGUE: dict[str, Table[Any]] = {
         CONFIG,
         CONFLICTS,
         DEVICES,
+        ENDPOINT_SLICES,
         HEALTH,
         L2_ANNOUNCE,
         L2_CONTEST,
-        L2_FENCE,
         LEASES,
         NODES,
         PODS,
@@ -43,10 +43,10 @@ __all__ = [
     "CONFIG",
     "CONFLICTS",
     "DEVICES",
+    "ENDPOINT_SLICES",
     "HEALTH",
     "L2_ANNOUNCE",
     "L2_CONTEST",
-    "L2_FENCE",
     "LEASES",
     "NODES",
     "PODS",
