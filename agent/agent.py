@@ -64,8 +64,10 @@ if TYPE_CHECKING:
     from agent.leases.elector import Elector
     from bpf.datapath import Datapath
     from bpf.garp import GarpSender
+    from agent.service_conditions import ServiceConditions
     from common.tables.l2_announce import L2AnnounceEntry, Origin
     from statedb.reconciler import Reconciler
+    from common.tables.contest import ContestEntry
 
 log = logging.getLogger("l2announcer.agent")
 
@@ -170,6 +172,7 @@ class Agent:
         self.announcer: L2Announcer | None = None
         self.datapath: Datapath | None = None
         self.garp: GarpSender | None = None
+        self.service_conditions: ServiceConditions | None = None
         self.responder: Reconciler[L2AnnounceEntry] | None = None
 
         self.db = Database.open(Path(config.state_dir) / DB_FILE, CATALOGUE.values())
@@ -258,12 +261,15 @@ class Agent:
         from agent.announcer.controller import L2Announcer
         from agent.announcer.policy_status_writer import PolicyStatusWriter
         from agent.k8s.client import lease_workers
+        from agent.announcer.gates import default_gates
         from agent.k8s.policy_status import kubernetes_patch
         from agent.k8s.service_status import kubernetes_writers
         from agent.leases.election import Timings
+        from agent.k8s.service_conditions import kubernetes_condition_writer
         from agent.leases.elector import Elector
         from agent.service_status import ServiceStatusWriter
 
+        from agent.service_conditions import ServiceConditions, announced_condition
         c = self.config
         metrics = self.metrics
         self._reflectors(["services", "nodes", "policies", "leases"])
@@ -277,6 +283,16 @@ class Agent:
         def on_announced(service: Origin, pairs: list[tuple[str, str]]) -> None:
             # Reported only once a pair is programmed: a held lease alone announces nothing.
             lease = f"{c.k8s_namespace}/{lease_name(service.namespace, service.name)}"
+        conditions = ServiceConditions(kubernetes_condition_writer(self.api_client))
+        self._add(conditions)
+        self.service_conditions = conditions
+
+        def on_contest(old: ContestEntry | None, new: ContestEntry, cluster_wide: bool) -> None:
+            cond = announced_condition(c.node_name, old, new, cluster_wide)
+            if cond is not None:
+                conditions.set(
+                    new.namespace, new.name, cond.type, cond.status, cond.reason, cond.message
+                )
             service_status.announced(service.namespace, service.name, pairs, lease)
 
         # Started before the datapath so that it stops after it, as the handover expects.
@@ -320,6 +336,8 @@ class Agent:
         if self.use_datapath:
             self._build_datapath()
         if metrics is not None:
+            gates=default_gates(announce_without_endpoints=c.announce_without_endpoints),
+            on_contest=on_contest,
             metrics.attach(
                 responder_items=self._responder_items if self.use_datapath else None,
                 campaigns=elector.campaigns,

@@ -98,6 +98,7 @@ class AuditEvent:
     name: str
     code: int
     response: dict[str, Any] | None  # the object a write left (RequestResponse level)
+    subresource: str = ""  # "status", "exec"...
 
 
 def _epoch(stamp: str) -> float:
@@ -229,6 +230,7 @@ class Kube:
                     name=ref.get("name", ""),
                     code=int((e.get("responseStatus") or {}).get("code", 0)),
                     response=e.get("responseObject"),
+                    subresource=ref.get("subresource", ""),
                 )
             )
 

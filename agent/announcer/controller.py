@@ -67,6 +67,8 @@ log = logging.getLogger("l2announcer.announcer")
 ConditionWriter = Callable[[str, list[dict[str, Any]]], None]
 # (namespace, name, holder): another node holds the lease of a Service we campaign for
 HolderSeen = Callable[[str, str, str], None]
+# (old row or None, new row, whether its refusal is cluster-wide): a Service's l2-contest row changed
+ContestChanged = Callable[[ContestEntry | None, ContestEntry, bool], None]
 
 WAIT_TABLES: tuple[Table[Any], ...] = (SERVICES, POLICIES, NODES, DEVICES)
 
@@ -97,6 +99,7 @@ class L2Announcer:
         *,
         clock: Clock | None = None,
         gates: list[Gate] | None = None,
+        on_contest: ContestChanged | None = None,
     ) -> None:
         self.name = "l2-announcer"
         self.db = db
@@ -105,6 +108,7 @@ class L2Announcer:
         self._write_conditions = write_conditions
         self.external_ips = external_ips  # enable-external-ips
         self._on_other_holder = on_other_holder
+        self._on_contest = on_contest
         # The agent passes gates.default_gates(...) built from its configuration; on its own (tests,
         # tools) the announcer applies only the gates that need no input of their own.
         self._gates = [ExcludedNode()] if gates is None else gates
@@ -350,6 +354,7 @@ class L2Announcer:
                 rows[key] = ContestEntry(
                     *key, ContestState.STANDBY, "", holder, "campaigning for the lease"
                 )
+        old: dict[tuple[str, str], ContestEntry] = {}
         with self.db.write_txn(L2_CONTEST) as txn:
             for row in txn.all(L2_CONTEST):
                 key = (row.namespace, row.name)
@@ -357,8 +362,14 @@ class L2Announcer:
                     txn.delete(L2_CONTEST, row)
                 elif rows[key] == row:
                     del rows[key]
+                else:
+                    old[key] = row
             for row in rows.values():
                 txn.upsert(L2_CONTEST, row)
+        if self._on_contest is not None:
+            for key, row in sorted(rows.items()):
+                refusal = refused.get(lease_name(*key))
+                self._on_contest(old.get(key), row, refusal is not None and refusal.cluster_wide)
 
     def _not_selected(self, s: Service) -> ContestEntry:
         key = (s.namespace, s.name)

@@ -37,6 +37,7 @@ ANNOUNCING = [
     *((v, POLICIES, ALL) for v in ("get", "list", "watch")),  # the policies
     ("patch", f"{POLICIES}/status", ALL),  # the io.cilium/bad-* conditions
     ("create", "events", ALL),  # the Announcing event, in the Service's namespace
+    ("patch", "services/status", ALL),  # the l2announcer.io/Announced and Conflict conditions
 ]
 ELECTION = [  # one Lease per Service, in its own namespace only
     (v, LEASES, OWN) for v in ("create", "get", "update", "list", "delete", "watch")
@@ -49,13 +50,12 @@ NEEDED = ANNOUNCING + ELECTION + OWN_DAEMONSET
 # -- what it must not be able to do: every answer no -------------------------------------------
 
 MUST_NOT = [
-    # Services are read, never written: not the annotation, not the spec, not the status.
+    # Services: only their status conditions are written (services/status), never the object.
     ("patch", "services", ALL),
     ("patch", "services", "default"),
     ("update", "services", ALL),
     ("create", "services", ALL),
     ("delete", "services", ALL),
-    ("patch", "services/status", ALL),
     ("update", "services/status", ALL),
     # Nothing reads EndpointSlices.
     *((v, "endpointslices.discovery.k8s.io", ALL) for v in ("get", "list", "watch")),
