@@ -16,6 +16,8 @@ publisher copies into the ``health`` table every second.
     garp-sender     the later packets of gratuitous ARP bursts
     l2-responder    reconciler: l2-announce -> BPF map (+ gratuitous ARP)
     device-sync     devices -> l2-responder (re-reconcile on a changed MAC or ifindex)
+    conflict-reports, conflicts   ARP on the announcing interfaces -> conflicts table, a Warning
+                    Event and the Conflict condition on the Service (another host has our VIP)
     elector         leases wanted -> leases held
     l2-announcer    services, policies, devices, leases held -> l2-announce
     lease-gc        deletes our unheld leases every minute
@@ -402,6 +404,39 @@ class Agent:
         )
         self._add(job, stop=lambda: job.stop(RESPONDER_STOP_TIMEOUT))
         self._add(DeviceSync(self.db, ops, responder, clock=self.clock))
+        if c.l2_announcements_conflict_detection:
+            self._build_conflicts()
+
+    def _build_conflicts(self) -> None:
+        """Another host answering for a VIP we announce: watched on the announcing interfaces
+        (agent/conflicts/); told to the Service by a Warning Event and its Conflict condition."""
+        from agent.conflicts import ConflictMonitor, ConflictReports, Settings
+        from agent.k8s.service_status import kubernetes_writers
+
+        c = self.config
+        metrics = self.metrics
+        look_up, warning = kubernetes_writers(self.api_client, c.node_name, "Warning")
+        _, normal = kubernetes_writers(self.api_client, c.node_name)
+        conditions = getattr(self, "service_conditions", None)  # the one condition writer
+        reports = ConflictReports(
+            c.node_name,
+            look_up,
+            warning,
+            normal,
+            set_condition=conditions.set if conditions is not None else None,
+        )
+        self._add(reports)
+        monitor = ConflictMonitor(
+            self.db,
+            c.node_name,
+            Settings(probe_interval=c.l2_announcements_conflict_probe_interval),
+            reports=reports,
+            on_packet=metrics.on_conflict_packet if metrics is not None else None,
+            on_defence=metrics.on_conflict_defence if metrics is not None else None,
+            clock=self.clock,
+        )
+        self.health.add(monitor.tables_health)
+        self._add(monitor)
 
     def _garp_sender(self) -> GarpSender:
         """The one gratuitous ARP sender (the responder's and the pod announcer's), built and

@@ -56,6 +56,13 @@ KEYS: tuple[Key, ...] = (
         "Gratuitous ARP packets sent when this node starts answering for an IP (1-10)."),
     Key("l2-announcements-garp-interval", "duration", "500ms", "L2AnnouncerGARPInterval",
         "Time between the gratuitous ARP packets of one burst (default: at 0, 0.5 s and 1 s)."),
+    Key("l2-announcements-conflict-detection", "bool", "true", "L2AnnouncerConflictDetection",
+        "Watch ARP on the announcing interfaces for another host answering for a VIP this node "
+        "announces; a conflict is a Warning Event, a condition, a metric and a conflicts row."),
+    Key("l2-announcements-conflict-probe-interval", "duration", "1s",
+        "L2AnnouncerConflictProbeInterval",
+        "Time between two ARP probes (sender IP 0.0.0.0) per announced VIP and interface, which "
+        "find a silent host holding the VIP; each is one 60-byte broadcast. 0s: listen only."),
     Key("enable-l2-pod-announcements", "bool", "false", "EnableL2PodAnnouncements",
         "Send a gratuitous ARP burst for each pod on this node when it gets an IPv4 address."),
     Key("l2-pod-announcements-interface", "string", "", "L2PodAnnouncementsInterface",
@@ -115,6 +122,8 @@ class Config:
     l2_announcements_retry_period: float = 2.0
     l2_announcements_garp_count: int = 3
     l2_announcements_garp_interval: float = 0.5
+    l2_announcements_conflict_detection: bool = True
+    l2_announcements_conflict_probe_interval: float = 1.0
     enable_l2_pod_announcements: bool = False
     l2_pod_announcements_interface: str = ""
     k8s_client_qps: float = 0.0
@@ -238,6 +247,9 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "l2-announcements-garp-count": lambda n: None if 1 <= n <= 10 else "expected 1 to 10",
     "l2-announcements-garp-interval": lambda d: (
         None if 0 < d <= 10 else "expected a duration above 0s and at most 10s"
+    ),
+    "l2-announcements-conflict-probe-interval": lambda d: (
+        None if d == 0 or 0.1 <= d <= 60 else "expected 0s (listen only) or 100ms to 1m"
     ),
     "agent-liveness-update-interval": lambda d: (
         None if 0 < d <= 60 else "expected a duration above 0s and at most 1m"

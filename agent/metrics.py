@@ -15,6 +15,9 @@ Series (all prefixed ``l2announcer_``; documented in docs/metrics.md):
 - ``k8s_requests_total{verb,code}``, ``k8s_client_throttled_requests_total``,
   ``k8s_client_throttled_seconds_total``: API traffic and client-side rate-limiter waits;
 - ``reconcile_errors{reconciler}``: rows whose reconcile status is Error;
+- ``vip_conflicts{ip,interface}``: other hosts (foreign MACs) answering now for a VIP this node
+  announces (the ``conflicts`` table); ``vip_conflict_packets_total{ip,interface}``: their ARP
+  packets heard; ``vip_conflict_defences_total{ip,interface}``: defending gratuitous ARPs sent;
 - ``module_health{module,level}``: 1 for each module's current level.
 
 Metrics are not essential: a port that is taken (by another agent on the host network, say) is
@@ -35,6 +38,7 @@ from prometheus_client.registry import Collector
 
 from agent.leases.api import Campaign, CampaignState
 from agent.runtime import Backoff, HealthReporter, Job
+from common.tables.conflicts import CONFLICTS
 from common.tables.devices import DEVICES
 from common.tables.health import HEALTH
 from common.tables.l2_announce import L2_ANNOUNCE
@@ -92,6 +96,7 @@ class _StateCollector(Collector):
         with self.db.read_txn() as r:
             entries = r.all(L2_ANNOUNCE)
             health = r.all(HEALTH)
+            conflicts = r.all(CONFLICTS)
         announced = GaugeMetricFamily(
             P + "announced",
             "1 for each (IP, interface) this node answers ARP for, per Service wanting it.",
@@ -108,6 +113,17 @@ class _StateCollector(Collector):
         )
         rec.add_metric(["l2-responder"], errors)
         yield rec
+        vc = GaugeMetricFamily(
+            P + "vip_conflicts",
+            "Other hosts (foreign MACs) answering ARP now for a VIP this node announces.",
+            labels=["ip", "interface"],
+        )
+        per_pair: dict[tuple[str, str], int] = {}
+        for c in conflicts:
+            per_pair[c.ip, c.network_interface] = per_pair.get((c.ip, c.network_interface), 0) + 1
+        for (ip, iface), n in sorted(per_pair.items()):
+            vc.add_metric([ip, iface], n)
+        yield vc
         mh = GaugeMetricFamily(
             P + "module_health", "1 for each module's current level.", labels=["module", "level"]
         )
@@ -153,6 +169,18 @@ class Metrics:
             "Seconds API requests waited in the client-side rate limiter.",
             registry=self.registry,
         )
+        self.conflict_packets = Counter(
+            P + "vip_conflict_packets",
+            "ARP packets from another host claiming a VIP this node announces.",
+            ["ip", "interface"],
+            registry=self.registry,
+        )
+        self.conflict_defences = Counter(
+            P + "vip_conflict_defences",
+            "Gratuitous ARPs sent to defend a VIP against another host.",
+            ["ip", "interface"],
+            registry=self.registry,
+        )
         self._server: Any = None
 
     def watch_state(
@@ -195,6 +223,12 @@ class Metrics:
 
     def on_garp(self, ip: str, interface: str) -> None:
         self.garp_sent.labels(ip, interface).inc()
+
+    def on_conflict_packet(self, ip: str, interface: str) -> None:
+        self.conflict_packets.labels(ip, interface).inc()
+
+    def on_conflict_defence(self, ip: str, interface: str) -> None:
+        self.conflict_defences.labels(ip, interface).inc()
 
     # -- serving -------------------------------------------------------------------------------
 

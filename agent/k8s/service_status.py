@@ -16,8 +16,11 @@ COMPONENT = "l2announcer"  # the Event's source and reporting component
 REQUEST_TIMEOUT = 10.0  # seconds
 
 
-def kubernetes_writers(api_client: Any, node: str) -> tuple[LookUp, RecordEvent]:
-    """The look-up and record-event functions of ServiceStatusWriter, as ``node``."""
+def kubernetes_writers(
+    api_client: Any, node: str, event_type: str = "Normal"
+) -> tuple[LookUp, RecordEvent]:
+    """The look-up and record-event functions of ServiceStatusWriter, as ``node``; the events are
+    of ``event_type`` (``Warning`` for a VIP conflict, agent/conflicts/report.py)."""
     core = kubernetes.client.CoreV1Api(api_client)
 
     def look_up(namespace: str, name: str) -> str | None:
@@ -40,7 +43,7 @@ def kubernetes_writers(api_client: Any, node: str) -> tuple[LookUp, RecordEvent]
             },
             "reason": reason,
             "message": message,
-            "type": "Normal",
+            "type": event_type,
             "source": {"component": COMPONENT, "host": node},
             "reportingComponent": COMPONENT,
             "reportingInstance": node,

@@ -14,7 +14,8 @@ from prometheus_client import generate_latest
 from agent.leases.api import Campaign, CampaignState
 from agent.metrics import Metrics, MetricsServer
 from agent.runtime import Backoff, Level
-from common.tables import DEVICES, HEALTH, L2_ANNOUNCE
+from common.tables import CONFLICTS, DEVICES, HEALTH, L2_ANNOUNCE
+from common.tables.conflicts import Conflict
 from common.tables.devices import Device
 from common.tables.health import Health
 from common.tables.l2_announce import L2AnnounceEntry, Origin
@@ -22,9 +23,10 @@ from statedb import Database, Status, StatusKind
 
 
 def test_series_from_state_bpf_counters_and_hooks() -> None:
-    db = Database.open(None, [DEVICES, HEALTH, L2_ANNOUNCE])
-    with db.write_txn(DEVICES, HEALTH, L2_ANNOUNCE) as txn:
+    db = Database.open(None, [CONFLICTS, DEVICES, HEALTH, L2_ANNOUNCE])
+    with db.write_txn(CONFLICTS, DEVICES, HEALTH, L2_ANNOUNCE) as txn:
         txn.upsert(DEVICES, Device(2, "eth0", selected=True))
+        txn.upsert(CONFLICTS, Conflict("198.51.100.10", "eth0", "02:00:00:00:00:99"))
         txn.upsert(HEALTH, Health("devices", "OK", "", 1.0, 1.0))
         txn.upsert(
             L2_ANNOUNCE,
@@ -51,6 +53,8 @@ def test_series_from_state_bpf_counters_and_hooks() -> None:
     m.on_request("PUT", "200")
     m.on_throttle(1.5)
     m.on_garp("198.51.100.10", "eth0")
+    m.on_conflict_packet("198.51.100.10", "eth0")
+    m.on_conflict_defence("198.51.100.10", "eth0")
     text = generate_latest(m.registry).decode()
     for line in (
         'l2announcer_arp_responses_sent_total{interface="eth0",ip="198.51.100.10"} 41.0',
@@ -66,6 +70,9 @@ def test_series_from_state_bpf_counters_and_hooks() -> None:
         "l2announcer_k8s_client_throttled_seconds_total 1.5",
         'l2announcer_gratuitous_arp_sent_total{interface="eth0",ip="198.51.100.10"} 1.0',
         'l2announcer_module_health{level="OK",module="devices"} 1.0',
+        'l2announcer_vip_conflicts{interface="eth0",ip="198.51.100.10"} 1.0',
+        'l2announcer_vip_conflict_packets_total{interface="eth0",ip="198.51.100.10"} 1.0',
+        'l2announcer_vip_conflict_defences_total{interface="eth0",ip="198.51.100.10"} 1.0',
     ):
         assert line in text, line
     port = m.serve("127.0.0.1:0")
@@ -92,7 +99,7 @@ def test_a_taken_port_is_a_degraded_row_naming_it_and_one_log_line_not_an_exit(
     holder.bind(("127.0.0.1", 0))
     holder.listen()
     port = holder.getsockname()[1]
-    db = Database.open(None, [DEVICES, HEALTH, L2_ANNOUNCE])
+    db = Database.open(None, [CONFLICTS, DEVICES, HEALTH, L2_ANNOUNCE])
     m = Metrics()
     m.watch_state(db)
     server = MetricsServer(m, f"127.0.0.1:{port}", retry=Backoff(first=0.01, cap=0.01))

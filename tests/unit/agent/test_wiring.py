@@ -61,6 +61,8 @@ def test_every_module_is_built_in_init_and_appended_in_dependency_order(agent: A
         "garp-sender",  # built once, for the responder and the pod announcer
         "l2-responder",
         "device-sync",
+        "conflict-reports",
+        "conflicts",  # after the responder: it watches what is programmed
         "elector",
         "l2-announcer",
         "lease-gc",
@@ -88,6 +90,9 @@ def test_one_health_row_per_module_and_job(agent: Agent) -> None:
             "garp-sender",
             "l2-responder",
             "device-sync",
+            "conflict-reports",
+            "conflicts",
+            "conflicts-tables",
             "elector",
             "l2-announcer",
             "lease-gc",

@@ -1,0 +1,105 @@
+"""The conflict detector's packets: one AF_PACKET socket per announcing interface that receives
+only ARP (a classic BPF filter in the kernel), and sends our probes and defences.
+
+Why ``ETH_P_ALL`` and not ``ETH_P_ARP``: a socket bound to one protocol sees frames after tc
+ingress, where our own responder consumes the ARP requests it answers (a foreign host's
+gratuitous request for the VIP among them); an all-protocols tap sees every frame before that.
+The filter keeps the cost to a few instructions per frame and passes only the first 64 bytes of
+an ARP frame, and ``PACKET_IGNORE_OUTGOING`` spares the kernel a copy of every frame the node
+sends (our own replies included): a foreign MAC only ever arrives from the wire.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import socket
+import struct
+
+from bpf.garp import ARPOP_REQUEST, BROADCAST, arp_frame, garp_frame
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_IGNORE_OUTGOING = 23
+SO_ATTACH_FILTER = 26
+PACKET_OUTGOING = 4
+SNAP_LEN = 64  # an Ethernet/IPv4 ARP frame is 42 bytes, 60 with padding
+NO_MAC = b"\0" * 6
+
+# ldh [12]; jeq #0x806, keep, drop; ret #SNAP_LEN; ret #0
+_ARP_ONLY = (
+    (0x28, 0, 0, 12),
+    (0x15, 0, 1, 0x0806),
+    (0x06, 0, 0, SNAP_LEN),
+    (0x06, 0, 0, 0),
+)
+
+
+def probe_frame(mac: bytes, vip: str) -> bytes:
+    """RFC 5227's probe: who has ``vip``? from our MAC with sender IP 0.0.0.0, broadcast."""
+    return arp_frame(
+        eth_dst=BROADCAST,
+        eth_src=mac,
+        op=ARPOP_REQUEST,
+        sha=mac,
+        spa="0.0.0.0",
+        tha=NO_MAC,
+        tpa=vip,
+    )
+
+
+class ArpSocket:
+    """A non-blocking packet socket on one interface that receives ARP frames from the wire."""
+
+    def __init__(self, ifname: str) -> None:
+        self.ifname = ifname
+        # Protocol 0 receives nothing until bind, so no frame of another interface or protocol
+        # slips in before the filter is attached.
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        try:
+            program = b"".join(struct.pack("HBBI", *ins) for ins in _ARP_ONLY)
+            buf = ctypes.create_string_buffer(program, len(program))
+            fprog = struct.pack("HL", len(_ARP_ONLY), ctypes.addressof(buf))
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+            try:
+                sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            except OSError as e:  # kernels before 4.20: outgoing frames are skipped on receipt
+                if e.errno not in (errno.ENOPROTOOPT, errno.EINVAL):
+                    raise
+            sock.bind((ifname, ETH_P_ALL))
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    @property
+    def mac(self) -> bytes:
+        """The interface's MAC, read now (it may change)."""
+        return bytes(self._sock.getsockname()[4])
+
+    def receive(self, limit: int = 256) -> list[bytes]:
+        """The ARP frames waiting (at most ``limit``), without blocking; OSError when the
+        interface went away."""
+        frames: list[bytes] = []
+        for _ in range(limit):
+            try:
+                data, addr = self._sock.recvfrom(SNAP_LEN)
+            except BlockingIOError:
+                break
+            if addr[2] != PACKET_OUTGOING:
+                frames.append(data)
+        return frames
+
+    def send_probe(self, vip: str) -> None:
+        self._sock.send(probe_frame(self.mac, vip))
+
+    def send_defence(self, vip: str) -> None:
+        """One gratuitous ARP (reply to broadcast, sender = target = VIP, our MAC)."""
+        self._sock.send(garp_frame(self.mac, vip))
+
+    def close(self) -> None:
+        self._sock.close()
