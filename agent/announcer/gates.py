@@ -93,17 +93,22 @@ class ExcludedNode:
 
 
 def default_gates(
-    *, endpoints: bool = False, announce_without_endpoints: bool = True
+    *, endpoints: bool = False, announce_without_endpoints: bool = True, fence: bool = False
 ) -> list[Gate]:
     """The gates of a running agent, in the order their refusals are preferred.
     ``endpoints``: the endpoints gate (gate_etp.py); its table is filled by the EndpointSlices
     reflector, which the agent runs, so without it the announcer would wait forever.
-    ``announce_without_endpoints``: the configuration key of that name (gate_etp.py)."""
+    ``announce_without_endpoints``: the configuration key of that name (gate_etp.py).
+    ``fence``: self-fencing (gate_fence.py); its table is written by the link fence and the
+    responder's verifier, which the agent runs, so without them it would wait forever."""
     from agent.announcer.gate_etp import EndpointsGate  # it imports this module's types
+    from agent.announcer.gate_fence import FenceGate
 
     gates: list[Gate] = [ExcludedNode()]
     if endpoints:
         gates.append(EndpointsGate(announce_without_endpoints))
+    if fence:
+        gates.append(FenceGate())
     return gates
 
 

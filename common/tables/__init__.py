@@ -11,6 +11,7 @@ from common.tables.conflicts import CONFLICTS
 from common.tables.contest import L2_CONTEST
 from common.tables.devices import DEVICES
 from common.tables.endpoint_slices import ENDPOINT_SLICES
+from common.tables.fence import L2_FENCE
 from common.tables.health import HEALTH
 from common.tables.l2_announce import L2_ANNOUNCE
 from common.tables.leases import LEASES
@@ -30,6 +31,7 @@ CATALOGUE: dict[str, Table[Any]] = {
         HEALTH,
         L2_ANNOUNCE,
         L2_CONTEST,
+        L2_FENCE,
         LEASES,
         NODES,
         PODS,
@@ -47,6 +49,7 @@ __all__ = [
     "HEALTH",
     "L2_ANNOUNCE",
     "L2_CONTEST",
+    "L2_FENCE",
     "LEASES",
     "NODES",
     "PODS",
