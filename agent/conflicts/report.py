@@ -10,10 +10,11 @@ condition, so ``kubectl describe svc`` shows the foreign MAC without tcpdump.
   condition False (``NoConflict``) too, once per claim: a condition left True by a holder that
   crashed mid-conflict is corrected by the next holder's first look.
 
-Conditions go through the agent's one writer of Service conditions (``set_condition``, absent in
-processes without it: then only the Events); Events through the agent's event calls. Both run off
-the detector's thread (agent/latest_writer.py): only the latest condition per Service is sent,
-and stopping drops what is pending.
+Conditions go through the agent's one writer of Service conditions (``set_condition``,
+agent/service_conditions.py; absent in processes without it: then only the Events), Events
+through the agent's event calls in a writer of their own. Both run off the detector's thread
+(agent/latest_writer.py): only the latest value per key is sent, and stopping drops what is
+pending.
 """
 
 from __future__ import annotations
@@ -140,19 +141,18 @@ class ConflictReports(Reports):
         return f"{text}; node {self.node} holds the lease"
 
     def _submit(self, key: Key, value: _Event | _Condition) -> None:
-        if isinstance(value, _Condition) and self._set_condition is None:
-            return
-        self._writer.submit(key, value)
-
-    def _write(self, key: Key, value: _Event | _Condition) -> None:
-        _, namespace, name = key
-        if isinstance(value, _Condition):
-            assert self._set_condition is not None
+        if isinstance(value, _Event):
+            self._writer.submit(key, value)
+        elif self._set_condition is not None:  # its own writer: off this thread, latest only
+            _, namespace, name = key
             self._set_condition(
                 namespace, name, CONDITION, value.status, value.reason, value.message
             )
             self.conditions += 1
-            return
+
+    def _write(self, key: Key, value: _Event | _Condition) -> None:
+        _, namespace, name = key
+        assert isinstance(value, _Event)
         service = name.split("/", 1)[0]
         uid = self._look_up(namespace, service)
         if uid is None:  # the Service is gone
