@@ -5,12 +5,14 @@ all three match, so nothing here detaches, replaces or counts a filter someone e
 Attaching always uses ``tc filter replace`` semantics on that (priority, handle): the kernel swaps
 the program of the existing filter atomically (cls_bpf replaces the list element under RCU), so a
 restarted agent adopts the previous agent's filter with no instant where ARP goes unanswered, and
-attaching twice is a no-op. The filter matches protocol ARP only, so the program never runs for
-other traffic.
+attaching twice is a no-op. The program is attached as two filters with the same handle and
+name: protocol ARP at priority 1 and protocol IPv6 at priority 2 (a tc priority holds one
+protocol), so it never runs for IPv4 or other traffic.
 
 We do not answer beside another responder: before attaching, :func:`attach` looks for BPF
-programs of others on the interface's ingress that see ARP frames (a tc bpf filter of protocol
-``all`` or ``arp``, or any tcx ingress program, as Cilium's ``cil_from_netdev`` is) and refuses
+programs of others on the interface's ingress that see ARP or IPv6 frames (a tc bpf filter of
+protocol ``all``, ``arp`` or ``ipv6``, or any tcx ingress program, as Cilium's ``cil_from_netdev``
+is) and refuses
 with :class:`ForeignProgramError` naming them, removing our own filter from that interface if a
 previous agent left one there. Two responders for one address would both answer; which one
 wins a client's cache is a race.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,12 +34,17 @@ from bpf import syscall
 
 FILTER_NAME = "l2announcer_l2_responder"
 FILTER_PRIO = 1
+FILTER_PRIO_V6 = 2
 FILTER_HANDLE = 0x4C32  # "L2"
 ETH_P_ARP = 0x0806
+ETH_P_IPV6 = 0x86DD
+# Our filters: (priority, protocol).
+OUR_FILTERS = ((FILTER_PRIO, ETH_P_ARP), (FILTER_PRIO_V6, ETH_P_IPV6))
 # The clsact qdisc's hooks: TC_H_MAKE(TC_H_CLSACT = 0xFFFFFFF1, TC_H_MIN_INGRESS / _EGRESS).
 TC_H_INGRESS_PARENT = 0xFFFFFFF2
 TC_H_EGRESS_PARENT = 0xFFFFFFF3
 ETH_P_ALL = 0x0003
+_PROTOCOL_NAMES = {ETH_P_ALL: "all", ETH_P_ARP: "arp", ETH_P_IPV6: "ipv6"}
 TCA_BPF_ID = 11  # the attached program's id; pyroute2 does not decode it, so it is read raw
 
 
@@ -47,7 +54,7 @@ class AttachError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class OtherProgram:
-    """A BPF program of someone else's on an interface's ingress that sees ARP frames."""
+    """A BPF program of someone else's on an interface's ingress that sees ARP or IPv6 frames."""
 
     name: str  # the tc filter's name, or the tcx program's
     prog_id: int | None
@@ -61,7 +68,7 @@ class OtherProgram:
 
 
 class ForeignProgramError(AttachError):
-    """Another responder may answer ARP on the interface, so we do not attach there."""
+    """Another responder may answer ARP or NDP on the interface, so we do not attach there."""
 
     def __init__(self, ifname: str, ifindex: int, others: list[OtherProgram]) -> None:
         self.ifname = ifname
@@ -69,7 +76,8 @@ class ForeignProgramError(AttachError):
         self.others = others
         listed = ", ".join(str(o) for o in others)
         super().__init__(
-            f"not answering ARP on {ifname}: another BPF program on its ingress sees ARP "
+            f"not answering ARP or NDP on {ifname}: another BPF program on its ingress sees "
+            "ARP or IPv6 "
             f"({listed}), and two responders would both answer; remove it from {ifname} or leave "
             f"{ifname} out of the policies' interfaces"
         )
@@ -121,7 +129,7 @@ def _filter_prog_id(msg: Any) -> int | None:
 def _is_ours(msg: Any) -> bool:
     return bool(
         msg.get_attr("TCA_KIND") == "bpf"
-        and (msg["info"] >> 16) == FILTER_PRIO
+        and (msg["info"] >> 16, socket.ntohs(msg["info"] & 0xFFFF)) in OUR_FILTERS
         and msg["handle"] == FILTER_HANDLE
         and _filter_name(msg) == FILTER_NAME
     )
@@ -139,9 +147,9 @@ def _others_seeing_arp(ip: Any, ifindex: int) -> list[OtherProgram]:
         if m.get_attr("TCA_KIND") != "bpf":
             continue  # u32, flower, ...: classifiers, not programs that could answer ARP
         protocol = socket.ntohs(m["info"] & 0xFFFF)
-        if protocol not in (ETH_P_ALL, ETH_P_ARP):
-            continue  # never sees an ARP frame
-        proto = "all" if protocol == ETH_P_ALL else "arp"
+        proto = _PROTOCOL_NAMES.get(protocol)
+        if proto is None:
+            continue  # never sees an ARP or IPv6 frame
         found.append(
             OtherProgram(
                 _filter_name(m),
@@ -159,7 +167,8 @@ def _others_seeing_arp(ip: Any, ifindex: int) -> list[OtherProgram]:
 
 
 def other_programs(ifindex: int) -> list[OtherProgram]:
-    """BPF programs of others on ``ifindex``'s ingress that see ARP frames (see the module doc)."""
+    """BPF programs of others on ``ifindex``'s ingress that see ARP or IPv6 frames (see the module
+    doc)."""
     with _iproute() as ip:
         return _others_seeing_arp(ip, ifindex)
 
@@ -192,7 +201,7 @@ def attach(ifindex: int, prog_fd: int) -> None:
     """Attach (or atomically replace) our filter on the clsact ingress of ``ifindex``.
 
     Raises :class:`ForeignProgramError`, and removes our own filter from ``ifindex`` if one is
-    there, when another program on the ingress sees ARP frames.
+    there, when another program on the ingress sees ARP or IPv6 frames.
     """
     with _iproute() as ip:
         try:
@@ -208,21 +217,22 @@ def attach(ifindex: int, prog_fd: int) -> None:
         except Exception as e:
             if getattr(e, "code", None) != errno.EEXIST:
                 raise AttachError(f"add clsact qdisc on interface {ifindex}: {e}") from e
-        try:
-            ip.tc(
-                "replace-filter",
-                "bpf",
-                ifindex,
-                FILTER_HANDLE,
-                fd=prog_fd,
-                name=FILTER_NAME,
-                parent=TC_H_INGRESS_PARENT,
-                prio=FILTER_PRIO,
-                protocol=ETH_P_ARP,
-                direct_action=True,
-            )
-        except Exception as e:
-            raise AttachError(f"attach to interface {ifindex}: {e}") from e
+        for prio, protocol in OUR_FILTERS:  # ARP first: an older agent's filter is swapped at once
+            try:
+                ip.tc(
+                    "replace-filter",
+                    "bpf",
+                    ifindex,
+                    FILTER_HANDLE,
+                    fd=prog_fd,
+                    name=FILTER_NAME,
+                    parent=TC_H_INGRESS_PARENT,
+                    prio=prio,
+                    protocol=protocol,
+                    direct_action=True,
+                )
+            except Exception as e:
+                raise AttachError(f"attach to interface {ifindex}: {e}") from e
 
 
 def detach(ifindex: int) -> bool:
@@ -245,20 +255,24 @@ def detach(ifindex: int) -> bool:
 
 
 def _del_ours(ip: Any, ifindex: int) -> None:
-    """Remove our filter, and the clsact qdisc if nothing else is left on it."""
-    try:
-        ip.tc(
-            "del-filter",
-            "bpf",
-            ifindex,
-            FILTER_HANDLE,
-            parent=TC_H_INGRESS_PARENT,
-            prio=FILTER_PRIO,
-            protocol=ETH_P_ARP,
-        )
-    except Exception as e:
-        if getattr(e, "code", None) not in (errno.ENOENT, errno.ENODEV):
-            raise AttachError(f"detach from interface {ifindex}: {e}") from e
+    """Remove our filters, and the clsact qdisc if nothing else is left on it."""
+    present = {(m["info"] >> 16, socket.ntohs(m["info"] & 0xFFFF)) for m in _ours(ip, ifindex)}
+    for prio, protocol in OUR_FILTERS:
+        if (prio, protocol) not in present:
+            continue  # an older agent attached only the first; never delete someone else's
+        try:
+            ip.tc(
+                "del-filter",
+                "bpf",
+                ifindex,
+                FILTER_HANDLE,
+                parent=TC_H_INGRESS_PARENT,
+                prio=prio,
+                protocol=protocol,
+            )
+        except Exception as e:
+            if getattr(e, "code", None) not in (errno.ENOENT, errno.ENODEV):
+                raise AttachError(f"detach from interface {ifindex}: {e}") from e
     if not _filters(ip, ifindex, TC_H_INGRESS_PARENT) and not _filters(
         ip, ifindex, TC_H_EGRESS_PARENT
     ):
@@ -282,3 +296,18 @@ def attached_ifindexes() -> list[int]:
             except Exception:
                 continue
     return sorted(out)
+
+
+def attached_among(ifindexes: Iterable[int]) -> set[int]:
+    """Which of ``ifindexes`` carry our filter: what :func:`attached_ifindexes` finds, asking
+    only these interfaces (the responder's verifier asks every second, and a node may have
+    hundreds of pod interfaces)."""
+    out = set()
+    with _iproute() as ip:
+        for idx in ifindexes:
+            try:
+                if _ours(ip, idx):
+                    out.add(idx)
+            except Exception:
+                continue  # gone meanwhile: not attached
+    return out

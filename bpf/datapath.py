@@ -48,10 +48,13 @@ from bpf.maps import (
     IFACES_MAP_NAME,
     LIVENESS_MAP_NAME,
     RESPONDER_MAP_NAME,
+    RESPONDER_V6_MAP_NAME,
     IfaceMap,
     LivenessMap,
     PinConflictError,
     ResponderMap,
+    Responders,
+    ResponderV6Map,
     check_pins,
     pin_path,
 )
@@ -141,7 +144,7 @@ class Datapath:
         self._liveness_gate = liveness_gate
         self._lock = threading.Lock()
         self._program: program.LoadedProgram | None = None
-        self._responder: ResponderMap | None = None
+        self._responder: Responders | None = None
         self._liveness: LivenessMap | None = None
         self._ifaces: IfaceMap | None = None
         self._stamper: LivenessStamper | None = None
@@ -165,7 +168,13 @@ class Datapath:
             prog = program.load(self.bpf_root)
             self.compile_seconds = time.monotonic() - t0
             try:
-                self._responder = ResponderMap.open(self.path(RESPONDER_MAP_NAME))
+                v4 = ResponderMap.open(self.path(RESPONDER_MAP_NAME))
+                try:
+                    v6 = ResponderV6Map.open(self.path(RESPONDER_V6_MAP_NAME))
+                except BaseException:
+                    v4.close()
+                    raise
+                self._responder = Responders(v4, v6)
                 self._liveness = LivenessMap.open(self.path(LIVENESS_MAP_NAME))
                 self._ifaces = IfaceMap.open(self.path(IFACES_MAP_NAME))
                 self._stamper = LivenessStamper(
@@ -232,7 +241,8 @@ class Datapath:
                 _unpin_ours(self.bpf_root)
 
     def _close_maps(self) -> None:
-        for m in (self._responder, self._liveness, self._ifaces):
+        responders = (self._responder.v4, self._responder.v6) if self._responder else ()
+        for m in (*responders, self._liveness, self._ifaces):
             if m is not None:
                 m.close()
         self._responder = self._liveness = self._ifaces = None
@@ -283,7 +293,7 @@ class Datapath:
     # --- maps and liveness -----------------------------------------------------------------
 
     @property
-    def responder(self) -> ResponderMap:
+    def responder(self) -> Responders:
         if self._responder is None:
             raise DatapathNotStarted("datapath not started")
         return self._responder

@@ -1,10 +1,13 @@
 """Typed access to the datapath's pinned maps, by bpf(2) syscalls only (nothing is compiled).
 
-Three maps live under the BPF root (default ``/sys/fs/bpf/tc/globals``):
+Four maps live under the BPF root (default ``/sys/fs/bpf/tc/globals``):
 
-- ``cilium_l2_responder_v4`` (:class:`ResponderMap`): the VIPs to answer, per ingress ifindex,
-  with a ``responses_sent`` counter. Same name, layout and BTF as the reference, so the seed's
-  ``bpftool map dump pinned ...`` works unchanged.
+- ``cilium_l2_responder_v4`` (:class:`ResponderMap`): the IPv4 VIPs to answer, per ingress
+  ifindex, with a ``responses_sent`` counter. Same name, layout and BTF as the reference, so the
+  seed's ``bpftool map dump pinned ...`` works unchanged.
+- ``l2announcer_responder_v6`` (:class:`ResponderV6Map`): the same for IPv6 VIPs (Neighbour
+  Solicitations). A map of its own rather than wider keys in the first one, so the IPv4 map keeps
+  the reference's layout. :class:`Responders` puts the two behind one interface.
 - ``l2announcer_liveness`` (:class:`LivenessMap`): the agent's last CLOCK_MONOTONIC stamp and the
   maximum age (the renew deadline) after which the program stops answering.
 - ``l2announcer_ifaces`` (:class:`IfaceMap`): each attached interface's MAC, so that one compiled
@@ -35,15 +38,18 @@ from bpf.syscall import BpfError
 
 DEFAULT_BPF_ROOT = "/sys/fs/bpf/tc/globals"
 RESPONDER_MAP_NAME = "cilium_l2_responder_v4"
+RESPONDER_V6_MAP_NAME = "l2announcer_responder_v6"
 LIVENESS_MAP_NAME = "l2announcer_liveness"
 IFACES_MAP_NAME = "l2announcer_ifaces"
 # Map sizes: the program is compiled with these (bpf/program.py passes them as defines), and a
 # pinned map keeps the size it was created with. 4096 VIP-interface pairs per node, and 4096
 # attached interfaces, are far beyond what one node announces.
 RESPONDER_MAX_ENTRIES = 4096
+RESPONDER_V6_MAX_ENTRIES = 4096
 IFACES_MAX_ENTRIES = 4096
 
 _KEY = struct.Struct("=4sI")  # ip4 bytes as on the wire (network order), ifindex host order
+_KEY6 = struct.Struct("=16sI")  # ip6 bytes as on the wire, ifindex host order
 _U64 = struct.Struct("=Q")
 _U32 = struct.Struct("=I")
 _IFACE = struct.Struct("=6s2x")
@@ -75,6 +81,27 @@ def encode_key(ip: str, ifindex: int) -> bytes:
 def decode_key(raw: bytes) -> tuple[str, int]:
     packed, ifindex = _KEY.unpack(raw)
     return socket.inet_ntoa(packed), ifindex
+
+
+def encode_key6(ip: str, ifindex: int) -> bytes:
+    """The 20-byte ``l2_responder_v6_key``: the address's 16 bytes, then the ifindex."""
+    addr = ipaddress.IPv6Address(ip)
+    if not 0 < ifindex < 2**32:
+        raise ValueError(f"ifindex out of range: {ifindex}")
+    return _KEY6.pack(addr.packed, ifindex)
+
+
+def decode_key6(raw: bytes) -> tuple[str, int]:
+    packed, ifindex = _KEY6.unpack(raw)
+    return str(ipaddress.IPv6Address(packed)), ifindex
+
+
+def ip_version(ip: str) -> int:
+    """4 or 6; raises ValueError naming the text when it is neither address."""
+    try:
+        return ipaddress.ip_address(ip).version
+    except ValueError:
+        raise ValueError(f"not an IPv4 or IPv6 address: {ip!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +172,24 @@ class ResponderMap(_PinnedMap):
     _TYPE = syscall.BPF_MAP_TYPE_HASH
     _MAX_ENTRIES = RESPONDER_MAX_ENTRIES
     _FLAGS = syscall.BPF_F_NO_PREALLOC
+    _NAME = RESPONDER_MAP_NAME
+
+    @staticmethod
+    def _encode(ip: str, ifindex: int) -> bytes:
+        return encode_key(ip, ifindex)
+
+    @staticmethod
+    def _decode(raw: bytes) -> tuple[str, int]:
+        return decode_key(raw)
+
+    @staticmethod
+    def _order(raw: bytes) -> tuple[int, bytes]:
+        packed, ifindex = _KEY.unpack(raw)
+        return ifindex, packed
 
     def get(self, ip: str, ifindex: int) -> int | None:
         """responses_sent for the key, or None when the datapath does not answer for it."""
-        raw = syscall.lookup(self._fd, encode_key(ip, ifindex), self._VALUE_SIZE)
+        raw = syscall.lookup(self._fd, self._encode(ip, ifindex), self._VALUE_SIZE)
         return None if raw is None else int(_U64.unpack(raw)[0])
 
     def add_if_missing(self, ip: str, ifindex: int) -> bool:
@@ -159,35 +200,87 @@ class ResponderMap(_PinnedMap):
         the key is new (GARP only then).
         """
         try:
-            syscall.update(self._fd, encode_key(ip, ifindex), _U64.pack(0), syscall.BPF_NOEXIST)
+            syscall.update(self._fd, self._encode(ip, ifindex), _U64.pack(0), syscall.BPF_NOEXIST)
         except BpfError as e:
             if e.errno == errno.EEXIST:
                 return False
             if e.errno == errno.E2BIG:
                 raise BpfError(
                     e.errno,
-                    f"add {ip}@{ifindex}: {RESPONDER_MAP_NAME} is full "
-                    f"({self.info.max_entries} entries)",
+                    f"add {ip}@{ifindex}: {self._NAME} is full ({self.info.max_entries} entries)",
                 ) from e
             raise
         return True
 
     def delete(self, ip: str, ifindex: int) -> bool:
         """Stop answering; False when the key was already absent (not an error)."""
-        return syscall.delete(self._fd, encode_key(ip, ifindex))
+        return syscall.delete(self._fd, self._encode(ip, ifindex))
 
     def keys(self) -> list[tuple[str, int]]:
-        return [decode_key(k) for k in syscall.keys(self._fd, self._KEY_SIZE)]
+        return [self._decode(k) for k in syscall.keys(self._fd, self._KEY_SIZE)]
 
     def items(self) -> list[ResponderEntry]:
         """Every entry, sorted by (ifindex, address) so listings are deterministic."""
         raw = syscall.items(self._fd, self._KEY_SIZE, self._VALUE_SIZE, self.info.max_entries)
-        raw.sort(key=lambda kv: _KEY.unpack(kv[0])[::-1])  # (ifindex, address bytes)
+        raw.sort(key=lambda kv: self._order(kv[0]))  # (ifindex, address bytes)
         out = []
         for k, v in raw:
-            ip, ifindex = decode_key(k)
+            ip, ifindex = self._decode(k)
             out.append(ResponderEntry(ip, ifindex, int(_U64.unpack(v)[0])))
         return out
+
+    def __iter__(self) -> Iterator[ResponderEntry]:
+        return iter(self.items())
+
+
+class ResponderV6Map(ResponderMap):
+    """``l2announcer_responder_v6``: {ip6, ifindex} -> {responses_sent}; as :class:`ResponderMap`."""
+
+    _KEY_SIZE = 20
+    _MAX_ENTRIES = RESPONDER_V6_MAX_ENTRIES
+    _NAME = RESPONDER_V6_MAP_NAME
+
+    @staticmethod
+    def _encode(ip: str, ifindex: int) -> bytes:
+        return encode_key6(ip, ifindex)
+
+    @staticmethod
+    def _decode(raw: bytes) -> tuple[str, int]:
+        return decode_key6(raw)
+
+    @staticmethod
+    def _order(raw: bytes) -> tuple[int, bytes]:
+        packed, ifindex = _KEY6.unpack(raw)
+        return ifindex, packed
+
+
+class Responders:
+    """Both responder maps behind the interface of one: an address goes to its family's map;
+    listings hold both families (IPv4 first on each interface, as ``l2dbg`` prints them)."""
+
+    def __init__(self, v4: ResponderMap, v6: ResponderV6Map) -> None:
+        self.v4 = v4
+        self.v6 = v6
+
+    def _map(self, ip: str) -> ResponderMap:
+        return self.v6 if ip_version(ip) == 6 else self.v4
+
+    def get(self, ip: str, ifindex: int) -> int | None:
+        return self._map(ip).get(ip, ifindex)
+
+    def add_if_missing(self, ip: str, ifindex: int) -> bool:
+        return self._map(ip).add_if_missing(ip, ifindex)
+
+    def delete(self, ip: str, ifindex: int) -> bool:
+        return self._map(ip).delete(ip, ifindex)
+
+    def keys(self) -> list[tuple[str, int]]:
+        return self.v4.keys() + self.v6.keys()
+
+    def items(self) -> list[ResponderEntry]:
+        both = self.v4.items() + self.v6.items()
+        both.sort(key=lambda e: e.ifindex)  # stable: each family keeps its own order
+        return both
 
     def __iter__(self) -> Iterator[ResponderEntry]:
         return iter(self.items())
@@ -262,6 +355,7 @@ PINNED_MAPS: tuple[tuple[str, type[_PinnedMap]], ...] = (
     (RESPONDER_MAP_NAME, ResponderMap),
     (LIVENESS_MAP_NAME, LivenessMap),
     (IFACES_MAP_NAME, IfaceMap),
+    (RESPONDER_V6_MAP_NAME, ResponderV6Map),
 )
 """Every map our program pins under the BPF root, with the class that opens it."""
 
@@ -319,7 +413,7 @@ def check_pins(bpf_root: str) -> dict[str, PinCheck]:
     How a map is known to be ours, with no more than the agent's capabilities (CAP_BPF: reading a
     map's BTF by id would need CAP_SYS_ADMIN, which the agent does not have):
 
-    - ``l2announcer_liveness`` and ``l2announcer_ifaces``: by name. No one else names a map so,
+    - ``l2announcer_liveness``, ``l2announcer_ifaces`` and ``l2announcer_responder_v6``: by name. No one else names a map so,
       and the kernel keeps the name (its first 15 characters) with the map.
     - ``cilium_l2_responder_v4``, whose name and layout Cilium's map shares: by its BTF object.
       Our program creates its maps in one load, and every map of one load carries that load's

@@ -35,8 +35,10 @@ from bpf.maps import (
     IFACES_MAX_ENTRIES,
     PINNED_MAPS,
     RESPONDER_MAX_ENTRIES,
+    RESPONDER_V6_MAX_ENTRIES,
     pin_path,
 )
+from bpf.ndp import NS_MAX_LEN
 from bpf.syscall import BpfError
 
 PROGRAM_SOURCE = "l2_responder.c"
@@ -229,6 +231,8 @@ def load(bpf_root: str) -> LoadedProgram:
     cflags = [
         f"-DL2_RESPONDER_MAX_ENTRIES={RESPONDER_MAX_ENTRIES}",
         f"-DL2_IFACES_MAX_ENTRIES={IFACES_MAX_ENTRIES}",
+        f"-DL2_RESPONDER_V6_MAX_ENTRIES={RESPONDER_V6_MAX_ENTRIES}",
+        f"-DNS_MAX_LEN={NS_MAX_LEN}",
     ]
     with shipped_headers():
         try:

@@ -29,6 +29,7 @@ from bpf.maps import (
     LIVENESS_MAP_NAME,
     PINNED_MAPS,
     RESPONDER_MAP_NAME,
+    RESPONDER_V6_MAP_NAME,
     PinConflictError,
     check_pins,
     encode_key,
@@ -149,7 +150,8 @@ def test_a_foreign_responder_map_beside_our_own_maps_is_told_apart_from_them(
         Datapath(bpf_root).start()
     assert (
         f"not created with the l2announcer maps beside it (l2announcer_ifaces BTF id {ours}, "
-        f"l2announcer_liveness BTF id {ours}); left untouched" in str(refused.value)
+        f"l2announcer_liveness BTF id {ours}, l2announcer_responder_v6 BTF id {ours}); left "
+        "untouched" in str(refused.value)
     )
     # With the feature off: ours go, theirs stays.
     with caplog.at_level(logging.INFO, logger="bpf.datapath"), in_netns(lab.node):
@@ -158,6 +160,7 @@ def test_a_foreign_responder_map_beside_our_own_maps_is_told_apart_from_them(
         "tc filter on n0",
         f"{bpf_root}/{LIVENESS_MAP_NAME}",
         f"{bpf_root}/{IFACES_MAP_NAME}",
+        f"{bpf_root}/{RESPONDER_V6_MAP_NAME}",
     ]
     assert os.listdir(bpf_root) == [RESPONDER_MAP_NAME]
     assert foreign.map_id(path) == theirs
@@ -206,6 +209,7 @@ def test_ownership_is_told_with_only_the_pods_capabilities(
         RESPONDER_MAP_NAME: [False, False],
         LIVENESS_MAP_NAME: [False, False],  # absent
         IFACES_MAP_NAME: [False, False],
+        RESPONDER_V6_MAP_NAME: [False, False],
     }, theirs
 
     removed = _as_the_pod(lab.node, _REMOVE, bpf_root)
@@ -232,7 +236,8 @@ def test_our_own_pins_are_adopted_and_with_the_feature_off_removed(
     dp = Datapath(bpf_root)  # adopts: same maps, same content
     dp.start()
     try:
-        assert dp.responder.info.id == ids[RESPONDER_MAP_NAME]
+        assert dp.responder.v4.info.id == ids[RESPONDER_MAP_NAME]
+        assert dp.responder.v6.info.id == ids[RESPONDER_V6_MAP_NAME]
         assert dp.responder.get(VIP, lab.node_ifindex) == 0
     finally:
         dp.shutdown(detach=False)
@@ -245,6 +250,7 @@ def test_our_own_pins_are_adopted_and_with_the_feature_off_removed(
         f"{bpf_root}/{RESPONDER_MAP_NAME}",
         f"{bpf_root}/{LIVENESS_MAP_NAME}",
         f"{bpf_root}/{IFACES_MAP_NAME}",
+        f"{bpf_root}/{RESPONDER_V6_MAP_NAME}",
     ]
     assert os.listdir(bpf_root) == []
     assert FILTER_NAME not in _filters(lab)
@@ -261,7 +267,7 @@ def test_a_foreign_tc_program_refuses_that_interface_with_one_line_and_others_wo
     loader = loaders(lab.node, bpf_root)
     loader.cmd(f"add {VIP} {lab.node_ifindex}")
     expected = (
-        "not answering ARP on n0: another BPF program on its ingress sees ARP "
+        "not answering ARP or NDP on n0: another BPF program on its ingress sees ARP or IPv6 "
         f"(cil_from_netdev-n0 (program id {other}, tc filter pref 1 protocol all)), and two "
         "responders would both answer; remove it from n0 or leave n0 out of the policies' "
         "interfaces"
@@ -308,10 +314,10 @@ def test_a_foreign_program_appearing_under_our_adopted_filter_takes_ours_off(
     first.cmd(f"add {VIP} {lab.node_ifindex}")
     assert arping(lab.client, VIP, 1).received == 1
     first.stop("exit")
-    foreign.tc_filter(lab.node, "n0", name="cil_from_netdev-n0", prio=2, handle=1)
+    foreign.tc_filter(lab.node, "n0", name="cil_from_netdev-n0", prio=3, handle=1)
     second = loaders(lab.node, bpf_root)
     assert second.ready["attached"] == [lab.node_ifindex]  # ours, from the first
-    with pytest.raises(RuntimeError, match="not answering ARP on n0"):
+    with pytest.raises(RuntimeError, match="not answering ARP or NDP on n0"):
         second.cmd("attach n0")  # what the reconciler does first on each interface
     assert FILTER_NAME not in _filters(lab)
     assert "cil_from_netdev-n0" in _filters(lab)

@@ -13,21 +13,27 @@ from bpf.maps import (
     IFACES_MAP_NAME,
     LIVENESS_MAP_NAME,
     RESPONDER_MAP_NAME,
+    RESPONDER_V6_MAP_NAME,
     LivenessMap,
     ResponderMap,
+    ResponderV6Map,
 )
 from bpf.syscall import BpfError
 
 
-def test_load_creates_the_root_and_pins_three_maps(bpf_root: str) -> None:
+def test_load_creates_the_root_and_pins_four_maps(bpf_root: str) -> None:
     nested = f"{bpf_root}/tc/globals"
     prog = program.load(nested)
     try:
         assert sorted(os.listdir(nested)) == sorted(
-            [RESPONDER_MAP_NAME, LIVENESS_MAP_NAME, IFACES_MAP_NAME]
+            [RESPONDER_MAP_NAME, LIVENESS_MAP_NAME, IFACES_MAP_NAME, RESPONDER_V6_MAP_NAME]
         )
         with ResponderMap.open(f"{nested}/{RESPONDER_MAP_NAME}") as m:
             assert (m.info.max_entries, m.info.flags) == (4096, 1)
+        with ResponderV6Map.open(f"{nested}/{RESPONDER_V6_MAP_NAME}") as m6:
+            assert (m6.info.key_size, m6.info.max_entries, m6.info.flags) == (20, 4096, 1)
+            assert m6.add_if_missing("2001:db8::10", 7) is True
+            assert m6.items()[0].ip == "2001:db8::10"
     finally:
         prog.close()
 

@@ -309,7 +309,7 @@ def test_a_restarted_loader_adopts_program_and_maps_without_a_gap(
     assert f"{probes} packets transmitted, {probes} packets received" in out, out[-500:]
 
     after = _filters(lab)
-    assert after.count(FILTER_NAME) == 1
+    assert after.count(FILTER_NAME) == 2  # ARP and IPv6
     assert before != after  # a new program id, swapped in place
     assert second.cmd(f"add {VIP} {lab.node_ifindex}") is False  # already there: kept
     assert second.cmd(f"get {VIP} {lab.node_ifindex}") == 5 + probes
@@ -342,7 +342,7 @@ def test_attach_is_idempotent_and_detach_stops_answering(
     loader = loaders(lab.node, bpf_root, "--attach", "n0")
     loader.cmd("attach n0")
     loader.cmd("attach n0")
-    assert _filters(lab).count(FILTER_NAME) == 1
+    assert _filters(lab).count(FILTER_NAME) == 2  # ARP and IPv6
     loader.cmd(f"add {VIP} {lab.node_ifindex}")
     assert len(_ask(client_port, _request(lab, VIP))) == 1
     assert loader.cmd("detach n0") is True
