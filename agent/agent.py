@@ -275,6 +275,7 @@ class Agent:
         c = self.config
         metrics = self.metrics
         self._reflectors(["services", "nodes", "policies", "leases"])
+        self._add_link_fence()
 
         status_writer = PolicyStatusWriter(kubernetes_patch(self.api_client))
         self._add(status_writer)
@@ -338,7 +339,9 @@ class Agent:
         if self.use_datapath:
             self._build_datapath()
         if metrics is not None:
-            gates=default_gates(announce_without_endpoints=c.announce_without_endpoints),
+            gates=default_gates(
+                announce_without_endpoints=c.announce_without_endpoints, fence=True
+            ),
             on_contest=on_contest,
             metrics.attach(
                 responder_items=self._responder_items if self.use_datapath else None,
@@ -361,6 +364,8 @@ class Agent:
     def _build_datapath(self) -> None:
         from agent.responder.device_sync import DeviceSync
         from agent.responder.ops import ResponderOps
+        from agent.responder.verifier import DatapathVerifier
+        from bpf import attach as tc
         from bpf.datapath import Datapath
         from common.tables.l2_announce import L2_ANNOUNCE
         from statedb.reconciler import Config as ReconcilerConfig
@@ -404,6 +409,16 @@ class Agent:
         )
         self._add(job, stop=lambda: job.stop(RESPONDER_STOP_TIMEOUT))
         self._add(DeviceSync(self.db, ops, responder, clock=self.clock))
+        self._add(DatapathVerifier(self.db, ops, tc.attached_among, clock=self.clock))
+
+    def _add_link_fence(self) -> None:
+        """The fence gate's links: interfaces down or without carrier, in ``l2-fence``."""
+        from agent.devices import DevicesOptions
+        from agent.fence.links import LinkFences, LinkFenceWatcher
+
+        c = self.config
+        fences = LinkFences(DevicesOptions(c.devices, c.force_device_detection))
+        self._add(LinkFenceWatcher(self.db, fences, clock=self.clock))
         if c.l2_announcements_conflict_detection:
             self._build_conflicts()
 

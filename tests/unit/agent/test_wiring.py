@@ -53,6 +53,7 @@ def test_every_module_is_built_in_init_and_appended_in_dependency_order(agent: A
         "reflector:nodes",
         "reflector:ciliuml2announcementpolicies.cilium.io",
         "reflector:leases",
+        "link-fence",
         "policy-status",
         "service-status",
         "announced-services",
@@ -61,6 +62,7 @@ def test_every_module_is_built_in_init_and_appended_in_dependency_order(agent: A
         "garp-sender",  # built once, for the responder and the pod announcer
         "l2-responder",
         "device-sync",
+        "datapath-verifier",
         "conflict-reports",
         "conflicts",  # after the responder: it watches what is programmed
         "elector",
@@ -83,6 +85,7 @@ def test_one_health_row_per_module_and_job(agent: Agent) -> None:
             "reflector:ciliuml2announcementpolicies.cilium.io",
             "reflector:leases",
             "reflector:pods",
+            "link-fence",
             "policy-status",
             "service-status",
             "announced-services",
@@ -90,6 +93,7 @@ def test_one_health_row_per_module_and_job(agent: Agent) -> None:
             "garp-sender",
             "l2-responder",
             "device-sync",
+            "datapath-verifier",
             "conflict-reports",
             "conflicts",
             "conflicts-tables",
