@@ -22,7 +22,7 @@ from dbg.output import Grid, Line, Output, write_data, write_grid
 BPF_ROOT_ENV = "L2ANNOUNCER_BPF_ROOT"
 HEADER = ("IP", "Interface", "Ifindex", "ResponsesSent")
 
-app = typer.Typer(name="bpf", rich_markup_mode=None, no_args_is_help=True,
+app = typer.Typer(name="bpf", rich_markup_mode=None, no_args_is_help=True, add_completion=False,
                   help="Inspect the BPF maps of the datapath (read-only).")  # fmt: skip
 responder = typer.Typer(name="l2-responder", rich_markup_mode=None, no_args_is_help=True,
                         help="The ARP responder map, cilium_l2_responder_v4.")  # fmt: skip

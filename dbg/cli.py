@@ -1,17 +1,33 @@
-"""The typer application: ``l2dbg`` and its command groups."""
+"""The root of ``l2dbg``: its one option and its commands, each in its own module and imported
+only when that command runs (or ``--help`` lists it), so ``l2dbg statedb devices`` never loads
+the BPF map code and ``l2dbg config`` never builds a command per table."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from dbg import bpf_cmd, config_cmd, statedb_cmd, status_cmd
-from dbg.statedb_ops import DEFAULT_STATE_DIR, STATE_DIR_ENV
+from common.cli import LazyGroup, command_of, completion_app
+from dbg.options import DEFAULT_STATE_DIR, STATE_DIR_ENV
+
+PROG = "l2dbg"
+
+
+class Commands(LazyGroup):
+    lazy = {
+        "config": "dbg.config_cmd:app",
+        "status": "dbg.status_cmd:app",
+        "statedb": "dbg.statedb_cmd:app",
+        "bpf": "dbg.bpf_cmd:app",
+        "completion": "dbg.cli:completion",
+    }
+
 
 app = typer.Typer(
-    name="l2dbg",
+    name=PROG,
+    cls=Commands,
     help="Debug CLI of l2announcer: reads the node agent's state read-only.",
     no_args_is_help=True,
     add_completion=False,
@@ -35,7 +51,10 @@ def root(
     """Debug CLI of l2announcer: reads the node agent's state read-only."""
 
 
-app.add_typer(statedb_cmd.app, name="statedb")
-app.add_typer(bpf_cmd.app, name="bpf")
-app.command("config")(config_cmd.config)
-app.command("status")(status_cmd.status)
+def completion() -> typer.Typer:
+    return completion_app(PROG)
+
+
+def command() -> Any:
+    """The click command of ``l2dbg``, as ``main()`` runs it (tests run it the same way)."""
+    return command_of(app)

@@ -17,8 +17,8 @@ import typer
 from common.tables.config import CONFIG, ConfigEntry
 from dbg import statedb_ops
 from dbg.errors import DbgError, report
+from dbg.options import state_dir_of
 from dbg.output import DataOutput, write_data
-from dbg.statedb_cmd import state_dir_of
 
 READ_ONLY = "#### Read-only configurations ####"
 READ_WRITE = "##### Read-write configurations #####"
@@ -32,6 +32,10 @@ def layout(entries: list[ConfigEntry]) -> str:
     return "\n".join(lines) + "\n"
 
 
+app = typer.Typer(rich_markup_mode=None, add_completion=False)
+
+
+@app.command("config")
 def config(
     ctx: typer.Context,
     all_: Annotated[

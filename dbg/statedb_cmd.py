@@ -4,21 +4,20 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
+from common.cli import LazyGroup, OptionalValue, OptionalValueCommand
+from common.durations import is_interval
 from common.tables import CATALOGUE
 from dbg import statedb_ops
-from dbg.errors import PROG, DbgError, report
+from dbg.errors import PROG, report
+from dbg.options import StateDirOpt, run, state_dir_of
 from dbg.output import DataOutput, Output
 from statedb import Table
 
-STATE_DIR_HELP = (
-    "Directory holding statedb.sqlite [default: $L2ANNOUNCER_STATE_DIR, else /run/l2announcer]."
-)
+DEFAULT_WATCH = "1s"  # the interval of a bare -w / --watch
 OUTPUT_HELP = (
     "table: rich on a terminal, the plain layout when piped; plain: always the reference's"
     " aligned columns; json; yaml."
@@ -28,14 +27,30 @@ WATCH_HELP = (
     " Optional interval, e.g. -w, --watch=100ms, -w 2s [default interval: 1s]."
 )
 
-StateDirOpt = Annotated[
-    Path | None, typer.Option("--state-dir", help=STATE_DIR_HELP, show_default=False)
-]
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help=OUTPUT_HELP)]
 
 
-class StatedbGroup(TyperGroup):
-    """Reports an unknown table in one line (exit 1) instead of click's usage error."""
+class TableCommand(OptionalValueCommand):
+    """``-w``/``--watch`` take an optional interval, as cilium-dbg's do: alone they mean 1s, and
+    only a following word that is an interval (``-w 2s``) is taken as its value."""
+
+    optional_values = {"watch": OptionalValue(DEFAULT_WATCH, is_interval)}
+
+
+class StatedbGroup(LazyGroup):
+    """One command per table of the catalogue, each built when used; an unknown table is one
+    line (exit 1) instead of click's usage error."""
+
+    def lazy_names(self) -> list[str]:
+        return list(CATALOGUE)
+
+    def load(self, name: str) -> typer.Typer | None:
+        table = CATALOGUE.get(name)
+        return None if table is None else _table_app(table)
+
+    def lazy_short_help(self, name: str) -> str | None:
+        table = CATALOGUE.get(name)
+        return table.doc if table is not None and table.doc else None
 
     def resolve_command(
         self,
@@ -52,6 +67,7 @@ app = typer.Typer(
     name="statedb",
     cls=StatedbGroup,
     rich_markup_mode=None,
+    add_completion=False,
     no_args_is_help=True,
     help=(
         "Inspect the agent's state database (read-only). One subcommand per table: "
@@ -66,29 +82,9 @@ def statedb_group(state_dir: StateDirOpt = None) -> None:
     """Inspect the agent's state database (read-only)."""
 
 
-def state_dir_of(ctx: typer.Context) -> Path:
-    """The most specific --state-dir: the command's, the group's, then the root's (which holds
-    $L2ANNOUNCER_STATE_DIR or the default)."""
-    given: list[Any] = []
-    c: Any = ctx  # parents are typer's vendored click Contexts
-    while c is not None:
-        given.append(c.params.get("state_dir"))
-        c = c.parent
-    return statedb_ops.resolve_state_dir(*given)
+def _table_app(table: Table[Any]) -> typer.Typer:
+    """The typer app of ``l2dbg statedb <table>``."""
 
-
-def run(fn: Any, *args: Any) -> None:
-    """Run an operation; a DbgError is one line on stderr and exit code 1."""
-    try:
-        fn(*args)
-    except DbgError as e:
-        report(e)
-        raise typer.Exit(1) from None
-    except BrokenPipeError:
-        raise typer.Exit(1) from None
-
-
-def _table_command(table: Table[Any]) -> None:
     def show(
         ctx: typer.Context,
         output: OutputOpt = Output.TABLE,
@@ -114,8 +110,10 @@ def _table_command(table: Table[Any]) -> None:
         run(go)
 
     columns = ", ".join(table.header)
-    app.command(
+    table_app = typer.Typer(rich_markup_mode=None, add_completion=False)
+    table_app.command(
         name=table.name,
+        cls=TableCommand,
         help=(
             f"{table.doc or 'Show the ' + table.name + ' table.'}\n\n"
             f"Columns: {columns}. Rows in primary-key order; -o json/yaml show every field."
@@ -123,10 +121,7 @@ def _table_command(table: Table[Any]) -> None:
         short_help=table.doc or None,
         epilog=f"Example: {PROG} statedb {table.name} -o plain",
     )(show)
-
-
-for _table in CATALOGUE.values():
-    _table_command(_table)
+    return table_app
 
 
 @app.command(short_help="Every table as one JSON object.")

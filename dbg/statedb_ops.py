@@ -1,12 +1,10 @@
-"""What ``l2dbg statedb`` does, without the command line: find and open the state database
-read-only, read one snapshot, and turn rows into a ``Grid`` or JSON-able data.
-
-Shared by the typer commands (``dbg.statedb_cmd``) and the start-up fast path (``dbg.fast``).
+"""What ``l2dbg statedb`` does, without the command line: open the state database read-only,
+read one snapshot, and turn rows into a ``Grid`` or JSON-able data. Used by the commands of
+``dbg.statedb_cmd``, ``dbg.config_cmd`` and ``dbg.status_cmd``.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,26 +13,17 @@ from typing import Any, TextIO
 
 from common.tables import CATALOGUE
 from dbg.errors import DbgError
+from dbg.options import STATE_DIR_ENV
 from dbg.output import DataOutput, Grid, Line, Output, wants_rich, write_data, write_grid
 from statedb import ReadOnlyDatabase, Snapshot, StateDBError, StateDBNotFound, Table
 from statedb.table import quote_name
 
-DEFAULT_STATE_DIR = "/run/l2announcer"
-STATE_DIR_ENV = "L2ANNOUNCER_STATE_DIR"
 DB_FILE = "statedb.sqlite"
 
 # Colours of well-known cells on a terminal, by column header, then by cell text.
 CELL_STYLES: dict[str, dict[str, str]] = {"Selected": {"true": "green", "false": "dim"}}
 STATUS_STYLES = {"done": "green", "pending": "yellow", "error": "bold red"}
 STATUS_HEADER = "Status"
-
-
-def resolve_state_dir(*given: str | os.PathLike[str] | None) -> Path:
-    """The most specific ``--state-dir`` given, else $L2ANNOUNCER_STATE_DIR, else the default."""
-    for g in given:
-        if g is not None and str(g) != "":
-            return Path(g)
-    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
 
 
 def db_path(state_dir: Path) -> Path:

@@ -19,7 +19,7 @@ from common.leases import lease_name
 from common.tables import CONFIG, DEVICES, HEALTH, L2_ANNOUNCE, LEASES
 from dbg import statedb_ops
 from dbg.errors import DbgError, report
-from dbg.statedb_cmd import state_dir_of
+from dbg.options import state_dir_of
 
 SERVICE_PROXIES = ("kube-proxy", "cilium-agent", "kube-router", "antrea-agent")
 
@@ -80,6 +80,10 @@ def render(state_dir: Path, proxy: str) -> str:
     return "\n".join(out) + "\n"
 
 
+app = typer.Typer(rich_markup_mode=None, add_completion=False)
+
+
+@app.command("status")
 def status(
     ctx: typer.Context,
     state_dir: Annotated[

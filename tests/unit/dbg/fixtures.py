@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +14,7 @@ from typer.testing import CliRunner
 from common.tables import CATALOGUE, DEVICES, L2_ANNOUNCE
 from common.tables.devices import Device, DeviceAddress
 from common.tables.l2_announce import L2AnnounceEntry, Origin
-from dbg.cli import app
-from dbg.main import main, preprocess
+from dbg.main import main
 from statedb import Database, Status, StatusKind, Table
 
 REPO = Path(__file__).resolve().parents[3]
@@ -100,42 +97,20 @@ class Outcome:
     stderr: str
 
 
-def invoke(args: Sequence[str], env: Mapping[str, str] | None = None) -> Outcome:
-    """The typer app, as main() would call it after preprocessing (never the fast path)."""
-    result = CliRunner().invoke(app, preprocess(args), env=dict(env or {}))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return Outcome(result.exit_code, result.stdout, result.stderr)
-
-
-@contextmanager
-def _env(env: Mapping[str, str | None]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in env}
-    try:
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def invoke_main(args: Sequence[str], env: Mapping[str, str | None] | None = None) -> Outcome:
-    """dbg.main.main() in-process: the fast path when it applies, else typer."""
-    out, err = io.StringIO(), io.StringIO()
+def invoke(args: Sequence[str], env: Mapping[str, str | None] | None = None) -> Outcome:
+    """``l2dbg args`` in-process, exactly as the console script runs it (``dbg.main.main``), its
+    output captured as from a pipe; ``env`` values of None unset the variable."""
+    runner = CliRunner()
     code = 0
-    with _env(env or {}), redirect_stdout(out), redirect_stderr(err):
+    with runner.isolation(env=dict(env or {})) as (out, err, _):
         try:
             main(list(args))
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return Outcome(code, out.getvalue(), err.getvalue())
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        return Outcome(code, out.getvalue().decode(), err.getvalue().decode())
 
 
 def assert_golden(name: str, text: str) -> None:

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from agent.config import resolve
 from agent.config_table import write_config
@@ -15,8 +14,8 @@ from common.tables.devices import Device
 from common.tables.health import Health
 from common.tables.l2_announce import L2AnnounceEntry, Origin
 from common.tables.leases import Lease
-from dbg.cli import app
 from statedb import Database, Status, StatusKind
+from tests.unit.dbg.fixtures import invoke
 
 
 @pytest.fixture
@@ -48,8 +47,8 @@ def state(tmp_path: Path) -> Iterator[Path]:
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    r = CliRunner().invoke(app, list(args))
-    return r.exit_code, r.stdout, r.stderr
+    r = invoke(list(args))
+    return r.code, r.stdout, r.stderr
 
 
 def test_config_all_is_the_references_layout(state: Path) -> None:

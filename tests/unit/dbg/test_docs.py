@@ -10,22 +10,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 
-from dbg.cli import app
-from tests.unit.dbg.fixtures import REPO, invoke_main
+from dbg.cli import command
+from tests.unit.dbg.fixtures import REPO, invoke
 
 DOC = REPO / "docs" / "l2dbg.md"
 
 
 def _commands() -> Iterator[tuple[str, Any]]:
+    """Every command, as l2dbg lists it (commands are built when first asked for)."""
+
     def walk(prefix: str, cmd: Any) -> Iterator[tuple[str, Any]]:
         yield prefix, cmd
-        for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+        if not hasattr(cmd, "list_commands"):
+            return
+        for name in sorted(cmd.list_commands(None)):
+            sub = cmd.get_command(None, name)
             if not sub.hidden:
                 yield from walk(f"{prefix} {name}", sub)
 
-    yield from walk("l2dbg", typer.main.get_command(app))
+    yield from walk("l2dbg", command())
 
 
 COMMANDS = dict(_commands())
@@ -88,5 +92,5 @@ def test_there_are_examples() -> None:
 def test_docs_example(state_dir: Path, command: str, expected: str) -> None:
     argv = shlex.split(command)
     assert argv[0] == "l2dbg"
-    out = invoke_main(argv[1:], env={"L2ANNOUNCER_STATE_DIR": str(state_dir)})
+    out = invoke(argv[1:], env={"L2ANNOUNCER_STATE_DIR": str(state_dir)})
     assert out.stdout + out.stderr == expected

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from common.tables import DEVICES
-from tests.unit.dbg.fixtures import Outcome, assert_golden, invoke, invoke_main, open_db
+from tests.unit.dbg.fixtures import Outcome, assert_golden, invoke, open_db
 
 
 def _golden_error(name: str, out: Outcome, state_dir: Path) -> None:
@@ -18,38 +18,31 @@ def _golden_error(name: str, out: Outcome, state_dir: Path) -> None:
     assert_golden(f"error-{name}.txt", out.stderr.replace(str(state_dir), "$STATE_DIR"))
 
 
-def _both(args: list[str]) -> Outcome:
-    """The typer app and main() (fast path where it applies) must fail the same way."""
-    out = invoke(args)
-    assert invoke_main(args) == out
-    return out
-
-
 def test_missing_database(tmp_path: Path) -> None:
-    out = _both(["statedb", "devices", "--state-dir", str(tmp_path)])
+    out = invoke(["statedb", "devices", "--state-dir", str(tmp_path)])
     _golden_error("missing-db", out, tmp_path)
     assert not list(tmp_path.iterdir()), "opening read-only must create nothing"
 
 
 def test_missing_database_names_the_default_and_the_variable(tmp_path: Path) -> None:
-    out = invoke_main(["statedb", "devices"], env={"L2ANNOUNCER_STATE_DIR": str(tmp_path / "x")})
+    out = invoke(["statedb", "devices"], env={"L2ANNOUNCER_STATE_DIR": str(tmp_path / "x")})
     assert "L2ANNOUNCER_STATE_DIR" in out.stderr and "--state-dir" in out.stderr
 
 
 def test_unknown_table(state_dir: Path) -> None:
-    out = _both(["statedb", "foo", "--state-dir", str(state_dir)])
+    out = invoke(["statedb", "foo", "--state-dir", str(state_dir)])
     _golden_error("unknown-table", out, state_dir)
 
 
 def test_table_not_in_the_file(tmp_path: Path) -> None:
     open_db(tmp_path, [DEVICES]).close()
-    out = _both(["statedb", "l2-announce", "--state-dir", str(tmp_path)])
+    out = invoke(["statedb", "l2-announce", "--state-dir", str(tmp_path)])
     _golden_error("table-not-in-file", out, tmp_path)
 
 
 def test_not_a_state_database(tmp_path: Path) -> None:
     (tmp_path / "statedb.sqlite").write_bytes(b"this is not sqlite" * 100)
-    out = _both(["statedb", "devices", "--state-dir", str(tmp_path)])
+    out = invoke(["statedb", "devices", "--state-dir", str(tmp_path)])
     _golden_error("not-a-state-db", out, tmp_path)
 
 

@@ -1,5 +1,5 @@
-"""Golden output of ``l2dbg statedb <table>`` in every format, through the typer app and through
-main() (its start-up fast path), with the writer alive, gone, or killed mid-flight."""
+"""Golden output of ``l2dbg statedb <table>`` in every format, with the writer alive, gone, or
+killed mid-flight."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from tests.unit.dbg.fixtures import (
     REPO,
     assert_golden,
     invoke,
-    invoke_main,
     l2dbg_executable,
     open_db,
     write_rows,
@@ -36,8 +35,6 @@ def test_table_golden(golden_state: Path, table: str, fmt: str) -> None:
     assert sorted(p.name for p in golden_state.iterdir()) == files, "l2dbg created files"
     assert (out.code, out.stderr) == (0, "")
     assert_golden(f"statedb-{table}.{FORMATS[fmt]}", out.stdout)
-    # main()'s fast path prints the same bytes.
-    assert invoke_main(args) == out
 
 
 @pytest.mark.parametrize("table", TABLES)
@@ -50,19 +47,16 @@ def test_table_output_is_the_plain_layout_when_not_a_terminal(state_dir: Path, t
 def test_devices_example_of_the_reference(tmp_path: Path) -> None:
     with open_db(tmp_path) as db:
         write_rows(db, {DEVICES: (ETH0, LO)})
-    out = invoke_main(["statedb", "devices", "--state-dir", str(tmp_path)])
+    out = invoke(["statedb", "devices", "--state-dir", str(tmp_path)])
     assert out.stdout == DEVICES_EXAMPLE
 
 
 def test_empty_table_prints_only_its_header(tmp_path: Path) -> None:
     open_db(tmp_path).close()
-    for run in (invoke, invoke_main):
-        out = run(["statedb", "l2-announce", "--state-dir", str(tmp_path)])
-        assert out == type(out)(0, "# IP   NetworkInterface\n", "")
-        assert (
-            run(["statedb", "l2-announce", "-o", "json", "--state-dir", str(tmp_path)]).stdout
-            == "[]\n"
-        )
+    out = invoke(["statedb", "l2-announce", "--state-dir", str(tmp_path)])
+    assert out == type(out)(0, "# IP   NetworkInterface\n", "")
+    out = invoke(["statedb", "l2-announce", "-o", "json", "--state-dir", str(tmp_path)])
+    assert out.stdout == "[]\n"
 
 
 def test_dump_golden(golden_state: Path) -> None:
@@ -132,7 +126,6 @@ def test_state_dir_from_environment_and_precedence(
     env = {"L2ANNOUNCER_STATE_DIR": str(state_dir)}
     by_env = invoke(["statedb", "l2-announce", "-o", "json"], env=env)
     assert by_env.code == 0 and by_env.stdout.startswith("[\n")
-    assert invoke_main(["statedb", "l2-announce", "-o", "json"], env=env) == by_env
     # Root, group and command options: the most specific wins, and any option beats the env.
     for args in (
         ["--state-dir", str(state_dir), "statedb", "l2-announce", "-o", "json"],
@@ -167,7 +160,6 @@ def test_state_dir_from_environment_and_precedence(
     ):
         no_env = {"L2ANNOUNCER_STATE_DIR": str(elsewhere)}
         assert invoke(args, env=no_env) == by_env, args
-        assert invoke_main(args, env=no_env) == by_env, args
 
 
 def test_installed_entry_point_prints_the_golden_table(golden_state: Path) -> None:
@@ -197,6 +189,6 @@ def test_a_writer_killed_mid_flight_leaves_a_readable_database(tmp_path: Path) -
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, cwd=REPO, timeout=30)
     assert (tmp_path / "statedb.sqlite-wal").exists()
-    out = invoke_main(["statedb", "l2-announce", "--state-dir", str(tmp_path)])
+    out = invoke(["statedb", "l2-announce", "--state-dir", str(tmp_path)])
     assert out.code == 0, out.stderr
     assert_golden("statedb-l2-announce.txt", out.stdout)

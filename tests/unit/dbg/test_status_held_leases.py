@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typer.testing import CliRunner
-
 from agent.config import resolve
 from agent.config_table import write_config
 from common.tables import CATALOGUE, HEALTH, L2_ANNOUNCE, LEASES
 from common.tables.health import Health
 from common.tables.l2_announce import L2AnnounceEntry, Origin
 from common.tables.leases import Lease
-from dbg.cli import app
 from statedb import Database, Status, StatusKind
+from tests.unit.dbg.fixtures import invoke
 
 RED = "cilium-l2announce-default-service-red"
 WLAN = "cilium-l2announce-default-wlan-only"
@@ -43,8 +41,8 @@ def test_a_held_lease_with_nothing_announced_says_so(tmp_path: Path) -> None:
                 ),
             )
     db.close()
-    result = CliRunner().invoke(app, ["status", "--state-dir", str(tmp_path)])
-    assert result.exit_code == 0, result.stdout
+    result = invoke(["status", "--state-dir", str(tmp_path)])
+    assert result.code == 0, result.stdout
     assert (
         "Leases held:          2\n"
         f"  {RED}   announcing 2 (IP, interface) pair(s)\n"
