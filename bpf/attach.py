@@ -299,15 +299,20 @@ def attached_ifindexes() -> list[int]:
 
 
 def attached_among(ifindexes: Iterable[int]) -> set[int]:
-    """Which of ``ifindexes`` carry our filter: what :func:`attached_ifindexes` finds, asking
-    only these interfaces (the responder's verifier asks every second, and a node may have
-    hundreds of pod interfaces)."""
+    """Which of ``ifindexes`` carry every one of our filters (ARP and IPv6), asking only these
+    interfaces: the responder's verifier asks every second, and a node may have hundreds of pod
+    interfaces. An interface that lost one of them (``tc filter del ... pref 1``) is not in it:
+    it answers only half of what it should."""
     out = set()
+    wanted = set(OUR_FILTERS)
     with _iproute() as ip:
         for idx in ifindexes:
             try:
-                if _ours(ip, idx):
-                    out.add(idx)
+                found = {
+                    (m["info"] >> 16, socket.ntohs(m["info"] & 0xFFFF)) for m in _ours(ip, idx)
+                }
             except Exception:
                 continue  # gone meanwhile: not attached
+            if found >= wanted:
+                out.add(idx)
     return out
