@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from common.leases import LEASE_PREFIX
+from lab import foreign as foreign_host
 from lab import lab
 from lab.controlplane import COMPONENTS
 from lab.inventory import CLIENT_IP, REFERENCE_TIMERS, LabState, node_ip
@@ -29,6 +30,11 @@ class AgentAction(enum.StrEnum):
     kill = "kill"
     start = "start"
     restart = "restart"
+
+
+class ForeignAction(enum.StrEnum):
+    add = "add"
+    remove = "remove"
 
 
 class ApiFault(enum.StrEnum):
@@ -226,6 +232,29 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
                 "heal": "healed",
             }[fault.value]
             _say(f"{', '.join(nodes)}: traffic with kube-apiserver {done}")
+
+    @app.command()
+    def foreign(
+        action: Annotated[
+            ForeignAction,
+            typer.Argument(help="add: a host on the LAN with IP as a static address; remove it"),
+        ],
+        address: Annotated[
+            str | None, typer.Argument(help="198.51.100.x, e.g. a Service's VIP (add)")
+        ] = None,
+    ) -> None:
+        """A foreign host on the LAN holding an address statically (a VIP: a conflict the agents
+        must report), or its removal."""
+        with _errors():
+            state = current()
+            if action is ForeignAction.add:
+                if address is None:
+                    raise LabError(
+                        "foreign add needs an address, e.g. l2lab foreign add 198.51.100.101"
+                    )
+                _say(foreign_host.add(state, address))
+            else:
+                _say(foreign_host.remove(state) or "no foreign host was on the LAN")
 
     @app.command()
     def logs(

@@ -151,7 +151,7 @@ def validate_timers(lease: str, renew: str, retry: str) -> tuple[str, str, str]:
 
 def existing_namespaces(name: str, present: list[str] | None = None) -> list[str]:
     """The lab's namespaces among `present` (default: the host's, listed now)."""
-    members = ("lan", "client")
+    members = ("lan", "client", "foreign")  # foreign: lab/foreign.py's host, when added
     return [
         ns
         for ns in (netns.list_netns() if present is None else present)
