@@ -5,7 +5,12 @@ MAC. The last part matters: Linux only lets a gratuitous reply override a neighb
 less than ``locktime`` (1 s) ago when tha == sha (``arp_is_garp``); Cilium's tha =
 broadcast is ignored then, so clients that just resolved the old holder would keep it.
 
-A burst (default 3 packets, 0.5 s apart) covers a lost first packet. :class:`GarpSender` sends
+An IPv6 VIP is announced the same way with an unsolicited Neighbour Advertisement
+(:func:`bpf.ndp.unsolicited_na_frame`: to all nodes, S=0, O=1, our MAC in the Target link-layer
+option), in bursts of the same count, but never closer together than RetransTimer (1 s), the
+spacing a node keeps between its unsolicited advertisements for one address.
+
+A burst (default 3 packets, 0.5 s apart; for IPv6 1 s apart) covers a lost first packet. :class:`GarpSender` sends
 the first packet synchronously, so the caller sees its error at once and can retry with backoff
 (while the map entry is already written), and leaves the rest to its scheduler loop;
 :meth:`GarpSender.cancel` drops the rest when the VIP is lost mid-burst, so a former holder never
@@ -22,6 +27,8 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+
+from bpf.ndp import RETRANS_TIMER_S, unsolicited_na_frame
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +133,8 @@ class GarpSockets:
         _, _, _, hatype, mac = sock.getsockname()
         if hatype != ARPHRD_ETHER or len(mac) != 6:
             raise GarpError(0, "failed to open ARP socket: not an Ethernet interface")
-        frame = garp_frame(bytes(mac), vip)
+        announce = unsolicited_na_frame if ":" in vip else garp_frame
+        frame = announce(bytes(mac), vip)
         sock.send(frame)
         return frame
 
@@ -161,7 +169,8 @@ class GarpSockets:
 class GarpSender:
     """Sends gratuitous ARP bursts: the first packet now, the rest from a scheduler loop.
 
-    ``count`` packets ``interval_s`` apart (default 3 at 0, 0.5 and 1 s). Errors of the later
+    ``count`` packets ``interval_s`` apart (default 3 at 0, 0.5 and 1 s); for an IPv6 VIP
+    (unsolicited Neighbour Advertisements) at least RetransTimer apart (default 0, 1 and 2 s). Errors of the later
     packets go to ``on_error(vip, ifindex, error)`` and the log; they are not retried here, the
     burst itself being the retry.
 
@@ -216,14 +225,13 @@ class GarpSender:
         if self.count == 1:
             return
         now = self._clock()
+        interval = max(self.interval_s, RETRANS_TIMER_S) if ":" in vip else self.interval_s
         with self._cond:
             if self._generation.get(key) != gen:
                 return  # cancelled while the first packet was in flight
             for i in range(1, self.count):
                 self._seq += 1
-                heapq.heappush(
-                    self._queue, (now + i * self.interval_s, self._seq, vip, ifindex, gen)
-                )
+                heapq.heappush(self._queue, (now + i * interval, self._seq, vip, ifindex, gen))
             self._cond.notify()
 
     def cancel(self, vip: str, ifindex: int) -> None:

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(python3-bpfcc libbpfcc bpfcc-tools bpftool iproute2 arping tcpdump
+DEBS=(python3-bpfcc libbpfcc bpfcc-tools bpftool iproute2 arping ndisc6 iputils-ping tcpdump
       python3-venv python3-dev gcc curl nftables podman buildah mmdebstrap)
 VENV=.venv
 PY=${PYTHON:-/usr/bin/python3}

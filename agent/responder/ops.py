@@ -7,10 +7,12 @@
   a gratuitous ARP burst only for a key that was missing (so a restarted agent does not announce
   again). A failed GARP never blocks the key, because the VIP must be answered even when the
   announcement could not go out: the key stays, the row shows ``garp <ip>@<ifindex>: ...`` and
-  the retry sends the GARP again. IPv6 rows get a permanent "not supported yet" status (NDP is
-  planned).
-- ``delete``: remove the key, cancel a burst still going, detach from an interface left with no
-  key.
+  the retry sends the GARP again. An IPv6 row is the same with unsolicited Neighbour
+  Advertisements for the burst, and first joins the VIP's solicited-node multicast group on the
+  interface (on every update, so a restarted agent joins again for the keys it adopted), so
+  that NICs filtering multicast and MLD-snooping switches deliver the solicitations.
+- ``delete``: remove the key, cancel a burst still going, leave the group, detach from an
+  interface left with no key.
 - ``prune``: remove every key no row wants (stale keys of a previous agent), detach idle
   interfaces.
 """
@@ -27,7 +29,6 @@ from bpf.garp import GarpError
 from common.tables.devices import DEVICES, DEVICES_BY_NAME
 from common.tables.l2_announce import L2AnnounceEntry
 from statedb import Database, ReadTxn
-from statedb.reconciler import PermanentError
 
 log = logging.getLogger("l2announcer.l2-responder")
 
@@ -49,14 +50,31 @@ class GratuitousArp(Protocol):
     def cancel(self, vip: str, ifindex: int) -> None: ...
 
 
+class MulticastGroups(Protocol):
+    def join(self, vip: str, ifindex: int) -> bool: ...
+    def leave(self, vip: str, ifindex: int) -> bool: ...
+
+
+def _v6(ip: str) -> bool:
+    return ipaddress.ip_address(ip).version == 6
+
+
 class ResponderOps:
     def __init__(
-        self, db: Database, responder: ResponderKeys, attacher: Attacher, garp: GratuitousArp
+        self,
+        db: Database,
+        responder: ResponderKeys,
+        attacher: Attacher,
+        garp: GratuitousArp,
+        groups: MulticastGroups | None = None,
     ) -> None:
+        """``groups``: the solicited-node memberships of IPv6 VIPs; None joins none (for
+        processes that only exercise the map, such as benchmarks)."""
         self.db = db
         self.map = responder
         self.attacher = attacher
         self.garp = garp
+        self.groups = groups
         self._lock = threading.Lock()
         # Where this agent attached its own program. A previous agent's filter (adopted at
         # start; maybe an older program version) is not in it, so the first update on that
@@ -107,12 +125,12 @@ class ResponderOps:
                 ifindex = self._ifindex_of.pop(key)
                 self._attached.discard(ifindex)
                 self._garp_due.add((key[0], ifindex))
+                if self.groups is not None and _v6(key[0]):
+                    self.groups.leave(key[0], ifindex)  # joined again on the new ifindex
 
     # -- Operations ---------------------------------------------------------------------------
 
     def update(self, row: L2AnnounceEntry) -> None:
-        if ipaddress.ip_address(row.ip).version == 6:
-            raise PermanentError(f"IPv6 is not supported yet (no NDP responder): {row.ip}")
         with self._lock:
             ifindex, mac = self._device(row.network_interface)
             self._ensure_attached(ifindex, mac)
@@ -121,6 +139,13 @@ class ResponderOps:
             except OSError as e:
                 raise RuntimeError(f"create {row.ip}@{ifindex}: {e}") from None
             self._ifindex_of[(row.ip, row.network_interface)] = ifindex
+            if self.groups is not None and _v6(row.ip):
+                try:
+                    self.groups.join(row.ip, ifindex)
+                except OSError as e:  # answered anyway where nothing filters: the key stays
+                    if added:
+                        self._garp_due.add((row.ip, ifindex))  # announce on the retry
+                    raise RuntimeError(str(e)) from None
             if not added and (row.ip, ifindex) not in self._garp_due:
                 return
             try:
@@ -131,8 +156,6 @@ class ResponderOps:
             self._garp_due.discard((row.ip, ifindex))
 
     def delete(self, row: L2AnnounceEntry) -> None:
-        if ipaddress.ip_address(row.ip).version == 6:
-            return
         with self._lock:
             ifindex = self._ifindex_of.pop((row.ip, row.network_interface), None)
             if ifindex is None:
@@ -156,6 +179,8 @@ class ResponderOps:
     def _delete_key(self, ip: str, ifindex: int) -> None:
         self.garp.cancel(ip, ifindex)
         self._garp_due.discard((ip, ifindex))
+        if self.groups is not None and _v6(ip):
+            self.groups.leave(ip, ifindex)
         try:
             self.map.delete(ip, ifindex)
         except OSError as e:
@@ -166,8 +191,6 @@ class ResponderOps:
             wanted: set[tuple[str, int]] = set()
             with self.db.read_txn() as r:  # one read for every row, not one per row
                 for row in rows:
-                    if ipaddress.ip_address(row.ip).version == 6:
-                        continue
                     try:
                         wanted.add((row.ip, self._device(row.network_interface, r)[0]))
                     except LookupError:
@@ -177,6 +200,8 @@ class ResponderOps:
                 if (ip, ifindex) not in wanted:
                     self.garp.cancel(ip, ifindex)
                     self.map.delete(ip, ifindex)
+                    if self.groups is not None and _v6(ip):
+                        self.groups.leave(ip, ifindex)
                     removed.append(f"{ip}@{ifindex}")
             if removed:
                 log.info("pruned stale responder keys: %s", ", ".join(removed))

@@ -32,6 +32,17 @@ def lab_with_node_ip(make_netns: Callable[[], str]) -> Lab:
 
 
 @pytest.fixture
+def lab6(make_netns: Callable[[], str]) -> Lab:
+    """The lab with IPv6 on: the client's kernel resolves VIPs by Neighbour Discovery."""
+    return build_lab(make_netns(), make_netns(), ipv6=True)
+
+
+@pytest.fixture
+def lab6_with_node_ip(make_netns: Callable[[], str]) -> Lab:
+    return build_lab(make_netns(), make_netns(), node_ip=True, ipv6=True)
+
+
+@pytest.fixture
 def loaders() -> Iterator[Callable[..., Loader]]:
     """Start loaders in a namespace; every one still running is killed afterwards."""
     started: list[Loader] = []
@@ -58,3 +69,18 @@ def client_port(lab: Lab) -> Iterator[Port]:
     port = Port(lab.client, "c0")
     yield port
     port.close()
+
+
+@pytest.fixture
+def client_port_factory() -> Iterator[Callable[[Lab], Port]]:
+    """A raw port on the client side of any lab (for the labs other than ``lab``)."""
+    ports: list[Port] = []
+
+    def make(lab: Lab) -> Port:
+        port = Port(lab.client, "c0")
+        ports.append(port)
+        return port
+
+    yield make
+    for port in ports:
+        port.close()

@@ -77,11 +77,18 @@ class Lab:
     other_ifindex: int  # d0, another interface of the node namespace
 
 
-def build_lab(node: str, client: str, *, node_ip: bool = False) -> Lab:
-    """veth n0 (node) <-> c0 (client), a second veth d0/d1 in the node; IPv6 off so nothing else talks."""
+CLIENT_IP6 = "2001:db8::2"
+NODE_IP6 = "2001:db8::1"
+
+
+def build_lab(node: str, client: str, *, node_ip: bool = False, ipv6: bool = False) -> Lab:
+    """veth n0 (node) <-> c0 (client), a second veth d0/d1 in the node; IPv6 off so nothing else
+    talks, unless ``ipv6``: then the client has CLIENT_IP6 (and the node NODE_IP6 with
+    ``node_ip``), without duplicate address detection, so they are usable at once."""
+    flag = "0" if ipv6 else "1"
     for ns in (node, client):
-        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
-        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.all.disable_ipv6={flag}")
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.default.disable_ipv6={flag}")
     sh("ip", "-n", node, "link", "add", "n0", "type", "veth", "peer", "name", "c0", "netns", client)
     sh("ip", "-n", node, "link", "add", "d0", "type", "veth", "peer", "name", "d1")
     for ns, dev in (
@@ -96,6 +103,10 @@ def build_lab(node: str, client: str, *, node_ip: bool = False) -> Lab:
     sh("ip", "-n", client, "addr", "add", f"{CLIENT_IP}/24", "dev", "c0")
     if node_ip:
         sh("ip", "-n", node, "addr", "add", f"{NODE_IP}/24", "dev", "n0")
+    if ipv6:
+        sh("ip", "-n", client, "addr", "add", f"{CLIENT_IP6}/64", "dev", "c0", "nodad")
+        if node_ip:
+            sh("ip", "-n", node, "addr", "add", f"{NODE_IP6}/64", "dev", "n0", "nodad")
     n_idx, n_mac = link_info(node, "n0")
     c_idx, c_mac = link_info(client, "c0")
     d_idx, _ = link_info(node, "d0")

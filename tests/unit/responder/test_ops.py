@@ -9,11 +9,12 @@ import pytest
 from agent.responder.ops import ResponderOps
 from agent.runtime.clock import RealClock
 from bpf.garp import GarpError
+from bpf.mcast import GroupError
 from common.tables import DEVICES, L2_ANNOUNCE
 from common.tables.devices import Device
 from common.tables.l2_announce import L2AnnounceEntry
 from statedb import Database, StatusKind
-from statedb.reconciler import Config, PermanentError
+from statedb.reconciler import Config
 from tests.reconciler_job import JobReconciler
 
 
@@ -68,6 +69,21 @@ class FakeGarp:
         self.cancelled.append((vip, ifindex))
 
 
+class FakeGroups:
+    def __init__(self) -> None:
+        self.held: dict[tuple[str, int], int] = {}
+        self.fail = ""
+
+    def join(self, vip: str, ifindex: int) -> bool:
+        if self.fail:
+            raise GroupError(0, self.fail)
+        self.held[(vip, ifindex)] = 1
+        return True
+
+    def leave(self, vip: str, ifindex: int) -> bool:
+        return self.held.pop((vip, ifindex), None) is not None
+
+
 class Rig:
     def __init__(self, existing: dict[tuple[str, int], int] | None = None) -> None:
         self.db = Database.open(None, [DEVICES, L2_ANNOUNCE])
@@ -78,7 +94,8 @@ class Rig:
         self.map.counters.update(existing or {})
         self.attacher = FakeAttacher()
         self.garp = FakeGarp()
-        self.ops = ResponderOps(self.db, self.map, self.attacher, self.garp)
+        self.groups = FakeGroups()
+        self.ops = ResponderOps(self.db, self.map, self.attacher, self.garp, self.groups)
 
 
 @pytest.fixture
@@ -118,10 +135,44 @@ def test_failed_garp_keeps_the_key_and_is_sent_again_on_retry(rig: Rig) -> None:
     assert rig.garp.sent == [("198.51.100.10", 2)], "sent once it worked, not again"
 
 
-def test_ipv6_is_permanently_not_supported(rig: Rig) -> None:
-    with pytest.raises(PermanentError, match="IPv6 is not supported yet"):
+def test_an_ipv6_key_is_added_its_group_joined_and_announced_once(rig: Rig) -> None:
+    rig.ops.update(E("2001:db8::10", "eth0"))
+    rig.ops.update(E("2001:db8::10", "eth0"))
+    assert rig.map.keys() == [("2001:db8::10", 2)]
+    assert rig.groups.held == {("2001:db8::10", 2): 1}
+    assert rig.garp.sent == [("2001:db8::10", 2)]
+    rig.ops.delete(E("2001:db8::10", "eth0"))
+    assert rig.groups.held == {} and rig.map.keys() == []
+    assert rig.garp.cancelled == [("2001:db8::10", 2)]
+
+
+def test_a_restarted_agent_joins_again_for_a_key_it_adopted_without_announcing() -> None:
+    r = Rig(existing={("2001:db8::10", 2): 3})
+    r.ops.update(E("2001:db8::10", "eth0"))
+    assert r.groups.held == {("2001:db8::10", 2): 1}
+    assert r.garp.sent == []
+    r.db.close()
+
+
+def test_a_refused_join_keeps_the_key_and_is_a_retried_error(rig: Rig) -> None:
+    rig.groups.fail = "join ff02::1:ff00:10 on eth0: No buffer space available"
+    with pytest.raises(RuntimeError, match=r"^join ff02::1:ff00:10 on eth0: No buffer space"):
         rig.ops.update(E("2001:db8::10", "eth0"))
-    assert rig.map.keys() == []
+    assert rig.map.keys() == [("2001:db8::10", 2)]
+    rig.groups.fail = ""
+    rig.ops.update(E("2001:db8::10", "eth0"))
+    assert rig.groups.held == {("2001:db8::10", 2): 1}
+    assert rig.garp.sent == [("2001:db8::10", 2)]
+
+
+def test_prune_leaves_the_group_of_a_stale_ipv6_key() -> None:
+    r = Rig(existing={("2001:db8::10", 2): 1, ("2001:db8::11", 2): 1})
+    r.ops.update(E("2001:db8::11", "eth0"))
+    r.groups.held[("2001:db8::10", 2)] = 1
+    r.ops.prune([E("2001:db8::11", "eth0")])
+    assert r.map.keys() == [("2001:db8::11", 2)]
+    assert r.groups.held == {("2001:db8::11", 2): 1}
+    r.db.close()
 
 
 def test_unknown_interface_is_a_retried_error(rig: Rig) -> None:
@@ -144,7 +195,7 @@ def test_delete_removes_cancels_and_detaches_an_idle_interface(rig: Rig) -> None
 def test_prune_removes_only_keys_no_row_wants() -> None:
     r = Rig(existing={("198.51.100.10", 2): 5, ("198.51.100.99", 3): 7})
     r.attacher.on = {2, 3}
-    r.ops.prune([E("198.51.100.10", "eth0"), E("2001:db8::1", "eth0")])
+    r.ops.prune([E("198.51.100.10", "eth0")])
     assert r.map.counters == {("198.51.100.10", 2): 5}
     assert r.attacher.on == {2}
     r.db.close()
