@@ -367,6 +367,7 @@ class Agent:
         from agent.responder.verifier import DatapathVerifier
         from bpf import attach as tc
         from bpf.datapath import Datapath
+        from bpf.mcast import SolicitedNodeGroups
         from common.tables.l2_announce import L2_ANNOUNCE
         from statedb.reconciler import Config as ReconcilerConfig
         from statedb.reconciler import Reconciler
@@ -391,7 +392,10 @@ class Agent:
         self._add(liveness)
 
         garp = self._garp_sender()
-        ops = ResponderOps(self.db, _ResponderMapOf(datapath), datapath, garp)
+        # The IPv6 VIPs' solicited-node groups, joined while held; closing leaves them all.
+        groups = SolicitedNodeGroups()
+        self.lifecycle.append("solicited-node-groups", stop=groups.close)
+        ops = ResponderOps(self.db, _ResponderMapOf(datapath), datapath, garp, groups)
         responder: Reconciler[L2AnnounceEntry] = Reconciler(
             self.db,
             L2_ANNOUNCE,

@@ -60,6 +60,7 @@ def test_every_module_is_built_in_init_and_appended_in_dependency_order(agent: A
         "datapath",
         "datapath-liveness",
         "garp-sender",  # built once, for the responder and the pod announcer
+        "solicited-node-groups",
         "l2-responder",
         "device-sync",
         "datapath-verifier",
