@@ -14,7 +14,14 @@ from typing import Annotated
 
 import typer
 
-from bpf.maps import DEFAULT_BPF_ROOT, RESPONDER_MAP_NAME, ResponderMap, pin_path
+from bpf.maps import (
+    DEFAULT_BPF_ROOT,
+    RESPONDER_MAP_NAME,
+    RESPONDER_V6_MAP_NAME,
+    ResponderMap,
+    ResponderV6Map,
+    pin_path,
+)
 from bpf.syscall import BpfError
 from dbg.errors import DbgError, report
 from dbg.output import Grid, Line, Output, write_data, write_grid
@@ -25,7 +32,8 @@ HEADER = ("IP", "Interface", "Ifindex", "ResponsesSent")
 app = typer.Typer(name="bpf", rich_markup_mode=None, no_args_is_help=True, add_completion=False,
                   help="Inspect the BPF maps of the datapath (read-only).")  # fmt: skip
 responder = typer.Typer(name="l2-responder", rich_markup_mode=None, no_args_is_help=True,
-                        help="The ARP responder map, cilium_l2_responder_v4.")  # fmt: skip
+                        help="The responder maps: cilium_l2_responder_v4 (ARP) and "
+                        "l2announcer_responder_v6 (NDP).")  # fmt: skip
 app.add_typer(responder, name="l2-responder")
 
 
@@ -43,11 +51,16 @@ def rows(bpf_root: Path) -> list[tuple[str, str, int, int]]:
             f"no responder map at {path} (is l2agent running with l2 announcements enabled? "
             f"use --bpf-root or {BPF_ROOT_ENV})"
         )
+    path6 = Path(pin_path(str(bpf_root), RESPONDER_V6_MAP_NAME))  # absent before IPv6
     try:
         with ResponderMap.open(str(path), readonly=True) as m:
             entries = m.items()
+        if path6.exists():
+            with ResponderV6Map.open(str(path6), readonly=True) as m6:
+                entries += m6.items()
     except (BpfError, OSError) as e:
         raise DbgError(f"cannot read {path}: {e}") from None
+    entries.sort(key=lambda e: e.ifindex)  # stable: IPv4 then IPv6 on each interface
     return [(e.ip, _ifname(e.ifindex), e.ifindex, e.responses_sent) for e in entries]
 
 
@@ -65,7 +78,8 @@ def list_entries(
         Output, typer.Option("--output", "-o", help="table, plain, json or yaml.")
     ] = Output.TABLE,
 ) -> None:
-    """The IPs the datapath answers ARP for: IP, interface, ifindex and answers sent."""
+    """The IPs the datapath answers ARP or Neighbour Solicitations for: IP, interface, ifindex
+    and answers sent."""
     root = bpf_root or Path(os.environ.get(BPF_ROOT_ENV) or DEFAULT_BPF_ROOT)
     try:
         found = rows(root)

@@ -16,6 +16,7 @@ def test_list_shows_ip_interface_ifindex_and_counter(bpf_root: str) -> None:
     try:
         dp.responder.add_if_missing("198.51.100.10", 1)  # ifindex 1 is lo in every namespace
         dp.responder.add_if_missing("198.51.100.9", 1)
+        dp.responder.add_if_missing("2001:db8::10", 1)
         l2dbg = str(Path(sys.executable).parent / "l2dbg")
         out = subprocess.run(
             [l2dbg, "bpf", "l2-responder", "list", "--bpf-root", bpf_root],
@@ -25,6 +26,7 @@ def test_list_shows_ip_interface_ifindex_and_counter(bpf_root: str) -> None:
             "# IP            Interface   Ifindex   ResponsesSent\n"
             "198.51.100.9    lo          1         0\n"
             "198.51.100.10   lo          1         0\n"
+            "2001:db8::10    lo          1         0\n"
         )
         as_json = subprocess.run(
             [l2dbg, "bpf", "l2-responder", "list", "-o", "json", "--bpf-root", bpf_root],
