@@ -197,8 +197,9 @@ class LazyGroup(TyperGroup):
 
     Either name modules: subclass with ``lazy = {"name": "package.module:attr", ...}`` (listing
     order), each attr a ``typer.Typer`` or a function returning one, and pass the subclass as
-    ``cls=`` of the ``typer.Typer``; or override ``lazy_names`` and ``load`` to make commands
-    from data. Commands registered on the typer app the usual way are listed after these.
+    ``cls=`` of the ``typer.Typer``; or override ``lazy_names`` and ``load_command`` to make
+    commands some other way. Commands registered on the typer app the usual way are listed after
+    these.
     """
 
     lazy: Mapping[str, str] = {}
@@ -206,13 +207,13 @@ class LazyGroup(TyperGroup):
     def lazy_names(self) -> list[str]:
         return list(self.lazy)
 
-    def load(self, name: str) -> typer.Typer | None:
-        """The typer app of the lazy command ``name``, or None if there is no such command."""
+    def load_command(self, name: str) -> Any:
+        """The (lean) click command of the lazy command ``name``, or None if there is none."""
         if name not in self.lazy:
             return None
         module, _, attr = self.lazy[name].partition(":")
         app = getattr(importlib.import_module(module), attr)
-        return app if isinstance(app, typer.Typer) else app()
+        return command_of(app if isinstance(app, typer.Typer) else app())
 
     def lazy_short_help(self, name: str) -> str | None:
         """The one-line help of the lazy command ``name`` if it is known without building the
@@ -244,9 +245,9 @@ class LazyGroup(TyperGroup):
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         cmd = self.commands.get(cmd_name)
         if cmd is None:
-            app = self.load(cmd_name)
-            if app is not None:
-                cmd = self.commands[cmd_name] = command_of(app)
+            cmd = self.load_command(cmd_name)
+            if cmd is not None:
+                self.commands[cmd_name] = cmd
         return cmd
 
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
@@ -331,14 +332,10 @@ class Shell(enum.StrEnum):
     powershell = "powershell"
 
 
-def completion_app(prog: str) -> typer.Typer:
-    """``<prog> completion SHELL``: the script to source for tab completion of ``prog``."""
-    app = typer.Typer(rich_markup_mode=None, add_completion=False)
+def completion_command(prog: str) -> Callable[..., None]:
+    """The function of ``<prog> completion SHELL``: prints the script to source for tab
+    completion of ``prog`` (register it with ``app.command("completion")``)."""
 
-    @app.command(
-        "completion",
-        epilog=f"Example: source <({prog} completion bash)",
-    )
     def completion(
         shell: Annotated[Shell, typer.Argument(help="bash, zsh, fish or powershell.")],
     ) -> None:
@@ -350,4 +347,13 @@ def completion_app(prog: str) -> typer.Typer:
         )
         typer.echo(script)
 
+    return completion
+
+
+def completion_app(prog: str) -> typer.Typer:
+    """``<prog> completion SHELL`` as a typer app of its own (for a LazyGroup)."""
+    app = typer.Typer(rich_markup_mode=None, add_completion=False)
+    app.command("completion", epilog=f"Example: source <({prog} completion bash)")(
+        completion_command(prog)
+    )
     return app

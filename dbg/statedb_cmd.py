@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from common.cli import LazyGroup, OptionalValue, OptionalValueCommand
+from common.cli import LazyGroup, OptionalValue, OptionalValueCommand, command_of
 from common.durations import is_interval
 from common.tables import CATALOGUE
 from dbg import statedb_ops
@@ -44,9 +44,9 @@ class StatedbGroup(LazyGroup):
     def lazy_names(self) -> list[str]:
         return list(CATALOGUE)
 
-    def load(self, name: str) -> typer.Typer | None:
+    def load_command(self, name: str) -> Any:
         table = CATALOGUE.get(name)
-        return None if table is None else _table_app(table)
+        return None if table is None else command_of(_table_app(table))
 
     def lazy_short_help(self, name: str) -> str | None:
         table = CATALOGUE.get(name)

@@ -1,4 +1,4 @@
-"""The lab's commands (``l2lab up``, ``status``, ``kubectl``, ``exec``, ``agent``, ``api``,
+"""The lab's commands (``l2lab up``, ``status``, ``kubectl``, ``agent``, ``api``,
 ``logs``, ``down``), registered on cli.py's typer app. Failures print one ``l2lab: ...`` line (or a
 few, for what the machine lacks) and exit 1."""
 
@@ -9,8 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -18,6 +17,7 @@ import typer
 from common.leases import LEASE_PREFIX
 from lab import foreign as foreign_host
 from lab import lab
+from lab.access import errors as _errors
 from lab.controlplane import COMPONENTS
 from lab.inventory import CLIENT_IP, REFERENCE_TIMERS, LabState, node_ip
 from lab.netns import LabError
@@ -45,15 +45,6 @@ class ApiFault(enum.StrEnum):
 
 # The control plane's components, for `l2lab logs` (`apiserver` is short for kube-apiserver).
 COMPONENT_LOGS = {"apiserver": "kube-apiserver", **{c: c for c in COMPONENTS}}
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except LabError as e:
-        typer.echo(f"l2lab: {e}", err=True)
-        raise typer.Exit(1) from None
 
 
 def _say(text: str) -> None:
@@ -179,19 +170,6 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
             kubectl = str(state.kubectl_path)
             sys.stdout.flush()
             os.execv(kubectl, [kubectl, f"--kubeconfig={state.admin_kubeconfig}", *ctx.args])
-
-    @app.command("exec", context_settings=_EXTRA)
-    def exec_(
-        ctx: typer.Context,
-        member: Annotated[str, typer.Argument(help="node1..nodeN or client")],
-    ) -> None:
-        """Run a command in a node (with its l2dbg state and BPF pins) or the client."""
-        with _errors():
-            state = current()
-            command = ctx.args or [os.environ.get("SHELL", "/bin/sh")]
-            args, env = lab.exec_args(state, member, command)
-            sys.stdout.flush()
-            os.execvpe(args[0], args, env)
 
     @app.command()
     def agent(

@@ -53,6 +53,9 @@ from agent.leases.churn import needed_qps
 from common.durations import parse_duration
 from common.leases import is_service_lease, lease_name
 from lab import controlplane, netns
+from lab.access import REPO, VENV_BIN, exec_args
+from lab.access import lab_env as _env
+from lab.access import require as require  # `lab.require`: the lab of a name, or one line
 from lab.controlplane import ControlPlane, ControlPlaneError, Ports, write_kubeconfig
 from lab.inventory import (
     API_LAN_IP,
@@ -79,9 +82,7 @@ from lab.inventory import (
 )
 from lab.netns import LabError
 
-REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
-VENV_BIN = Path(sys.executable).parent
 RUN_L2ANNOUNCER = Path("/run/l2announcer")
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
 # kubectl is not among them: the lab uses the one built with the control plane.
@@ -377,15 +378,6 @@ def _start_control_plane(state: LabState, say: Callable[[str], None]) -> Control
         f"{t['kube-apiserver']:.1f}s, then kube-controller-manager and the default namespace)"
     )
     return cp
-
-
-def _env(cwd_on_path: bool = False) -> dict[str, str]:
-    """The lab processes' environment: no L2ANNOUNCER_* leaking in, the venv's tools first."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("L2ANNOUNCER_")}
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
-    if cwd_on_path:
-        env["PYTHONPATH"] = str(REPO)
-    return env
 
 
 def kubectl(state: LabState, *args: str, check: bool = True) -> str:
@@ -708,17 +700,6 @@ def api_fault(state: LabState, node: str, fault: str) -> list[str]:
     return nodes
 
 
-def exec_args(state: LabState, member: str, command: list[str]) -> tuple[list[str], dict[str, str]]:
-    """The argv and environment that run `command` inside a lab member (node or client)."""
-    env = _env()
-    if member == "client":
-        return [*netns.enter_args(None, state.client_netns), *command], env
-    ns = _node(state, member)
-    if ns.sandbox is None or not ns.sandbox.alive():
-        raise LabError(f"{member}'s sandbox is gone; the lab is broken: `l2lab down` and up again")
-    return [*netns.enter_args(ns.sandbox.pid, ns.netns), *command], env
-
-
 def run_in(state: LabState, member: str, command: list[str], timeout: float = 30.0) -> str:
     args, env = exec_args(state, member, command)
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
@@ -789,10 +770,3 @@ def running(name: str, **kwargs: Any) -> Iterator[LabState]:
         yield up(name, **kwargs)
     finally:
         down(name, say=lambda _: None)
-
-
-def require(name: str) -> LabState:
-    state = LabState.load(name)
-    if state is None:
-        raise LabError(f"no lab named {name!r} is up (start one with `l2lab up`)")
-    return state
