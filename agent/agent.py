@@ -8,7 +8,7 @@ publisher copies into the ``health`` table every second.
     database        config table written at start
     devices         netlink -> devices
     lease-api       the elector's Kubernetes client (shares the agent's rate limiter)
-    reflectors      Kubernetes -> services, nodes, policies, leases
+    reflectors      Kubernetes -> services, nodes, policies, leases, endpointslices
     policy-status   policy conditions -> CiliumL2AnnouncementPolicy status
     service-status  "announcing <ip> on <iface> from node X" -> an Event on the Service
     announced-services  l2-announce rows programmed -> service-status
@@ -64,12 +64,12 @@ from statedb import Database
 if TYPE_CHECKING:
     from agent.announcer.controller import L2Announcer
     from agent.leases.elector import Elector
+    from agent.service_conditions import ServiceConditions
     from bpf.datapath import Datapath
     from bpf.garp import GarpSender
-    from agent.service_conditions import ServiceConditions
+    from common.tables.contest import ContestEntry
     from common.tables.l2_announce import L2AnnounceEntry, Origin
     from statedb.reconciler import Reconciler
-    from common.tables.contest import ContestEntry
 
 log = logging.getLogger("l2announcer.agent")
 
@@ -172,9 +172,9 @@ class Agent:
         self.metrics: Metrics | None = None
         self.elector: Elector | None = None
         self.announcer: L2Announcer | None = None
+        self.service_conditions: ServiceConditions | None = None
         self.datapath: Datapath | None = None
         self.garp: GarpSender | None = None
-        self.service_conditions: ServiceConditions | None = None
         self.responder: Reconciler[L2AnnounceEntry] | None = None
 
         self.db = Database.open(Path(config.state_dir) / DB_FILE, CATALOGUE.values())
@@ -261,20 +261,22 @@ class Agent:
     def _build_announcements(self) -> None:
         from agent.announcer.announced import AnnouncedServices
         from agent.announcer.controller import L2Announcer
+        from agent.announcer.gates import default_gates
         from agent.announcer.policy_status_writer import PolicyStatusWriter
         from agent.k8s.client import lease_workers
-        from agent.announcer.gates import default_gates
         from agent.k8s.policy_status import kubernetes_patch
+        from agent.k8s.service_conditions import kubernetes_condition_writer
         from agent.k8s.service_status import kubernetes_writers
         from agent.leases.election import Timings
-        from agent.k8s.service_conditions import kubernetes_condition_writer
         from agent.leases.elector import Elector
+        from agent.service_conditions import ServiceConditions, announced_condition
         from agent.service_status import ServiceStatusWriter
 
-        from agent.service_conditions import ServiceConditions, announced_condition
         c = self.config
         metrics = self.metrics
-        self._reflectors(["services", "nodes", "policies", "leases"])
+        # EndpointSlices always, not only while some Service is Local: a watch started on demand
+        # would leave the first Local Service's gate without data (docs/deploy.md, RBAC).
+        self._reflectors(["services", "nodes", "policies", "leases", "endpointslices"])
         self._add_link_fence()
 
         status_writer = PolicyStatusWriter(kubernetes_patch(self.api_client))
@@ -282,10 +284,6 @@ class Agent:
         look_up, record_event = kubernetes_writers(self.api_client, c.node_name)
         service_status = ServiceStatusWriter(c.node_name, look_up, record_event)
         self._add(service_status)
-
-        def on_announced(service: Origin, pairs: list[tuple[str, str]]) -> None:
-            # Reported only once a pair is programmed: a held lease alone announces nothing.
-            lease = f"{c.k8s_namespace}/{lease_name(service.namespace, service.name)}"
         conditions = ServiceConditions(kubernetes_condition_writer(self.api_client))
         self._add(conditions)
         self.service_conditions = conditions
@@ -296,6 +294,10 @@ class Agent:
                 conditions.set(
                     new.namespace, new.name, cond.type, cond.status, cond.reason, cond.message
                 )
+
+        def on_announced(service: Origin, pairs: list[tuple[str, str]]) -> None:
+            # Reported only once a pair is programmed: a held lease alone announces nothing.
+            lease = f"{c.k8s_namespace}/{lease_name(service.namespace, service.name)}"
             service_status.announced(service.namespace, service.name, pairs, lease)
 
         # Started before the datapath so that it stops after it, as the handover expects.
@@ -335,14 +337,14 @@ class Agent:
             external_ips=c.enable_external_ips,
             on_other_holder=service_status.other_holder,
             clock=self.clock,
+            gates=default_gates(
+                endpoints=True, announce_without_endpoints=c.announce_without_endpoints, fence=True
+            ),
+            on_contest=on_contest,
         )
         if self.use_datapath:
             self._build_datapath()
         if metrics is not None:
-            gates=default_gates(
-                announce_without_endpoints=c.announce_without_endpoints, fence=True
-            ),
-            on_contest=on_contest,
             metrics.attach(
                 responder_items=self._responder_items if self.use_datapath else None,
                 campaigns=elector.campaigns,
@@ -414,6 +416,8 @@ class Agent:
         self._add(job, stop=lambda: job.stop(RESPONDER_STOP_TIMEOUT))
         self._add(DeviceSync(self.db, ops, responder, clock=self.clock))
         self._add(DatapathVerifier(self.db, ops, tc.attached_among, clock=self.clock))
+        if c.l2_announcements_conflict_detection:
+            self._build_conflicts()
 
     def _add_link_fence(self) -> None:
         """The fence gate's links: interfaces down or without carrier, in ``l2-fence``."""
@@ -423,8 +427,6 @@ class Agent:
         c = self.config
         fences = LinkFences(DevicesOptions(c.devices, c.force_device_detection))
         self._add(LinkFenceWatcher(self.db, fences, clock=self.clock))
-        if c.l2_announcements_conflict_detection:
-            self._build_conflicts()
 
     def _build_conflicts(self) -> None:
         """Another host answering for a VIP we announce: watched on the announcing interfaces

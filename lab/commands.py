@@ -1,6 +1,6 @@
-"""The lab's commands (``l2lab up``, ``status``, ``kubectl``, ``agent``, ``api``,
-``logs``, ``down``), registered on cli.py's typer app. Failures print one ``l2lab: ...`` line (or a
-few, for what the machine lacks) and exit 1."""
+"""The lab's commands (``l2lab up``, ``status``, ``kubectl``, ``agent``, ``api``, ``backend``,
+``service``, ``logs``, ``down``), registered on cli.py's typer app. Failures print one ``l2lab:
+...`` line (or a few, for what the machine lacks) and exit 1."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Annotated
 import typer
 
 from common.leases import LEASE_PREFIX
+from lab import backends, lab
 from lab import foreign as foreign_host
-from lab import lab
 from lab.access import errors as _errors
 from lab.controlplane import COMPONENTS
 from lab.inventory import CLIENT_IP, REFERENCE_TIMERS, LabState, node_ip
@@ -35,6 +35,17 @@ class AgentAction(enum.StrEnum):
 class ForeignAction(enum.StrEnum):
     add = "add"
     remove = "remove"
+
+
+class EndpointCondition(enum.StrEnum):
+    ready = "ready"
+    not_ready = "not-ready"
+    terminating = "terminating"
+
+
+class TrafficPolicy(enum.StrEnum):
+    Cluster = "Cluster"
+    Local = "Local"
 
 
 class ApiFault(enum.StrEnum):
@@ -233,6 +244,41 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
                 _say(foreign_host.add(state, address))
             else:
                 _say(foreign_host.remove(state) or "no foreign host was on the LAN")
+
+    @app.command()
+    def backend(
+        service: Annotated[str, typer.Argument(help="service-1..service-N")],
+        nodes: Annotated[
+            list[str] | None,
+            typer.Argument(help="node1..nodeN, one endpoint on each; none: no endpoints at all"),
+        ] = None,
+        condition: Annotated[
+            EndpointCondition,
+            typer.Option(help="ready, not-ready, or terminating (and still serving)"),
+        ] = EndpointCondition.ready,
+        node_name: Annotated[
+            bool, typer.Option("--node-name/--no-node-name", help="Set each endpoint's nodeName.")
+        ] = True,
+    ) -> None:
+        """Place a Service's backends: its EndpointSlice, with one endpoint on each node given."""
+        with _errors():
+            line = backends.set_backends(
+                current(), service, nodes or [], condition=condition.value, node_name=node_name
+            )
+            _say(line)
+
+    @app.command()
+    def service(
+        service: Annotated[str, typer.Argument(help="service-1..service-N")],
+        etp: Annotated[
+            TrafficPolicy,
+            typer.Option("--etp", case_sensitive=False, help="spec.externalTrafficPolicy"),
+        ],
+    ) -> None:
+        """Change a Service: its external traffic policy (Local: announced only from a node with
+        a ready endpoint)."""
+        with _errors():
+            _say(backends.set_traffic_policy(current(), service, etp.value))
 
     @app.command()
     def logs(

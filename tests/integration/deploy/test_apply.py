@@ -232,8 +232,25 @@ def test_the_agents_own_requests_succeed(agent: Agent, agent_api: Any) -> None:
             },
         )
 
+    def make_endpoint_slice() -> None:
+        kube.discovery.create_namespaced_endpoint_slice(
+            kube.namespace,
+            {  # type: ignore[arg-type]
+                "metadata": {
+                    "name": "red-1",
+                    "labels": {
+                        "kubernetes.io/service-name": "red",
+                        "endpointslice.kubernetes.io/managed-by": "test.l2announcer.io",
+                    },
+                },
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.0.0.1"], "nodeName": node}],
+            },
+        )
+
     makers = {
         "services": ("red", make_service),
+        "endpointslices": ("red-1", make_endpoint_slice),
         "nodes": (node, make_node),
         "policies": (kube.name("policy1"), make_policy),
         "pods": ("web", make_pod),
@@ -364,8 +381,10 @@ def test_the_agents_token_is_refused_anything_more(agent: Agent, agent_api: Any)
             {"metadata": {"annotations": {"l2announcer.io/announcing-node": "node1"}}},
         ),
         "list pods": _status(core.list_pod_for_all_namespaces),
-        "list endpointslices": _status(
-            client.DiscoveryV1Api(agent_api).list_endpoint_slice_for_all_namespaces
+        "read an endpointslice": _status(
+            client.DiscoveryV1Api(agent_api).read_namespaced_endpoint_slice,
+            "red-1",
+            kube.namespace,
         ),
         "patch node": _status(core.patch_node, "node1", {"metadata": {"labels": {"a": "b"}}}),
         "list secrets": _status(core.list_secret_for_all_namespaces),

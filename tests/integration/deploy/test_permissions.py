@@ -26,6 +26,7 @@ ALL = "-A"  # every namespace (and cluster-scoped resources)
 OWN = "own"  # the agent's own namespace (kube-system when deployed)
 POLICIES = "ciliuml2announcementpolicies.cilium.io"
 LEASES = "leases.coordination.k8s.io"
+ENDPOINT_SLICES = "endpointslices.discovery.k8s.io"
 
 Check = tuple[str, str, str]  # (verb, resource[/subresource], ALL | OWN | a namespace)
 
@@ -38,6 +39,8 @@ ANNOUNCING = [
     ("patch", f"{POLICIES}/status", ALL),  # the io.cilium/bad-* conditions
     ("create", "events", ALL),  # the Announcing event, in the Service's namespace
     ("patch", "services/status", ALL),  # the l2announcer.io/Announced and Conflict conditions
+    # where each Service's endpoints are (externalTrafficPolicy Local)
+    *((v, ENDPOINT_SLICES, ALL) for v in ("list", "watch")),
 ]
 ELECTION = [  # one Lease per Service, in its own namespace only
     (v, LEASES, OWN) for v in ("create", "get", "update", "list", "delete", "watch")
@@ -57,8 +60,9 @@ MUST_NOT = [
     ("create", "services", ALL),
     ("delete", "services", ALL),
     ("update", "services/status", ALL),
-    # Nothing reads EndpointSlices.
-    *((v, "endpointslices.discovery.k8s.io", ALL) for v in ("get", "list", "watch")),
+    # EndpointSlices are listed and watched, never read one by one or written.
+    ("get", ENDPOINT_SLICES, ALL),
+    *((v, ENDPOINT_SLICES, ALL) for v in ("create", "update", "patch", "delete")),
     # Pods: read only with pod announcements (POD_READS), never written.
     ("create", "pods", ALL),
     ("delete", "pods", ALL),

@@ -32,14 +32,16 @@ PLUMBING_KEYS = {
     "agent-health-port",  # the probes' port, set next to the probes
 }
 
-# No write on Services (the holder is the Lease's and the Announcing event's), no EndpointSlices
-# (nothing reads them), no pods (L2 pod announcements are off in deploy/; the chart adds the rule
-# with the feature).
+# No write on Services but their status conditions (the holder is the Lease's), no pods (L2 pod
+# announcements are off in deploy/; the chart adds the rule with the feature).
 CLUSTER_RULES = {
     *(("", r, v) for r in ("services", "nodes") for v in ("get", "list", "watch")),
     *(("cilium.io", "ciliuml2announcementpolicies", v) for v in ("get", "list", "watch")),
     ("cilium.io", "ciliuml2announcementpolicies/status", "patch"),
     ("", "events", "create"),  # the Announcing event on the Service
+    # Where a Service's endpoints are (externalTrafficPolicy Local): listed and watched only.
+    *(("discovery.k8s.io", "endpointslices", v) for v in ("list", "watch")),
+    ("", "services/status", "patch"),  # the l2announcer.io/* conditions, never the Service
 }
 # The seed's lease verbs plus watch (followers watch leases instead of polling).
 LEASE_RULES = {
