@@ -53,9 +53,11 @@ KEYS: tuple[Key, ...] = (
     Key("l2-announcements-retry-period", "duration", "2s", "L2AnnouncerRetryPeriod",
         "Timeout after a renew failure, before the next retry."),
     Key("l2-announcements-garp-count", "int", "3", "L2AnnouncerGARPCount",
-        "Gratuitous ARP packets sent when this node starts answering for an IP (1-10)."),
+        "Gratuitous ARP packets (unsolicited Neighbour Advertisements for an IPv6 address) sent "
+        "when this node starts answering for an IP (1-10)."),
     Key("l2-announcements-garp-interval", "duration", "500ms", "L2AnnouncerGARPInterval",
-        "Time between the gratuitous ARP packets of one burst (default: at 0, 0.5 s and 1 s)."),
+        "Time between the gratuitous ARP packets of one burst (default: at 0, 0.5 s and 1 s; "
+        "for IPv6 at least 1 s, RetransTimer)."),
     Key("l2-announcements-conflict-detection", "bool", "true", "L2AnnouncerConflictDetection",
         "Watch ARP on the announcing interfaces for another host answering for a VIP this node "
         "announces; a conflict is a Warning Event, a condition, a metric and a conflicts row."),
@@ -64,7 +66,8 @@ KEYS: tuple[Key, ...] = (
         "Time between two ARP probes (sender IP 0.0.0.0) per announced VIP and interface, which "
         "find a silent host holding the VIP; each is one 60-byte broadcast. 0s: listen only."),
     Key("enable-l2-pod-announcements", "bool", "false", "EnableL2PodAnnouncements",
-        "Send a gratuitous ARP burst for each pod on this node when it gets an IPv4 address."),
+        "Send a gratuitous ARP burst (unsolicited NAs for IPv6) for each pod on this node when it "
+        "gets an address."),
     Key("l2-pod-announcements-interface", "string", "", "L2PodAnnouncementsInterface",
         "Interface the pod gratuitous ARPs go out of; required with enable-l2-pod-announcements."),
     Key("k8s-client-qps", "float", "0", "K8sClientQPS",

@@ -1,7 +1,8 @@
-"""L2 pod announcements: one gratuitous ARP burst per pod on this node when it gets an IPv4
-address, on the configured interface, so the LAN's neighbour caches learn the pod's address as
-soon as it exists (the pods of a flat L2 network are reachable without waiting for an ARP
-request). IPv4 only: IPv6 has no ARP."""
+"""L2 pod announcements: one gratuitous ARP burst per pod on this node when it gets an address,
+on the configured interface, so the LAN's neighbour caches learn the pod's address as soon as it
+exists (the pods of a flat L2 network are reachable without waiting for an ARP request). For an
+IPv6 address the burst is of unsolicited Neighbour Advertisements (the sender picks the frame by
+the address): they update an entry a neighbour already has, and create none."""
 
 from __future__ import annotations
 
@@ -55,8 +56,12 @@ class PodAnnouncer(ChangesLoop[Pod]):
                 known = set()
             self._seen[key] = (ch.row.uid, known)
             for ip in ch.row.ips:
-                if ip in known or ipaddress.ip_address(ip).version != 4:
+                if ip in known:
                     continue
+                try:
+                    ipaddress.ip_address(ip)
+                except ValueError:
+                    continue  # not an address: nothing to announce
                 known.add(ip)
                 try:
                     self._announce(ip, self.ifindex)

@@ -70,6 +70,7 @@ def policy_row(o: Obj) -> Policy | None:
         interfaces=tuple(str(i) for i in spec.get("interfaces") or ()),
         external_ips=bool(spec.get("externalIPs")),
         load_balancer_ips=bool(spec.get("loadBalancerIPs")),
+        ip_families=tuple(str(f) for f in spec.get("ipFamilies") or ()),
         conditions=(o.get("status") or {}).get("conditions"),
         resource_version=str(m.get("resourceVersion", "")),
     )

@@ -6,6 +6,11 @@ in a different order gives the same answer. Where the reference has a quirk, thi
 - the load-balancer class filter applies on every path (the reference skipped it when a policy
   was re-applied, so a Service of another class could be announced until its next update);
 - policies that select a Service are taken in name order (the reference used map order).
+
+Beyond the reference, a policy may name the address families it announces (``spec.ipFamilies``,
+IPv4 and/or IPv6; both when absent): a dual-stack Service's addresses of both families are
+announced from its one lease, and a policy limited to one family selects a Service only for
+addresses of that family.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class PolicyView:
     devices: tuple[str, ...] = ()
     external_ips: bool = False
     load_balancer_ips: bool = False
+    families: frozenset[int] = frozenset({4, 6})  # IP versions announced
     # Condition type -> error message, or None when checked and fine. A type that was not
     # checked (an earlier check stopped the evaluation) is absent and left as it is.
     checks: Mapping[str, str | None] = field(default_factory=dict)
@@ -85,8 +91,19 @@ def evaluate_policy(
         tuple(select_devices(patterns, selected_devices)),
         p.external_ips,
         p.load_balancer_ips,
+        _families(p.ip_families),
         checks,
     )
+
+
+_FAMILY_VERSIONS = {"IPv4": 4, "IPv6": 6}
+
+
+def _families(names: Sequence[str]) -> frozenset[int]:
+    """The IP versions of ``spec.ipFamilies``; both when absent (or naming none we know: the
+    CRD's schema admits only IPv4 and IPv6)."""
+    versions = frozenset(_FAMILY_VERSIONS[n] for n in names if n in _FAMILY_VERSIONS)
+    return versions or frozenset({4, 6})
 
 
 def service_labels(s: Service) -> dict[str, str]:
@@ -115,18 +132,22 @@ def selecting_policies(s: Service, views: Iterable[PolicyView]) -> list[PolicyVi
         ip_type = (v.external_ips and s.external_ips is not None) or (
             v.load_balancer_ips and bool(s.load_balancer_ips)
         )
+        if ip_type and len(v.families) == 1:
+            ip_type = bool(_policy_ips(s, v))  # only addresses of its family count
         if ip_type and v.service_selector.matches(labels):
             out.append(v)
     return out
 
 
-def _valid_ips(ips: Iterable[str]) -> list[str]:
+def _valid_ips(ips: Iterable[str], families: frozenset[int]) -> list[str]:
     out = []
     for ip in ips:
         try:
-            out.append(str(ipaddress.ip_address(ip)))
+            addr = ipaddress.ip_address(ip)
         except ValueError:
             continue  # the reference skips unparsable strings silently
+        if addr.version in families:
+            out.append(str(addr))
     return out
 
 
@@ -135,9 +156,9 @@ def _policy_ips(s: Service, v: PolicyView) -> list[str]:
     (one place, so that what is announced and why nothing is never disagree)."""
     ips: list[str] = []
     if v.load_balancer_ips:
-        ips += _valid_ips(s.load_balancer_ips)
+        ips += _valid_ips(s.load_balancer_ips, v.families)
     if v.external_ips:
-        ips += _valid_ips(s.external_ips or ())
+        ips += _valid_ips(s.external_ips or (), v.families)
     return ips
 
 
@@ -177,7 +198,8 @@ def why_nothing_to_announce(
                 )
                 if on
             ]
-            missing.append(f"no valid IP in {' or '.join(kinds)}")
+            only = "" if len(v.families) == 2 else f" (IPv{min(v.families)} only)"
+            missing.append(f"no valid IP{only} in {' or '.join(kinds)}")
         if missing:
             reasons.append(f"policy {v.name}: {'; '.join(missing)}")
     return ", ".join(reasons) if reasons else "no policy selects it"

@@ -24,14 +24,17 @@ class Policy:
     load_balancer_ips: bool = False
     conditions: Any = None  # list of metav1.Condition objects, or None
     resource_version: str = ""
+    # spec.ipFamilies ("IPv4", "IPv6"); empty when absent, which announces both.
+    ip_families: tuple[str, ...] = ()
 
 
 def _flags(p: Policy) -> str:
-    return ", ".join(
+    flags = ", ".join(
         n
         for n, on in (("externalIPs", p.external_ips), ("loadBalancerIPs", p.load_balancer_ips))
         if on
     )
+    return f"{flags} ({'/'.join(p.ip_families)} only)" if p.ip_families and flags else flags
 
 
 def _bad(p: Policy) -> str:
@@ -47,6 +50,7 @@ def _json(p: Policy) -> dict[str, Any]:
         "Interfaces": list(p.interfaces),
         "ExternalIPs": p.external_ips,
         "LoadBalancerIPs": p.load_balancer_ips,
+        "IPFamilies": list(p.ip_families),
         "Conditions": p.conditions,
     }
 
@@ -60,6 +64,7 @@ POLICIES: Table[Policy] = Table(
         "service_selector": any_codec("service_selector"),
         "node_selector": any_codec("node_selector"),
         "interfaces": strings_codec("interfaces"),
+        "ip_families": strings_codec("ip_families"),
         "conditions": any_codec("conditions"),
     },
     header=("Name", "Interfaces", "Announces", "Conditions"),

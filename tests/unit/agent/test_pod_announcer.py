@@ -1,6 +1,6 @@
-"""L2 pod announcements (``PodAnnouncer``): one gratuitous-ARP burst per pod IPv4 address when the
-pod gets it, on the configured interface; none for host-network pods or IPv6; a missing interface
-is a clear start-up error. The announce function is a fake that records its calls."""
+"""L2 pod announcements (``PodAnnouncer``): one burst per pod address (gratuitous ARP for IPv4,
+unsolicited NAs for IPv6) when the pod gets it, on the configured interface; none for
+host-network pods; a missing interface is a clear start-up error. The announce function is a fake that records its calls."""
 
 from __future__ import annotations
 
@@ -94,14 +94,14 @@ def test_one_burst_when_a_pod_gets_its_ipv4_address(db: Database, announce: Fake
     assert [c for c in announce.calls if c[0] == "10.0.0.5"] == [("10.0.0.5", IFINDEX)]
 
 
-def test_dual_stack_pods_get_a_burst_for_their_ipv4_address_only(
-    db: Database, announce: FakeAnnounce
-) -> None:
+def test_dual_stack_pods_get_a_burst_for_each_address(db: Database, announce: FakeAnnounce) -> None:
+    # IPv6 ones are unsolicited Neighbour Advertisements (the sender picks the frame).
     _write(db, Pod("default", "dual", "node1", ("fd00::5", "10.0.0.6")))
     announce.wait_for("10.0.0.6")
     _write(db, Pod("default", "v6", "node1", ("fd00::6",)))
+    announce.wait_for("fd00::6")
     _settle(db, announce, 2)
-    assert [ip for ip, _ in announce.calls] == ["10.0.0.6", "10.255.0.2"]
+    assert [ip for ip, _ in announce.calls] == ["fd00::5", "10.0.0.6", "fd00::6", "10.255.0.2"]
 
 
 def test_host_network_pods_get_none(db: Database, announce: FakeAnnounce) -> None:
