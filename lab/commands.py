@@ -226,10 +226,13 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
     def foreign(
         action: Annotated[
             ForeignAction,
-            typer.Argument(help="add: a host on the LAN with IP as a static address; remove it"),
+            typer.Argument(
+                help="add: a host on the LAN with IP as a static address; remove: the address, "
+                "or without one the host"
+            ),
         ],
         address: Annotated[
-            str | None, typer.Argument(help="198.51.100.x, e.g. a Service's VIP (add)")
+            str | None, typer.Argument(help="198.51.100.x, e.g. a Service's VIP")
         ] = None,
     ) -> None:
         """A foreign host on the LAN holding an address statically (a VIP: a conflict the agents
@@ -243,7 +246,10 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
                     )
                 _say(foreign_host.add(state, address))
             else:
-                _say(foreign_host.remove(state) or "no foreign host was on the LAN")
+                gone = foreign_host.remove(state, address)
+                _say(
+                    gone or f"no foreign host {'held ' + address if address else 'was'} on the LAN"
+                )
 
     @app.command()
     def backend(

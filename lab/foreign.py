@@ -63,10 +63,17 @@ def add(state: LabState, address: str) -> str:
     return f"{'created ' if created else ''}{host}, now holding {', '.join(addresses(state))}"
 
 
-def remove(state: LabState) -> str | None:
-    """Take the foreign host off the LAN (its namespace and link); None if it was not there."""
+def remove(state: LabState, address: str | None = None) -> str | None:
+    """Take ``address`` from the foreign host, or (None) the host off the LAN, its namespace and
+    link; None if there was nothing to remove."""
     ns = netns_of(state)
     present = ns in netns.list_netns()
+    if address is not None:
+        if address not in addresses(state):
+            return None
+        netns.ip("addr", "del", f"{address}/{LAN.prefixlen}", "dev", "eth0", netns=ns)
+        left = addresses(state)
+        return f"foreign host {ns} now holding {', '.join(left) if left else 'no address'}"
     if present:
         netns.delete_netns(ns)  # its veth goes with it, and with that its port on the bridge
     if ns in state.namespaces:
