@@ -154,7 +154,8 @@ class LinkFences:
     def _row(self, name: str, s: _Down) -> Fence:
         flaps = f", bounced {s.flaps} time(s)" if s.flaps else ""
         if s.back is None:
-            detail = f"{name} is {s.cause} since {_clock(s.since_wall)}{flaps}"
+            state = "has no carrier" if s.cause == "no carrier" else f"is {s.cause}"
+            detail = f"{name} {state} since {_clock(s.since_wall)}{flaps}"
             until = 0.0
         else:
             until = s.back_wall + self.hold_down

@@ -1,7 +1,7 @@
 """What the end-to-end tests and bench/client_view.py both do to a running lab: run `l2lab`,
 read who holds a Service and what the client resolved, watch the client's ARP answers, wait for a
 condition, and what `l2lab` has no command for (a second interface on a node, the node's BPF map
-keys as l2dbg lists them)."""
+keys as l2dbg lists them, its LAN link going down)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from common.leases import lease_name
 from lab import lab, netns
-from lab.inventory import LabState
+from lab.inventory import API_LAN_IP, LabState
 
 L2LAB = str(Path(sys.executable).parent / "l2lab")
 
@@ -92,6 +92,20 @@ def add_eth1(state: LabState, node: str) -> int:
 def delete_eth1(state: LabState, node: str) -> None:
     """Delete the LAN end of ``node``'s eth1; the kernel takes eth1 with it."""
     netns.ip("link", "del", "x" + node, netns=state.lan_netns)
+
+
+def set_uplink(state: LabState, node: str, up: bool, how: str = "down") -> None:
+    """Take ``node``'s LAN link down or bring it back. ``how`` "down": ``ip link set eth0 down``
+    in the node (and, when back up, its default route, which the kernel flushed with the link, as
+    a network manager puts it back: a veth is selected only with one); "carrier": the switch
+    port, i.e. the link's LAN end, so the node's eth0 stays up and loses its carrier."""
+    if how == "carrier":
+        netns.ip("link", "set", node, "up" if up else "down", netns=state.lan_netns)
+        return
+    ns = state.netns_of(node)
+    netns.ip("link", "set", "eth0", "up" if up else "down", netns=ns)
+    if up:
+        netns.ip("route", "replace", "default", "via", API_LAN_IP, "dev", "eth0", netns=ns)
 
 
 def responder_keys(state: LabState, node: str) -> set[tuple[str, str, int]]:

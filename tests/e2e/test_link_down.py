@@ -1,5 +1,6 @@
 """Self-fencing in the lab, on the real control plane: ``ip link set eth0 down`` in the holder's
-namespace. The agents reach kube-apiserver over their management link (mgmt0), so the holder
+namespace, or its switch port going down (the LAN end of its link: eth0 stays up, without
+carrier, and stays selected). The agents reach kube-apiserver over their management link (mgmt0), so the holder
 still can, and does, hand the lease over: its link fence writes an ``l2-fence`` row, the fence
 gate refuses the Service (``interface-down`` in ``l2-contest``), the lease is released and
 another node answers. The client's ARP watcher sees one MAC per answer, never two at once, and
@@ -24,9 +25,9 @@ import pytest
 
 from agent.fence.links import LINK_HOLD_DOWN
 from lab import lab, netns
-from lab.inventory import API_LAN_IP, LabState, node_mac
+from lab.inventory import LabState, node_mac
 from tests.e2e import test_lab
-from tests.e2e.lab_extras import arpwatch, holder_of, l2lab, summary, until
+from tests.e2e.lab_extras import arpwatch, holder_of, l2lab, set_uplink, summary, until
 from tests.e2e.test_lab import up
 
 lab_name = test_lab.name
@@ -50,16 +51,10 @@ def fences(state: LabState, node: str) -> list[dict[str, str]]:
     return rows
 
 
-def set_link(state: LabState, node: str, up_: bool) -> None:
-    ns = state.netns_of(node)
-    netns.ip("link", "set", "eth0", "up" if up_ else "down", netns=ns)
-    if up_:
-        # Taking a link down flushes its routes; a network manager puts the default route back
-        # when the link returns (and the agent selects a veth uplink only with one).
-        netns.ip("route", "replace", "default", "via", API_LAN_IP, "dev", "eth0", netns=ns)
-
-
-def test_link_down_hands_the_service_over_and_it_does_not_flap_back(lab_name: str) -> None:
+@pytest.mark.parametrize("how", ["down", "carrier"], ids=["link-down", "no-carrier"])
+def test_link_down_hands_the_service_over_and_it_does_not_flap_back(
+    lab_name: str, how: str
+) -> None:
     state = up(lab_name, nodes=3, services=1)
     vip = state.vips()[SERVICE]
     old = holder_of(state, SERVICE)
@@ -70,10 +65,10 @@ def test_link_down_hands_the_service_over_and_it_does_not_flap_back(lab_name: st
     watcher = arpwatch(state, vip, duration=watch)
     time.sleep(1.0)
     down_at = time.monotonic()
-    set_link(state, old, False)
+    set_uplink(state, old, False, how)
     moved = until(lambda: holder_of(state, SERVICE) not in ("", old), "another holder", 15)
     new = holder_of(state, SERVICE)
-    print(f"link down -> lease held by {new}: {moved:.3f}s")
+    print(f"{how}: link down -> lease held by {new}: {moved:.3f}s")
 
     # The old holder says why it let go, and still renews nothing for it.
     refused = contest(state, old)
@@ -88,7 +83,7 @@ def test_link_down_hands_the_service_over_and_it_does_not_flap_back(lab_name: st
     print(l2lab(lab_name, "exec", old, "--", "l2dbg", "statedb", "l2-contest"))
     time.sleep(max(0.0, down_at + 3.0 - time.monotonic()))
 
-    set_link(state, old, True)
+    set_uplink(state, old, True, how)
     up_at = time.monotonic()
     held = until(lambda: fences(state, old) == [], "the hold-down ends", LINK_HOLD_DOWN + 5)
     print(f"link up -> fence row gone: {held:.3f}s (hold-down {LINK_HOLD_DOWN:g}s)")
@@ -101,7 +96,7 @@ def test_link_down_hands_the_service_over_and_it_does_not_flap_back(lab_name: st
     assert contest(state, old).get("Holder") == new
 
     seen = summary(watcher)
-    print(f"client's view: {seen}")
+    print(f"{how}: client's view: {seen}")
     assert seen["double"] == 0, seen
     # One move, none back: the old holder's MAC, then the new holder's, until the end.
     assert seen["macs"] == [old_mac, node_mac(state.node_states[new].index)], seen

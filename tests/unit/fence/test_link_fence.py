@@ -79,7 +79,7 @@ def test_down_then_back_then_held_down_then_cleared() -> None:
 def test_no_carrier_is_fenced_although_the_device_stays_selected() -> None:
     f = LinkFences(hold_down=HOLD)
     rows = f.observe([no_carrier(ETH0)], 0.0, 100.0)
-    assert rows["eth0"].detail.startswith("eth0 is no carrier since")
+    assert rows["eth0"].detail.startswith("eth0 has no carrier since")
 
 
 def test_a_flap_during_the_hold_down_starts_it_again() -> None:
