@@ -30,6 +30,7 @@ within the window.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -136,14 +137,15 @@ class DatapathVerifier:
             for row in rows
             if row.status.kind is StatusKind.DONE and row.network_interface in ifindex
         ]
-        keys = set(self.ops.map.keys())
+        # Compared as addresses: the map gives them back in their canonical text.
+        keys = {(ipaddress.ip_address(ip), idx) for ip, idx in self.ops.map.keys()}  # noqa: SIM118
         attached = self.attached_among({i for _row, i in done}) if done else set()
 
         lost: dict[tuple[str, str], list[L2AnnounceEntry]] = {}
         for row, idx in done:
             if idx not in attached:
                 lost.setdefault((_WHOLE, row.network_interface), []).append(row)
-            elif (row.ip, idx) not in keys:
+            elif (ipaddress.ip_address(row.ip), idx) not in keys:
                 lost.setdefault((row.ip, row.network_interface), []).append(row)
             else:
                 self._fine((row.ip, row.network_interface))
