@@ -38,6 +38,13 @@ NODE_BASE = 10
 VIP_BASE = 100
 MAX_NODES = 50
 MAX_SERVICES = 150
+# IPv6 on the same LAN: the documentation prefix 2001:db8::/64 with the IPv4 host numbers written
+# as they read (::1 the switch, ::2 the client, nodes from ::11), and VIPs from ::1:101: the nodes'
+# link-local addresses end in their MACs' 00:01:0i, so ::10i would share its solicited-node group
+# with node i's own address, and the lab would not show whether the agent joins it.
+LAN6_PREFIX = "2001:db8::"
+API_LAN_IP6 = f"{LAN6_PREFIX}1"
+CLIENT_IP6 = f"{LAN6_PREFIX}2"
 # The host reaches the API server over a point-to-point link into the LAN namespace, one /30 of
 # 203.0.113.0/24 per lab (the host side is .4k+2, the LAN namespace side .4k+1).
 HOST_LINK_PREFIX = "203.0.113"
@@ -67,6 +74,14 @@ def node_mgmt_ip(index: int) -> str:
 
 def vip(index: int) -> str:
     return f"{LAN_PREFIX}.{VIP_BASE + index}"
+
+
+def node_ip6(index: int) -> str:
+    return f"{LAN6_PREFIX}{NODE_BASE + index}"
+
+
+def vip6(index: int) -> str:
+    return f"{LAN6_PREFIX}1:{VIP_BASE + index}"
 
 
 def node_mac(index: int) -> str:
@@ -131,6 +146,7 @@ class LabState:
     services: int = 1
     timers: tuple[str, str, str] = REFERENCE_TIMERS
     host_link_net: int = -1  # k: this lab's host link is 203.0.113.4k/30
+    dual_stack: bool = True  # each Service has an IPv6 VIP besides its IPv4 one
     created_run_l2announcer: bool = False
     phase: str = "creating"  # creating | up | failed
     bin_dir: str = ""  # where the built kubectl, kube-apiserver... are (lab.controlplane.binaries)
@@ -215,6 +231,12 @@ class LabState:
 
     def vips(self) -> dict[str, str]:
         return {f"service-{i}": vip(i) for i in range(1, self.services + 1)}
+
+    def vips6(self) -> dict[str, str]:
+        """Each Service's IPv6 VIP; none in a single-stack lab."""
+        if not self.dual_stack:
+            return {}
+        return {f"service-{i}": vip6(i) for i in range(1, self.services + 1)}
 
     # -- persistence ----------------------------------------------------------------------------
 

@@ -59,9 +59,11 @@ from lab.access import require as require  # `lab.require`: the lab of a name, o
 from lab.controlplane import ControlPlane, ControlPlaneError, Ports, write_kubeconfig
 from lab.inventory import (
     API_LAN_IP,
+    API_LAN_IP6,
     API_MGMT_IP,
     API_PORT,
     CLIENT_IP,
+    CLIENT_IP6,
     CLIENT_MAC,
     HOST_LINK_PREFIX,
     MAX_NODES,
@@ -76,6 +78,7 @@ from lab.inventory import (
     check_name,
     lab_dir,
     node_ip,
+    node_ip6,
     node_mac,
     node_mgmt_ip,
     proc_of,
@@ -180,8 +183,10 @@ def up(
     timers: tuple[str, str, str] = REFERENCE_TIMERS,
     timeout: float | None = None,
     say: Callable[[str], None] = print,
+    dual_stack: bool = True,
 ) -> LabState:
-    """Bring a lab up; returns once every Service is announced. Refuses if one is up already."""
+    """Bring a lab up; returns once every Service is announced. Refuses if one is up already.
+    ``dual_stack``: the LAN has IPv6 too and each Service an IPv6 VIP besides its IPv4 one."""
     check_name(name)
     if not 1 <= nodes <= MAX_NODES:
         raise LabError(f"--nodes {nodes}: the lab has room for 1 to {MAX_NODES} nodes")
@@ -196,7 +201,9 @@ def up(
             f"a lab named {name!r} is already up (see `l2lab status`); "
             "take it down first with `l2lab down`"
         )
-    state = LabState(name=name, nodes=nodes, services=services, timers=timers)
+    state = LabState(
+        name=name, nodes=nodes, services=services, timers=timers, dual_stack=dual_stack
+    )
     state.host_link_net = _free_host_link_net()
     if lab_dir(name).exists():
         shutil.rmtree(lab_dir(name))
@@ -232,6 +239,8 @@ def _build(state: LabState, say: Callable[[str], None]) -> None:
     netns.add_netns(lan)
     netns.ip("link", "add", "br0", "address", SWITCH_MAC, "type", "bridge", netns=lan)
     netns.ip("addr", "add", f"{API_LAN_IP}/24", "dev", "br0", netns=lan)
+    if state.dual_stack:
+        netns.ip("addr", "add", f"{API_LAN_IP6}/64", "dev", "br0", "nodad", netns=lan)
     netns.ip("link", "set", "br0", "up", netns=lan)
     netns.ip("link", "add", "mgmt", "type", "bridge", netns=lan)
     netns.ip("addr", "add", f"{API_MGMT_IP}/24", "dev", "mgmt", netns=lan)
@@ -251,6 +260,8 @@ def _build(state: LabState, say: Callable[[str], None]) -> None:
 
     members = [(n, node_ip(i), node_mac(i)) for i, n in enumerate(state.node_names(), 1)]
     members.append(("client", CLIENT_IP, CLIENT_MAC))
+    addresses6 = {n: node_ip6(i) for i, n in enumerate(state.node_names(), 1)}
+    addresses6["client"] = CLIENT_IP6
     for member, address, mac in members:
         ns = state.netns_of(member)
         state.namespaces.append(ns)
@@ -261,6 +272,8 @@ def _build(state: LabState, say: Callable[[str], None]) -> None:
         netns.ip("link", "set", member, "master", "br0", "up", netns=lan)
         netns.ip("link", "set", "eth0", "address", mac, netns=ns)
         netns.ip("addr", "add", f"{address}/24", "dev", "eth0", netns=ns)
+        if state.dual_stack:  # no duplicate address detection: usable at once, as the IPv4 one
+            netns.ip("addr", "add", f"{addresses6[member]}/64", "dev", "eth0", "nodad", netns=ns)
         netns.ip("link", "set", "eth0", "up", netns=ns)
         if member == "client":
             continue
@@ -274,6 +287,10 @@ def _build(state: LabState, say: Callable[[str], None]) -> None:
             netns.sysctl(ns, f"net.ipv4.conf.{key}.arp_announce", "2")
         for address_ in state.vips().values():
             netns.ip("addr", "add", f"{address_}/32", "dev", "lo", netns=ns)
+        # The kernel answers a Neighbour Solicitation only for addresses of the interface it
+        # came in on, so IPv6 VIPs on lo need no counterpart of arp_ignore.
+        for address_ in state.vips6().values():
+            netns.ip("addr", "add", f"{address_}/128", "dev", "lo", "nodad", netns=ns)
         _add_mgmt_link(lan, ns, member)
 
     for node in state.node_names():
@@ -414,8 +431,10 @@ def _apply_objects(state: LabState) -> None:
     for node in state.node_names():
         status = NODE_STATUS.format(name=node, ip=node_ip(int(node[4:])))
         kubectl(state, "patch", "node", node, "--subresource=status", "--type=merge", "-p", status)
+    vips6 = state.vips6()
     for service, address in state.vips().items():
-        status = json.dumps({"status": {"loadBalancer": {"ingress": [{"ip": address}]}}})
+        ingress = [{"ip": address}] + ([{"ip": vips6[service]}] if service in vips6 else [])
+        status = json.dumps({"status": {"loadBalancer": {"ingress": ingress}}})
         kubectl(state, "patch", "service", service, "--subresource=status", "--type=merge",
                 "-p", status)  # fmt: skip
 
@@ -599,6 +618,7 @@ def unannounced(state: LabState, views: dict[str, NodeView] | None = None) -> li
     held = leases(state)
     views = {} if views is None else views
     waiting = []
+    vips6 = state.vips6()
     for service, address in state.vips().items():
         holder = held.get(lease_name("default", service), "")
         if holder not in state.node_states:
@@ -608,8 +628,9 @@ def unannounced(state: LabState, views: dict[str, NodeView] | None = None) -> li
         if ns.agent is None or not ns.agent.alive():
             waiting.append(f"{service}: holder {holder}'s agent is not running")
             continue
-        if address not in _view_of(state, holder, views).announced:
-            waiting.append(f"{service}: {address} not yet in {holder}'s l2-announce table")
+        for ip in (address, vips6.get(service)):
+            if ip is not None and ip not in _view_of(state, holder, views).announced:
+                waiting.append(f"{service}: {ip} not yet in {holder}'s l2-announce table")
     return waiting
 
 
