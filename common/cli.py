@@ -34,7 +34,7 @@ import typer
 import typer.main
 from typer._click.exceptions import BadParameter, UsageError
 from typer._click.parser import _OptionParser, _ParsingState
-from typer._click.utils import _escape_control_characters
+from typer._click.utils import _escape_control_characters, make_default_short_help
 from typer.core import TyperCommand, TyperGroup, _TyperParameter
 
 try:  # typer >= 0.2x converts through pydantic; older typers use click's types (nothing to do)
@@ -215,26 +215,26 @@ class LazyGroup(TyperGroup):
         app = getattr(importlib.import_module(module), attr)
         return command_of(app if isinstance(app, typer.Typer) else app())
 
-    def lazy_short_help(self, name: str) -> str | None:
-        """The one-line help of the lazy command ``name`` if it is known without building the
-        command (``--help`` of the group then builds none), else None."""
+    def lazy_help(self, name: str) -> tuple[str | None, str | None] | None:
+        """(help, short help) of the lazy command ``name`` if they are known without building
+        the command, so that the group's ``--help`` builds none; else None."""
         return None
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
-        rows: list[tuple[str, Any]] = []  # (name, short help or the built command)
+        rows: list[tuple[str, Any]] = []  # (name, (help, short help) or the built command)
         for name in self.list_commands(ctx):
-            short = None if name in self.commands else self.lazy_short_help(name)
-            if short is not None:
-                rows.append((name, inspect.cleandoc(short).strip()))
+            known = None if name in self.commands else self.lazy_help(name)
+            if known is not None:
+                rows.append((name, known))
                 continue
             cmd = self.get_command(ctx, name)
             if cmd is not None and not cmd.hidden:
                 rows.append((name, cmd))
         if not rows:
             return
-        # As typer's own listing: short help cut to what fits beside the longest name.
+        # As typer's own listing: short help, else the help cut to fit beside the longest name.
         limit = formatter.width - 6 - max(len(name) for name, _ in rows)
-        lines = [(n, c if isinstance(c, str) else c.get_short_help_str(limit)) for n, c in rows]
+        lines = [(n, listed_help(c, limit)) for n, c in rows]
         with formatter.section("Commands"):
             formatter.write_dl(lines)
 
@@ -260,6 +260,17 @@ class LazyGroup(TyperGroup):
                 suggestions = ", ".join(repr(m) for m in matches)
                 e.message = f"{e.message.rstrip('.')}. Did you mean {suggestions}?"
             raise
+
+
+def listed_help(cmd: Any, limit: int) -> str:
+    """What a group's ``--help`` lists for a command: its short help, else its help cut to
+    ``limit``, as click does; ``cmd`` is the command or its (help, short help)."""
+    if not isinstance(cmd, tuple):
+        return str(cmd.get_short_help_str(limit))
+    help, short = cmd
+    if short:
+        return inspect.cleandoc(short).strip()
+    return make_default_short_help(help, limit).strip() if help else ""
 
 
 class OptionalValue:

@@ -23,6 +23,19 @@ class Commands(LazyGroup):
         "bpf": "dbg.bpf_cmd:app",
         "completion": "dbg.cli:completion",
     }
+    # The commands' help, so that `l2dbg --help` imports none of the modules above (a test
+    # checks each against the command's own).
+    helps = {
+        "config": "The agent's configuration, as `cilium-dbg config --all` prints it.",
+        "status": "One screen: modules' health, leases held and followed, announced IPs,"
+        " prerequisites.",
+        "statedb": "Inspect the agent's state database (read-only).",
+        "bpf": "Inspect the BPF maps of the datapath (read-only).",
+        "completion": "Print the shell code that completes commands, options and tables on TAB.",
+    }
+
+    def lazy_help(self, name: str) -> tuple[str | None, str | None] | None:
+        return (self.helps[name], None) if name in self.helps else None
 
 
 app = typer.Typer(

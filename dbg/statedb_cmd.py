@@ -48,9 +48,9 @@ class StatedbGroup(LazyGroup):
         table = CATALOGUE.get(name)
         return None if table is None else command_of(_table_app(table))
 
-    def lazy_short_help(self, name: str) -> str | None:
+    def lazy_help(self, name: str) -> tuple[str | None, str | None] | None:
         table = CATALOGUE.get(name)
-        return table.doc if table is not None and table.doc else None
+        return (None, table.doc) if table is not None and table.doc else None
 
     def resolve_command(
         self,

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from dbg.cli import command
+from common.cli import listed_help
+from dbg.cli import Commands, command
 from dbg.errors import DbgError
 from dbg.watch import watch_interval
 from tests.unit.dbg.fixtures import REPO, invoke
@@ -171,9 +172,19 @@ def test_a_table_command_builds_only_its_own_command(state_dir: Path) -> None:
     assert proc.stderr == "statedb devices"
 
 
-def test_help_loads_neither_rich_nor_pydantic(state_dir: Path) -> None:
-    mods = _top(_imported_modules(["--help"]))
-    assert not mods & HEAVY, sorted(mods & HEAVY)
+def test_help_loads_no_command_module(state_dir: Path) -> None:
+    mods = _imported_modules(["--help"])
+    assert "dbg.cli" in mods
+    assert not _top(mods) & HEAVY, sorted(_top(mods) & HEAVY)
+    assert not {m for m in mods if m.endswith("_cmd") or m.startswith("common.tables")}
+
+
+@pytest.mark.parametrize("name", list(Commands.helps))
+@pytest.mark.parametrize("limit", [20, 45, 60, 120])
+def test_the_listed_help_is_the_commands_own(name: str, limit: int) -> None:
+    root = command()
+    listed = listed_help(root.lazy_help(name), limit)
+    assert listed == root.get_command(None, name).get_short_help_str(limit)
 
 
 def test_importtime_of_the_installed_entry_point_has_no_rich(state_dir: Path) -> None:
