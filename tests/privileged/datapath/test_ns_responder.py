@@ -12,6 +12,8 @@ from __future__ import annotations
 import ipaddress
 import random
 import struct
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -247,3 +249,33 @@ def test_a_stale_stamp_silences_the_ns_responder_and_a_fresh_one_revives_it(
     loader.cmd("start-stamp")
     client_port.send(frame)
     assert len(client_port.receive(1.0, want=1)) == 1
+
+
+def test_a_restarted_loader_keeps_answering_solicitations_without_a_gap(
+    lab: Lab, bpf_root: str, loaders: StartLoader, client_port: Port
+) -> None:
+    first, _keys = _start(lab, bpf_root, loaders)
+    frame = ns_frame(eth_src=lab.client_mac, target=VIP6, src=CLIENT_IP6)
+    results: list[bool] = []
+    stop = threading.Event()
+
+    def probe() -> None:  # one solicitation every 10 ms, each waiting for its answer
+        while not stop.is_set():
+            client_port.drain()
+            client_port.send(frame)
+            results.append(len(client_port.receive(0.2, want=1)) == 1)
+            time.sleep(0.01)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        time.sleep(0.3)
+        first.stop("kill")
+        second = loaders(lab.node, bpf_root, "--attach", "n0", "--attach", "d0")
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        prober.join()
+    assert len(results) > 50 and all(results), f"{results.count(False)} of {len(results)} lost"
+    assert second.cmd(f"add {VIP6} {lab.node_ifindex}") is False  # adopted, counter kept
+    assert second.cmd(f"get {VIP6} {lab.node_ifindex}") == len(results)
