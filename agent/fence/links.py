@@ -193,11 +193,16 @@ class LinkFenceWatcher:
         self._job = Job(self.name, self._run, wake=db.notify_waiters, health=self.health)
 
     def start(self) -> None:
+        self.open_feeds()
+        self._job.start()
+
+    def open_feeds(self) -> None:
+        """What ``start`` does before the loop runs: claim l2-fence's initialization and follow
+        ``devices``. Tests call it, then ``run_once`` on their own thread, with virtual time."""
         with self.db.write_txn(L2_FENCE) as txn:
             txn.register_initializer(L2_FENCE, INITIALIZER)
             txn.commit()
         self._consumer = self.db.register_consumer(self.name, DEVICES)
-        self._job.start()
 
     def stop(self) -> None:
         self._job.stop()
