@@ -559,8 +559,9 @@ def test_metrics_move_with_arping_and_failover_and_the_service_names_its_holder(
         time.sleep(0.2)
     described = l2lab(name, *describe)
     lease = "kube-system/cilium-l2announce-default-service-1"
+    both = f"{vip} on eth0, {state.vips6()['service-1']} on eth0"  # dual-stack: one lease
     for node in (old, other):  # one event from each holder; the Service itself is not written
-        assert f"announcing {vip} on eth0 from node {node} (lease {lease})" in described
+        assert f"announcing {both} from node {node} (lease {lease})" in described
     assert "l2announcer.io/" not in described
     assert holder_of(state, "service-1") == other
 
