@@ -140,7 +140,9 @@ SERVICE_MAPPING = RowMapping(SERVICES, service_row, _ns_name)
 NODE_MAPPING = RowMapping(NODES, node_row, _name)
 POLICY_MAPPING = RowMapping(POLICIES, policy_row, _name)
 POD_MAPPING = RowMapping(PODS, pod_row, _ns_name)
-ENDPOINT_SLICE_MAPPING = RowMapping(ENDPOINT_SLICES, endpoint_slice_row, _ns_name)
+# Optional: an agent whose RBAC lacks endpointslices (an image upgraded without its manifests)
+# still announces, as before it read them, instead of waiting for a table nobody can fill.
+ENDPOINT_SLICE_MAPPING = RowMapping(ENDPOINT_SLICES, endpoint_slice_row, _ns_name, optional=True)
 
 
 def sources(api_client: Any, node_name: str, namespace: str) -> dict[str, KubernetesSource]:

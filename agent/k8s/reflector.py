@@ -12,6 +12,9 @@ silent single retry on 410, reconnects without backoff, strict model parsing.
 - Any other failure backs off exponentially (0.8 s doubling to 30 s, jittered) and relists; a
   failure that repeats is logged once, and a 404 on the first list (a CRD not installed yet) is
   logged once as "waiting for ..." and retried until the resource appears.
+- A mapping marked ``optional`` (data the agent can work without) has its table marked
+  initialized while empty when the first list is refused with 403 or 404, so that readers
+  waiting for it go on; the reflector keeps retrying and fills it once it may.
 - Each event is turned into a row by ``to_row`` (None drops the object, e.g. a Service another
   load balancer class owns); a DELETED event, or an object whose row became None, deletes it.
 
@@ -75,6 +78,11 @@ class RowMapping(Generic[R]):
     table: Table[R]
     to_row: Callable[[Obj], R | None]
     key_of: Callable[[Obj], tuple[Any, ...]]  # the row's primary key, from the object
+    optional: bool = False
+    """The agent can work without these objects: when the first list is refused (403: the RBAC
+    rule is missing, as after an upgrade of the image alone; 404: not served), the table is
+    marked initialized while empty, so that its readers go on as if there were none, and the
+    reflector keeps retrying (Degraded meanwhile)."""
 
 
 class Reflector(Generic[R]):
@@ -137,6 +145,8 @@ class Reflector(Generic[R]):
                     log.info("%s: resourceVersion too old, relisting", self.name)
                     continue
                 self._failed(e, e.status)
+                if e.status in (403, 404) and self.mapping.optional and self.lists == 0:
+                    self._go_on_without()
             except Exception as e:  # transport errors, bad JSON: never kill the reflector
                 self._failed(e, 0)
             self._pause(backoff * (1 + self._rand() * 0.5), stopping)
@@ -168,6 +178,20 @@ class Reflector(Generic[R]):
             log.warning("%s: %s", self.name, what)
         self._last_error = what
         self.health.degraded(what)
+
+    def _go_on_without(self) -> None:
+        """An optional table nobody may fill yet: initialized while empty (once)."""
+        table = self.mapping.table
+        with self.db.write_txn(table) as txn:
+            if txn.initialized(table):
+                return
+            txn.initializer_done(table, self.name)
+        log.warning(
+            "%s: going on without %s until it can be listed (%s)",
+            self.name,
+            self.source.description,
+            self._last_error,
+        )
 
     def _relist(self) -> str:
         objects, rv = self.source.list()

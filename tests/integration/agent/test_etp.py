@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
 from kubernetes import client
 
 from agent.k8s.objects import SERVICE_NAME_LABEL
-from tests.integration.agent.cluster import Cluster, until
+from tests.integration.agent.cluster import CLUSTER_ROLE, Cluster, agent_roles, until
 from tests.kube import Kube
 
 ANNOUNCED = "l2announcer.io/Announced"
@@ -103,3 +104,29 @@ def test_without_ready_endpoints_a_service_is_dark_only_when_configured(
     put_slice(kube, cluster, "service-1", "node2")  # a Cluster Service: any node will do
     until(lambda: cluster.holder(lease) in ("node1", "node2"), 10, "announced once one is ready")
     until(lambda: announced(kube, "service-1") == ("True", "Announcing"), 10, "Announced")
+
+
+def test_an_agent_without_the_endpointslices_rule_still_announces(
+    cluster: Cluster, kube: Kube
+) -> None:
+    """An image upgraded without its RBAC: the agent cannot list EndpointSlices, says so, and
+    announces as it did before it read them instead of waiting for them."""
+    role = yaml.safe_load(CLUSTER_ROLE.read_text())
+    role["rules"] = [r for r in role["rules"] if "endpointslices" not in r["resources"]]
+    role["metadata"] = {"name": kube.name("no-endpointslices")}
+    kube.cp.apply(role)
+    kube.on_cleanup(lambda: kube.rbac.delete_cluster_role(role["metadata"]["name"]))
+    (_, ours), namespaced = agent_roles(kube)
+    assert ours != role["metadata"]["name"]
+    cluster.kubeconfigs["node1"] = kube.service_account(
+        "node1", [("ClusterRole", role["metadata"]["name"]), namespaced]
+    )
+    ip_of = cluster.services(1)
+    (lease,) = ip_of
+    cluster.start_agent("node1")
+    until(lambda: cluster.holder(lease) == "node1", 30, "announced without EndpointSlices")
+    until(
+        lambda: "going on without endpointslices.discovery.k8s.io" in cluster.log_text("node1"),
+        10,
+        "the agent says what it goes on without",
+    )

@@ -6,7 +6,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -176,5 +176,34 @@ def test_not_initialized_before_the_first_list(db: Database) -> None:
     try:
         assert not db.wait_initialized(SVCS, timeout=0.1)
         assert str(r.health.current()).startswith("Degraded: etcdserver")
+    finally:
+        r.stop()
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_an_optional_table_is_initialized_empty_when_refused_and_filled_once_allowed(
+    db: Database, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = FakeSource()
+    src.lists.put(ApiStatusError(status, 'svcs is forbidden: User "agent" cannot list'))
+    r = Reflector(db, src, replace(MAPPING, optional=True), rand=lambda: 0.0, backoff=(0.05, 0.1))
+    r.start()
+    try:
+        assert db.wait_initialized(SVCS, timeout=5)
+        assert r.lists == 0 and rows(db) == []
+        assert str(r.health.current()).startswith("Degraded")
+        src.lists.put(([obj("a")], "5"))  # allowed now: it lists and fills the table
+        until(lambda: rows(db) == [Svc("a", "198.51.100.1")])
+        assert [m for m in caplog.messages if "going on without svcs" in m] != []
+    finally:
+        r.stop()
+
+
+def test_a_required_table_stays_uninitialized_when_refused(db: Database) -> None:
+    src = FakeSource()
+    src.lists.put(ApiStatusError(403, 'svcs is forbidden: User "agent" cannot list'))
+    r = start(db, src)
+    try:
+        assert not db.wait_initialized(SVCS, timeout=0.2)
     finally:
         r.stop()
