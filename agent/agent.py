@@ -432,6 +432,7 @@ class Agent:
         """Another host answering for a VIP we announce: watched on the announcing interfaces
         (agent/conflicts/); told to the Service by a Warning Event and its Conflict condition."""
         from agent.conflicts import ConflictMonitor, ConflictReports, Settings
+        from agent.conflicts.report import services_table
         from agent.k8s.service_status import kubernetes_writers
 
         c = self.config
@@ -445,6 +446,7 @@ class Agent:
             warning,
             normal,
             set_condition=conditions.set if conditions is not None else None,
+            service_row=services_table(self.db),
         )
         self._add(reports)
         monitor = ConflictMonitor(

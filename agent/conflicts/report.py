@@ -7,8 +7,13 @@ condition, so ``kubectl describe svc`` shows the foreign MAC without tcpdump.
 - A conflict over: a Normal Event (``VIPConflictResolved``) and, once none of the Service's VIPs
   has one, the condition False.
 - A Service announced for the claim grace plus the quiet time with no conflict gets the
-  condition False (``NoConflict``) too, once per claim: a condition left True by a holder that
-  crashed mid-conflict is corrected by the next holder's first look.
+  condition False (``NoConflict``) when the ``services`` table shows it True: a condition left
+  True by a holder that crashed mid-conflict is corrected by the next holder's first look, and a
+  claim costs no API request otherwise (many Services taken over at once must not queue status
+  writes in front of lease renewals in the shared rate limiter).
+
+The Service's uid, which an Event names it by, comes from the ``services`` table too; the API is
+asked only when the table does not have it.
 
 Conditions go through the agent's one writer of Service conditions (``set_condition``,
 agent/service_conditions.py; absent in processes without it: then only the Events), Events
@@ -29,6 +34,8 @@ from agent.conflicts.rules import Pair
 from agent.latest_writer import LatestWriter
 from agent.service_status import LookUp, RecordEvent
 from common.tables.conflicts import Conflict
+from common.tables.services import SERVICES, Service
+from statedb import Database
 
 log = logging.getLogger("l2announcer.conflicts")
 
@@ -39,6 +46,16 @@ REASON_NONE = "NoConflict"
 
 # (namespace, name, condition type, status, reason, message)
 SetCondition = Callable[[str, str, str, bool, str, str], None]
+# (namespace, name) -> the Service's row in the services table, if any
+ServiceRow = Callable[[str, str], Service | None]
+
+
+def services_table(db: Database) -> ServiceRow:
+    def row(namespace: str, name: str) -> Service | None:
+        with db.read_txn() as r:
+            return r.get(SERVICES, namespace, name)
+
+    return row
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +85,10 @@ class ConflictReports(Reports):
         record_warning: RecordEvent,
         record_normal: RecordEvent,
         set_condition: SetCondition | None = None,
+        service_row: ServiceRow | None = None,
     ) -> None:
         self.node = node
+        self._service_row = service_row
         self._look_up = look_up
         self._record_warning = record_warning
         self._record_normal = record_normal
@@ -131,6 +150,10 @@ class ConflictReports(Reports):
             with self._lock:
                 if service in self._open:
                     continue
+            if self._service_row is not None:
+                row = self._service_row(ns, name)
+                if row is None or row.conflict_condition != "True":
+                    continue  # nothing to correct
             self._submit(("condition", ns, name), _Condition(False, REASON_NONE, text))
 
     # -- writing -------------------------------------------------------------------------------
@@ -154,7 +177,8 @@ class ConflictReports(Reports):
         _, namespace, name = key
         assert isinstance(value, _Event)
         service = name.split("/", 1)[0]
-        uid = self._look_up(namespace, service)
+        row = self._service_row(namespace, service) if self._service_row is not None else None
+        uid = row.uid if row is not None and row.uid else self._look_up(namespace, service)
         if uid is None:  # the Service is gone
             return
         record = self._record_warning if value.warning else self._record_normal

@@ -11,6 +11,7 @@ from typing import Any
 
 from agent.k8s.leases import LEASE_MAPPING
 from agent.k8s.reflector import KubernetesSource, Obj, RowMapping
+from agent.service_conditions import CONFLICT as CONFLICT_CONDITION
 from common.tables.endpoint_slices import ENDPOINT_SLICES, EndpointSlice
 from common.tables.nodes import NODES, Node
 from common.tables.pods import PODS, Pod
@@ -53,6 +54,15 @@ def service_row(o: Obj) -> Service | None:
         load_balancer_ips=tuple(str(i["ip"]) for i in ingress if i.get("ip")),
         external_traffic_policy=spec.get("externalTrafficPolicy") or "Cluster",
         resource_version=str(m.get("resourceVersion", "")),
+        uid=str(m.get("uid") or ""),
+        conflict_condition=next(
+            (
+                str(c.get("status") or "")
+                for c in (o.get("status") or {}).get("conditions") or []
+                if c.get("type") == CONFLICT_CONDITION
+            ),
+            "",
+        ),
     )
 
 

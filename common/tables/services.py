@@ -25,6 +25,10 @@ class Service:
     load_balancer_ips: tuple[str, ...] = ()
     external_traffic_policy: str = "Cluster"
     resource_version: str = ""
+    uid: str = ""  # metadata.uid: Events name the Service by it
+    # The status of the Service's l2announcer.io/Conflict condition as last seen ("True",
+    # "False", "" when absent): a new holder corrects a True left by a holder that crashed.
+    conflict_condition: str = ""
 
 
 def _row(s: Service) -> tuple[str, ...]:
@@ -48,6 +52,8 @@ def _json(s: Service) -> dict[str, Any]:
         "LoadBalancerIPs": list(s.load_balancer_ips),
         "ExternalTrafficPolicy": s.external_traffic_policy,
         "ResourceVersion": s.resource_version,
+        "UID": s.uid,
+        "ConflictCondition": s.conflict_condition,
     }
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from agent.conflicts.report import CONDITION, ConflictReports
 from agent.conflicts.rules import Pair
 from common.tables.conflicts import Conflict
+from common.tables.services import Service
 
 ROW = Conflict("198.51.100.20", "eth0", "02:00:00:00:00:99", "02:00:00:00:00:11", ("default/red",))
 
@@ -90,3 +91,33 @@ def test_a_clean_claim_says_no_conflict_and_without_a_condition_writer_only_even
         assert len(api.conditions) == 1
     finally:
         quiet.stop()
+
+
+def test_with_the_services_table_a_clean_claim_writes_only_to_correct_a_stale_true() -> None:
+    api = Api()
+    rows = {
+        "red": Service("default", "red", uid="uid-from-table", conflict_condition="False"),
+        "blue": Service("default", "blue", conflict_condition=""),
+        "green": Service("default", "green", conflict_condition="True"),
+    }
+    looked_up: list[str] = []
+
+    def look_up(namespace: str, name: str) -> str | None:
+        looked_up.append(name)
+        return api.look_up(namespace, name)
+
+    r = ConflictReports(
+        "node1", look_up, api.warning, api.normal, api.set_condition,
+        service_row=lambda ns, name: rows.get(name),
+    )  # fmt: skip
+    for name in ("red", "blue", "green", "gone"):
+        r.clean(Pair("198.51.100.20", "eth0", "02:00:00:00:00:11", (f"default/{name}",)))
+    assert [(c[1], c[3], c[4]) for c in api.conditions] == [("green", False, "NoConflict")]
+    # The Event names the Service by the table's uid, without asking the API.
+    r.start()
+    try:
+        r.raised(ROW)
+        _until(lambda: len(api.events) == 1)
+        assert api.events[0][2] == "uid-from-table" and looked_up == []
+    finally:
+        r.stop()
