@@ -107,12 +107,20 @@ def status_text(state: LabState) -> str:
         )
     lines.append("")
     vips = list(state.vips().items())
+    vips6 = state.vips6()
     if len(vips) <= 4:
-        lines.append("Services: " + ", ".join(f"default/{s} {ip}" for s, ip in vips))
+        lines.append(
+            "Services: "
+            + ", ".join(
+                f"default/{s} {' '.join(filter(None, (ip, vips6.get(s))))}" for s, ip in vips
+            )
+        )
     else:
         lines.append(
             f"Services: default/{vips[0][0]}..{vips[-1][0]}, "
-            f"{vips[0][1]}..{vips[-1][1]} (l2lab kubectl -- get service)"
+            f"{vips[0][1]}..{vips[-1][1]}"
+            + (f" and {vips6[vips[0][0]]}..{vips6[vips[-1][0]]}" if vips6 else "")
+            + " (l2lab kubectl -- get service)"
         )
     return "\n".join(lines)
 
