@@ -143,6 +143,24 @@ BAD_SPECS = [
         id="matchLabels-not-a-map",
     ),
     pytest.param(
+        {"ipFamilies": ["IPv5"]},
+        "spec.ipFamilies[0]",
+        'Unsupported value: "IPv5": supported values: "IPv4", "IPv6"',
+        id="ipFamilies-unknown",
+    ),
+    pytest.param(
+        {"ipFamilies": []},
+        "spec.ipFamilies",
+        "Invalid value: 0: spec.ipFamilies in body should have at least 1 items",
+        id="ipFamilies-empty",
+    ),
+    pytest.param(
+        {"ipFamilies": ["IPv6", "IPv6"]},
+        "spec.ipFamilies[1]",
+        'Duplicate value: "IPv6"',
+        id="ipFamilies-twice",
+    ),
+    pytest.param(
         "everything",
         "spec",
         'Invalid value: "string": spec in body must be of type object: "string"',
@@ -262,7 +280,9 @@ REPORTED_BY_THE_AGENT = [
 
 
 @pytest.mark.parametrize(
-    "spec", [SEED_SPEC, {}, {"loadBalancerIPs": False}], ids=["seed", "empty", "off"]
+    "spec",
+    [SEED_SPEC, {}, {"loadBalancerIPs": False}, {**SEED_SPEC, "ipFamilies": ["IPv6"]}],
+    ids=["seed", "empty", "off", "ipv6-only"],
 )
 def test_a_good_policy_is_accepted_as_written(create: Callable[[Any], Obj], spec: Obj) -> None:
     stored = create(spec)
