@@ -56,7 +56,13 @@ from lab import controlplane, netns
 from lab.access import REPO, VENV_BIN, exec_args
 from lab.access import lab_env as _env
 from lab.access import require as require  # `lab.require`: the lab of a name, or one line
-from lab.controlplane import ControlPlane, ControlPlaneError, Ports, write_kubeconfig
+from lab.controlplane import (
+    SERVICE_CIDR,
+    ControlPlane,
+    ControlPlaneError,
+    Ports,
+    write_kubeconfig,
+)
 from lab.inventory import (
     API_LAN_IP,
     API_LAN_IP6,
@@ -356,6 +362,12 @@ def control_plane_of(state: LabState) -> ControlPlane:
         netns=state.lan_netns,
         dial=state.api_host_ip,  # the host's way in: the host link
         procs=dict(state.control_plane),
+        # Dual-stack Services need an IPv6 range for their cluster IPs too (the later flag wins).
+        apiserver_args=(
+            (f"--service-cluster-ip-range={SERVICE_CIDR},{SERVICE_CIDR6}",)
+            if state.dual_stack
+            else ()
+        ),
     )
 
 
@@ -424,7 +436,10 @@ def _apply_objects(state: LabState) -> None:
     manifest = state.dir / "objects.yaml"
     manifest.write_text(OBJECTS_TEMPLATE.format(
         nodes="".join(NODE_TEMPLATE.format(name=n) for n in state.node_names()),
-        services="".join(SERVICE_TEMPLATE.format(name=s) for s in state.vips()),
+        services="".join(
+            SERVICE_TEMPLATE.format(name=s, families=DUAL_STACK if state.dual_stack else "")
+            for s in state.vips()
+        ),
     ))  # fmt: skip
     kubectl(state, "apply", "-f", str(manifest))
     # What a kubelet would report (the node's address, Ready) and the lab's LB-IPAM would write.
@@ -450,8 +465,10 @@ NODE_TEMPLATE = """- apiVersion: v1
 SERVICE_TEMPLATE = """- apiVersion: v1
   kind: Service
   metadata: {{name: {name}, namespace: default, labels: {{color: blue}}}}
-  spec: {{type: LoadBalancer, ports: [{{name: http, port: 80, protocol: TCP}}]}}
+  spec: {{type: LoadBalancer, ports: [{{name: http, port: 80, protocol: TCP}}]{families}}}
 """
+DUAL_STACK = ", ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6]"
+SERVICE_CIDR6 = "2001:db8:ffff::/112"  # the cluster IPs of dual-stack Services
 NODE_STATUS = (
     '{{"status": {{"addresses": [{{"type": "InternalIP", "address": "{ip}"}}, '
     '{{"type": "Hostname", "address": "{name}"}}], '
