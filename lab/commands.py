@@ -158,6 +158,10 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
             float | None,
             typer.Option(help="Seconds to wait for every Service to be announced."),
         ] = None,
+        dual_stack: Annotated[
+            bool,
+            typer.Option(help="IPv6 on the LAN too, and an IPv6 VIP for each Service."),
+        ] = True,
     ) -> None:
         """Bring up a lab: LAN, control plane, nodes with agents, client; wait until announced."""
         with _errors():
@@ -170,6 +174,7 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
                 timers=(lease_duration, renew_deadline, retry_period),
                 timeout=timeout,
                 say=_say,
+                dual_stack=dual_stack,
             )
             _say(f"lab {state.name} is up ({time.monotonic() - start:.1f}s)")
             typer.echo("")
