@@ -2,10 +2,11 @@
 
 Series (all prefixed ``l2announcer_``; documented in docs/metrics.md):
 
-- ``arp_responses_sent_total{ip,interface}``: ARP requests the datapath answered, read from the
-  BPF map's counters at scrape time (the map is pinned and only missing keys are written, so
+- ``arp_responses_sent_total{ip,interface}``: ARP requests (for an IPv6 ``ip``, Neighbour
+  Solicitations) the datapath answered, read from the BPF maps' counters at scrape time (the map is pinned and only missing keys are written, so
   they survive reconciliation and agent restarts);
-- ``gratuitous_arp_sent_total{ip,interface}``: gratuitous ARPs sent;
+- ``gratuitous_arp_sent_total{ip,interface}``: gratuitous ARPs (unsolicited Neighbour
+  Advertisements for an IPv6 ``ip``) sent;
 - ``announced{namespace,service,ip,interface}``: 1 per (IP, interface) this node answers for, with
   the Service wanting it ("which node owns my IP?");
 - ``leases{state="held"|"followed"}``: leases this node holds, and those it follows;
@@ -74,7 +75,8 @@ class _StateCollector(Collector):
                 names = {d.ifindex: d.name for d in r.all(DEVICES)}
             sent = CounterMetricFamily(
                 P + "arp_responses_sent",
-                "ARP requests answered by the datapath, from the BPF map's counters.",
+                "ARP requests (Neighbour Solicitations for an IPv6 ip) answered by the datapath, "
+                "from the BPF maps' counters.",
                 labels=["ip", "interface"],
             )
             try:
