@@ -2,7 +2,8 @@
 
 Each figure is printed beside the floor, the bare interpreter (``python -c pass``, the same venv
 python, so ``site`` and the editable install's finder are in it too), measured interleaved with
-the command so that both see the same machine load:
+the command so that both see the same machine load, and beside the command's CPU time (user +
+system), which the load of other work on the machine disturbs less than the wall time:
 
 - ``l2dbg --help``, ``l2dbg statedb --help``, ``l2dbg config --help``;
 - ``l2dbg statedb l2-announce``, ``l2dbg statedb devices``, ``l2dbg config --all``, plain (piped)
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -93,25 +95,53 @@ def write_state(state_dir: Path, rows: int = ROWS) -> Database:
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def run_once(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
-    """Seconds of one whole process, its output read from a pipe."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(argv: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one whole process, its output read from a pipe."""
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, env=env or ENV)
     elapsed = time.perf_counter() - t0
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.decode()}")
-    return elapsed
+    return elapsed, _children_cpu() - cpu0
 
 
-def measure(argv: Sequence[str], runs: int = RUNS) -> tuple[float, float]:
-    """(median ms of ``argv``, median ms of ``python -c pass``), runs interleaved."""
+def measure(argv: Sequence[str], runs: int = RUNS) -> tuple[float, float, float]:
+    """Median ms of ``argv``'s wall time, of ``python -c pass``'s (runs interleaved), and of
+    ``argv``'s CPU time (user + system, less sensitive to the machine's load)."""
     floor = [sys.executable, "-c", "pass"]
-    run_once(argv)  # warm the page cache
-    times, floors = [], []
+    run_once(argv)  # warm the page cache, write bytecode
+    times, floors, cpus = [], [], []
     for _ in range(runs):
-        floors.append(run_once(floor))
-        times.append(run_once(argv))
-    return statistics.median(times) * 1000, statistics.median(floors) * 1000
+        floors.append(run_once(floor)[0])
+        wall, cpu = run_once(argv)
+        times.append(wall)
+        cpus.append(cpu)
+    return (
+        statistics.median(times) * 1000,
+        statistics.median(floors) * 1000,
+        statistics.median(cpus) * 1000,
+    )
+
+
+ENTRY_POINTS = {"l2dbg": "dbg.main", "l2agent": "agent.main", "l2lab": "lab.cli"}
+
+
+def entry(name: str, tree: str | None) -> list[str]:
+    """The command that runs console script ``name``: the installed one, or the same entry point
+    from the packages of another checkout ``tree`` (a worktree of an older commit: before/after)."""
+    if tree is None:
+        return [str(BIN / name)]
+    code = (
+        f"import sys; sys.path.insert(0, {tree!r}); sys.argv[0] = {name!r}\n"
+        f"from {ENTRY_POINTS[name]} import main\nsys.exit(main())"
+    )
+    return [sys.executable, "-c", code]
 
 
 def lab_up(name: str) -> bool:
@@ -123,65 +153,76 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     ap.add_argument("--lab", default=os.environ.get("L2LAB_NAME", "l2lab"), help="lab to exec in")
     ap.add_argument("--runs", type=int, default=RUNS)
+    ap.add_argument("--tree", help="run the entry points of the checkout in this directory")
     args = ap.parse_args()
-    l2dbg, l2agent, l2lab = (str(BIN / n) for n in ("l2dbg", "l2agent", "l2lab"))
+    l2dbg, l2agent, l2lab = (entry(n, args.tree) for n in ("l2dbg", "l2agent", "l2lab"))
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    results: list[tuple[str, float | None, float | None, float | None]] = []
+    results: list[tuple[str, tuple[float, float, float] | None, float | None]] = []
     with tempfile.TemporaryDirectory(dir=base) as tmp:
         state = Path(tmp)
         db = write_state(state)
         sd = ["--state-dir", str(state)]
         cases: list[tuple[str, list[str], float | None]] = [
-            ("l2dbg --help", [l2dbg, "--help"], DBG_BUDGET_MS),
-            ("l2dbg statedb --help", [l2dbg, "statedb", "--help"], DBG_BUDGET_MS),
-            ("l2dbg config --help", [l2dbg, "config", "--help"], DBG_BUDGET_MS),
-            ("l2dbg statedb l2-announce", [l2dbg, "statedb", "l2-announce", *sd], DBG_BUDGET_MS),
+            ("l2dbg --help", [*l2dbg, "--help"], DBG_BUDGET_MS),
+            ("l2dbg statedb --help", [*l2dbg, "statedb", "--help"], DBG_BUDGET_MS),
+            ("l2dbg config --help", [*l2dbg, "config", "--help"], DBG_BUDGET_MS),
+            ("l2dbg statedb l2-announce", [*l2dbg, "statedb", "l2-announce", *sd], DBG_BUDGET_MS),
             (
                 "l2dbg statedb l2-announce -o json",
-                [l2dbg, "statedb", "l2-announce", "-o", "json", *sd],
+                [*l2dbg, "statedb", "l2-announce", "-o", "json", *sd],
                 DBG_BUDGET_MS,
             ),
-            ("l2dbg statedb devices", [l2dbg, "statedb", "devices", *sd], DBG_BUDGET_MS),
+            ("l2dbg statedb devices", [*l2dbg, "statedb", "devices", *sd], DBG_BUDGET_MS),
             (
                 "l2dbg statedb devices -o json",
-                [l2dbg, "statedb", "devices", "-o", "json", *sd],
+                [*l2dbg, "statedb", "devices", "-o", "json", *sd],
                 DBG_BUDGET_MS,
             ),
-            ("l2dbg config --all", [l2dbg, "config", "--all", *sd], DBG_BUDGET_MS),
+            ("l2dbg config --all", [*l2dbg, "config", "--all", *sd], DBG_BUDGET_MS),
             (
                 "l2dbg config --all -o json",
-                [l2dbg, "config", "--all", "-o", "json", *sd],
+                [*l2dbg, "config", "--all", "-o", "json", *sd],
                 DBG_BUDGET_MS,
             ),
-            ("l2agent --help", [l2agent, "--help"], None),
-            ("l2lab --help", [l2lab, "--help"], None),
+            ("l2agent --help", [*l2agent, "--help"], None),
+            ("l2lab --help", [*l2lab, "--help"], None),
         ]
         try:
             for label, argv, target in cases:
-                med, floor = measure(argv, args.runs)
-                results.append((label, med, floor, target))
+                results.append((label, measure(argv, args.runs), target))
         finally:
             db.close()
     exec_label = "l2lab exec node1 -- true"
     if lab_up(args.lab):
-        med, floor = measure([l2lab, "--name", args.lab, "exec", "node1", "--", "true"], args.runs)
-        results.append((exec_label, med, floor, LAB_EXEC_BUDGET_MS))
+        argv = [*l2lab, "--name", args.lab, "exec", "node1", "--", "true"]
+        results.append((exec_label, measure(argv, args.runs), LAB_EXEC_BUDGET_MS))
     else:
-        results.append((exec_label, None, None, LAB_EXEC_BUDGET_MS))
+        results.append((exec_label, None, LAB_EXEC_BUDGET_MS))
     if args.json:
-        print(json.dumps({label: {"median_ms": m, "floor_ms": f} for label, m, f, _ in results}))
+        print(
+            json.dumps(
+                {
+                    label: dict(zip(("median_ms", "floor_ms", "cpu_ms"), m, strict=True))
+                    for label, m, _ in results
+                    if m is not None
+                }
+            )
+        )
     failed = False
-    print(f"{'command (median of ' + str(args.runs) + ')':<36} {'ms':>8} {'floor ms':>9}  target")
-    for label, med, floor, target in results:
-        if med is None or floor is None:
-            print(f"{label:<36} {'skipped':>8} {'':>9}  (no lab {args.lab!r} up; run as root)")
+    print(
+        f"{'command (median of ' + str(args.runs) + ')':<36} {'ms':>7} {'floor':>7} {'cpu':>7}  target"
+    )
+    for label, m, target in results:
+        if m is None:
+            print(f"{label:<36} {'skipped':>7}  (no lab {args.lab!r} up; run as root)")
             continue
+        med, floor, cpu = m
         verdict = ""
         if target is not None:
             ok = med <= target
             failed |= not ok
             verdict = f"<= {target:.0f} ms {'ok' if ok else 'MISSED'}"
-        print(f"{label:<36} {med:>8.1f} {floor:>9.1f}  {verdict}")
+        print(f"{label:<36} {med:>7.1f} {floor:>7.1f} {cpu:>7.1f}  {verdict}")
     return 1 if failed else 0
 
 
