@@ -1,8 +1,8 @@
 """The ``conflicts`` module: runs the detector's rules (rules.py) on the wire.
 
-Two jobs. ``conflicts-tables`` follows ``l2-announce`` (what we announce where), ``devices``
-(each interface's MAC) and ``leases`` (who the cluster thinks holds each Service), woken by the
-commits, and hands the pairs to watch to the other. ``conflicts`` owns the detector and the
+Two jobs. ``conflicts-tables`` follows the change feeds of ``l2-announce`` (what we announce
+where), ``devices`` (each interface's MAC) and ``leases`` (who the cluster thinks holds each
+Service), woken by the commits, and hands the pairs to watch to the other. ``conflicts`` owns the detector and the
 sockets: one :class:`ArpSocket` per interface that carries a watched pair, opened and closed as
 the pairs change, and one ``select`` over them with a timeout that is the detector's next
 deadline (a probe due, a conflict going quiet), so it sleeps when nothing is announced.
@@ -43,9 +43,9 @@ from agent.runtime import Clock, Health, HealthReporter, Job, RealClock
 from common.leases import lease_name
 from common.tables.conflicts import CONFLICTS, Conflict
 from common.tables.devices import DEVICES
-from common.tables.l2_announce import L2_ANNOUNCE
+from common.tables.l2_announce import L2_ANNOUNCE, Origin
 from common.tables.leases import LEASES
-from statedb import Database
+from statedb import Consumer, Database
 
 log = logging.getLogger("l2announcer.conflicts")
 
@@ -92,6 +92,7 @@ class ConflictMonitor:
         self._wanted: list[Pair] | None = None  # handed from the tables job, taken by the wire
         self._last_wanted: list[Pair] | None = None
         self._sockets: dict[str, ArpSocket] = {}
+        self._consumers: list[Consumer[Any]] = []
         self._failed: dict[str, tuple[float, str]] = {}  # interface -> (retry at, error)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.probes = 0
@@ -109,12 +110,19 @@ class ConflictMonitor:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._consumers = [
+            self.db.register_consumer("conflicts:l2-announce", L2_ANNOUNCE),
+            self.db.register_consumer("conflicts:leases", LEASES),
+            self.db.register_consumer("conflicts:devices", DEVICES),
+        ]
         self._job.start()
         self._tables_job.start()
 
     def stop(self) -> None:
         self._tables_job.stop()
         self._job.stop()
+        for consumer in self._consumers:
+            consumer.close()
         for sock in self._sockets.values():
             sock.close()
         self._sockets.clear()
@@ -132,26 +140,61 @@ class ConflictMonitor:
     # -- the tables job ------------------------------------------------------------------------
 
     def _follow(self, stopping: threading.Event) -> None:
-        tables = (L2_ANNOUNCE, DEVICES, LEASES)
+        """Keep a view of the three tables from their change feeds, and hand the pairs over when
+        they change. Every lease renewal in the cluster changes ``leases``: a batch costs only
+        its own rows, and pairs are recomputed only when a holder, an entry or a MAC changed."""
+        consumers = self._consumers
+        assert consumers, "started without change consumers"
+        entries: dict[tuple[str, str], tuple[Origin, ...]] = {}
+        holders: dict[str, str] = {}  # lease name -> holder
+        macs: dict[int, tuple[str, str]] = {}  # ifindex -> (name, MAC)
         self.tables_health.ok()
         while not stopping.is_set():
-            with self.db.read_txn() as r:
-                revisions = {t: r.revision(t) for t in tables}
-                entries, holders = [], {}
-                for e in r.all(L2_ANNOUNCE):
-                    services = tuple(str(o) for o in e.origins)
-                    entries.append((e.ip, e.network_interface, services))
-                    for o in e.origins:
-                        lease = r.get(LEASES, lease_name(o.namespace, o.name))
-                        holders[str(o)] = lease.holder if lease is not None else ""
-                macs = {d.name: d.hw_addr for d in r.all(DEVICES)}
-            pairs = announced_pairs(entries, macs, holders, self.node)
-            if pairs != self._last_wanted:
-                self._last_wanted = pairs
-                with self._lock:
-                    self._wanted = pairs
-                self._wake()
-            self.db.wait_for_any(revisions, None, until=stopping.is_set)
+            changed = self._last_wanted is None
+            for ch in consumers[0].changes():
+                e = ch.row
+                key = (e.ip, e.network_interface)
+                if ch.deleted:
+                    changed |= entries.pop(key, None) is not None
+                elif entries.get(key) != e.origins:
+                    entries[key], changed = e.origins, True
+            for lc in consumers[1].changes():
+                holder = "" if lc.deleted else lc.row.holder
+                if holders.get(lc.row.name, "") != holder:
+                    holders[lc.row.name], changed = holder, True
+            for dc in consumers[2].changes():
+                d = dc.row
+                if dc.deleted:
+                    changed |= macs.pop(d.ifindex, None) is not None
+                elif macs.get(d.ifindex) != (d.name, d.hw_addr):
+                    macs[d.ifindex], changed = (d.name, d.hw_addr), True
+            if changed:
+                self._hand_over(entries, holders, macs)
+            self.db.wait_for_any(
+                {c.table: c.revision for c in consumers}, None, until=stopping.is_set
+            )
+
+    def _hand_over(
+        self,
+        entries: dict[tuple[str, str], tuple[Origin, ...]],
+        holders: dict[str, str],
+        macs: dict[int, tuple[str, str]],
+    ) -> None:
+        rows = [
+            (ip, iface, tuple(str(o) for o in origins)) for (ip, iface), origins in entries.items()
+        ]
+        service_holders = {
+            str(o): holders.get(lease_name(o.namespace, o.name), "")
+            for origins in entries.values()
+            for o in origins
+        }
+        by_name = dict(macs.values())
+        pairs = announced_pairs(rows, by_name, service_holders, self.node)
+        if pairs != self._last_wanted:
+            self._last_wanted = pairs
+            with self._lock:
+                self._wanted = pairs
+            self._wake()
 
     # -- the wire job --------------------------------------------------------------------------
 
@@ -178,7 +221,7 @@ class ConflictMonitor:
                 if r == self._wake_r:
                     with contextlib.suppress(OSError):
                         os.read(self._wake_r, 4096)
-                elif isinstance(r, ArpSocket):
+                else:
                     self._receive(r)
             self._report_health()
 
