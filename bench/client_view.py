@@ -13,6 +13,9 @@ client namespace); the outage is the longest time between two answered requests.
   packets dropped) or refused (``refuse``: TCP resets): outage target ≤ lease duration + renew
   deadline (4 s, the seed's longest failover).
 - SIGTERM of the holder (planned: it releases its lease): outage target ≤ 0.5 s.
+- The holder's LAN link down (``ip link set eth0 down`` in it) or without carrier (its switch
+  port down); the agents reach the API over their management link, so the holder fences itself
+  and releases: outage target ≤ 0.5 s, the planned handover's.
 - Holder's agent killed and started again, reference timers (15 s / 5 s / 2 s), requests every
   10 ms: target no request unanswered.
 - SIGKILL of the holder → the client's neighbour entry holds the new holder's MAC: target
@@ -25,7 +28,7 @@ client namespace); the outage is the longest time between two answered requests.
 The end-to-end tests check what happens in each case; how long it takes is measured here.
 
 Run: ``.venv/bin/python bench/client_view.py`` (root; ``--json`` for machine-readable output,
-``--runs N`` to repeat every case, ``--quick`` for the four outages only). Exit code 1 if a
+``--runs N`` to repeat every case, ``--quick`` for the outages only). Exit code 1 if a
 target is missed. Figures go in docs/benchmarks.md.
 """
 
@@ -57,6 +60,7 @@ from tests.e2e.lab_extras import (  # noqa: E402
     l2lab,
     neighbour,
     responder_keys,
+    set_uplink,
     summary,
     until,
 )
@@ -87,6 +91,8 @@ def outage(disruption: str) -> dict[str, Any]:
         if restart:
             l2lab(state.name, "agent", "kill", old)
             l2lab(state.name, "agent", "start", old)
+        elif disruption.startswith("link "):
+            set_uplink(state, old, False, disruption.split()[1])
         else:
             action, what = disruption.split()
             l2lab(state.name, *disruption_args(action, what, old))
@@ -164,7 +170,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--runs", type=int, default=1, help="runs of each case")
     parser.add_argument(
-        "--quick", action="store_true", help="only the outages of SIGKILL, SIGTERM, API faults"
+        "--quick", action="store_true", help="only the outages (SIGKILL, SIGTERM, API, link)"
     )
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -175,6 +181,8 @@ def main() -> int:
         "agent stop": 0.5,
         "api stall": SEED_LONGEST,
         "api refuse": SEED_LONGEST,
+        "link down": 0.5,
+        "link carrier": 0.5,
     }
     results: dict[str, Any] = {}
     met = True
