@@ -10,6 +10,7 @@ namespaces, so no kernel answers or talks: every IPv6 frame seen is the program'
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
 import struct
 import threading
@@ -17,9 +18,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from bpf.maps import PINNED_MAPS, RESPONDER_V6_MAP_NAME
 from bpf.nd_model import expected_reply
 from bpf.ndp import ICMP6_OFF, NS_MAX_LEN, multicast_mac, ns_frame, solicited_node
-from tests.privileged.datapath.lab import Lab, Loader, Port
+from tests.privileged.datapath.lab import VIP, Lab, Loader, Port, sh
 from tests.privileged.datapath.nd_cases import (
     CLIENT_IP6,
     CLIENT_LL,
@@ -279,3 +281,23 @@ def test_a_restarted_loader_keeps_answering_solicitations_without_a_gap(
     assert len(results) > 50 and all(results), f"{results.count(False)} of {len(results)} lost"
     assert second.cmd(f"add {VIP6} {lab.node_ifindex}") is False  # adopted, counter kept
     assert second.cmd(f"get {VIP6} {lab.node_ifindex}") == len(results)
+
+
+def test_an_upgrade_over_pins_without_the_ipv6_map_adds_it_and_keeps_the_others(
+    lab: Lab, bpf_root: str, loaders: StartLoader, client_port: Port
+) -> None:
+    # As an agent from before IPv6 leaves them: the three maps, no l2announcer_responder_v6.
+    first = loaders(lab.node, bpf_root, "--attach", "n0")
+    first.cmd(f"add {VIP} {lab.node_ifindex}")
+    first.stop("exit")
+    os.unlink(f"{bpf_root}/{RESPONDER_V6_MAP_NAME}")
+    sh("ip", "netns", "exec", lab.node, "tc", "filter", "del", "dev", "n0", "ingress", "pref", "2")
+    second = loaders(lab.node, bpf_root, "--attach", "n0")
+    filters = sh("ip", "netns", "exec", lab.node, "tc", "filter", "show", "dev", "n0", "ingress")
+    assert "protocol ipv6 pref 2" in filters  # the second filter is added beside the first
+    assert second.cmd(f"add {VIP} {lab.node_ifindex}") is False  # adopted
+    assert second.cmd(f"add {VIP6} {lab.node_ifindex}") is True
+    client_port.drain()
+    client_port.send(ns_frame(eth_src=lab.client_mac, target=VIP6, src=CLIENT_IP6))
+    assert len(client_port.receive(1.0, want=1)) == 1
+    assert sorted(os.listdir(bpf_root)) == sorted(name for name, _kind in PINNED_MAPS)
