@@ -206,11 +206,12 @@ def test_the_lab_runs_the_real_control_plane_and_nodes_see_their_own_sys(name: s
     until(lambda: probe("/readyz") == "ok\n", "node1's agent ready")
     assert probe("/healthz") == "ok\n"
 
-    # The faults, as node1's own connections to kube-apiserver see them (curl exit codes: 7
-    # could not connect, 28 timed out); the host and other members are not affected.
+    # The faults, as node1's own connections to kube-apiserver (over its management link, as its
+    # agent's) see them (curl exit codes: 7 could not connect, 28 timed out); the host and other
+    # members are not affected.
     def readyz() -> tuple[int, str]:
         args, env = lab.exec_args(state, "node1", [
-            "curl", "-sk", "-m", "2", f"{state.lan_url}/readyz"])  # fmt: skip
+            "curl", "-sk", "-m", "2", f"{state.mgmt_url}/readyz"])  # fmt: skip
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=30)
         return done.returncode, done.stdout
 
