@@ -12,8 +12,8 @@ starts in little more than the interpreter's own start-up and keeps one parser.
   is used (or listed by ``--help``).
 - ``OptionalValueCommand``: a command some of whose options may be given without a value
   (``-w`` alone is ``--watch 1s``), which click's parser has no notion of.
-- ``completion_app``: ``<prog> completion bash|zsh|fish|powershell`` prints the script that hooks
-  the shell into typer's completion.
+- ``completion_command``/``completion_app``: ``<prog> completion bash|zsh|fish|powershell``
+  prints the script that hooks the shell into typer's completion; ``run`` answers the shell.
 
 The hooks are typer's own extension points (``cls=``, a parameter's lazily built converter, the
 parser a command makes); ``tests/unit/common/test_cli.py`` fails if a typer upgrade moves them.
@@ -25,6 +25,7 @@ import enum
 import importlib
 import inspect
 import os
+import re
 from collections.abc import Callable, Mapping
 from difflib import get_close_matches
 from pathlib import Path
@@ -45,6 +46,7 @@ except ImportError:  # pragma: no cover
 
 Converter = Callable[[Any, Any, Any], Any]  # (value, param, ctx) -> converted value
 
+_ZERO_FRACTION = re.compile(r"(?<=\d)\.0+$")
 _TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
 _FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
 
@@ -60,8 +62,9 @@ def _to_str(value: Any, _param: Any, _ctx: Any) -> str:
 def _to_int(value: Any, _param: Any, _ctx: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
+    text = str(value).strip()
     try:
-        return int(str(value).strip())
+        return int(_ZERO_FRACTION.sub("", text))  # "3.0" is 3 to typer too, "3.5" is refused
     except ValueError:
         raise Invalid(
             "Input should be a valid integer, unable to parse string as an integer"
