@@ -112,6 +112,7 @@ class DatapathVerifier:
         self.hold_down = hold_down
         self.repairs = 0  # in total, for tests and the health message
         self._trouble: dict[tuple[str, str], _Trouble] = {}
+        self._written: dict[tuple[str, str], Fence] | None = None  # datapath rows last written
         self.health = HealthReporter(self.name, initial=Health.starting("first read-back"))
         self._job = Job(self.name, self._run, health=self.health)
 
@@ -137,16 +138,21 @@ class DatapathVerifier:
             for row in rows
             if row.status.kind is StatusKind.DONE and row.network_interface in ifindex
         ]
-        # Compared as addresses: the map gives them back in their canonical text.
-        keys = {(ipaddress.ip_address(ip), idx) for ip, idx in self.ops.map.keys()}  # noqa: SIM118
+        keys = set(self.ops.map.keys())
+        parsed: set[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]] | None = None
         attached = self.attached_among({i for _row, i in done}) if done else set()
 
         lost: dict[tuple[str, str], list[L2AnnounceEntry]] = {}
         for row, idx in done:
             if idx not in attached:
                 lost.setdefault((_WHOLE, row.network_interface), []).append(row)
-            elif (ipaddress.ip_address(row.ip), idx) not in keys:
-                lost.setdefault((row.ip, row.network_interface), []).append(row)
+            elif (row.ip, idx) not in keys:
+                # The map gives addresses back in canonical text; compare as addresses before
+                # calling one lost (parsed once, and only then: rows are canonical already).
+                if parsed is None:
+                    parsed = {(ipaddress.ip_address(ip), i) for ip, i in keys}
+                if (ipaddress.ip_address(row.ip), idx) not in parsed:
+                    lost.setdefault((row.ip, row.network_interface), []).append(row)
             else:
                 self._fine((row.ip, row.network_interface))
                 self._fine((_WHOLE, row.network_interface))
@@ -254,13 +260,16 @@ class DatapathVerifier:
             for key, t in self._trouble.items()
             if t.fenced_until is not None
         }
-        with self.db.write_txn(L2_FENCE) as txn:
-            for old in txn.all(L2_FENCE):
-                if old.kind == FenceKind.DATAPATH and (old.ip, old.interface) not in wanted:
-                    txn.delete(L2_FENCE, old)
-            for row in wanted.values():
-                txn.upsert(L2_FENCE, row)  # an identical row is left alone
-            txn.commit()
+        # Written when it changes (and on the first pass: rows a previous agent left go).
+        if self._written != wanted:
+            with self.db.write_txn(L2_FENCE) as txn:
+                for old in txn.all(L2_FENCE):
+                    if old.kind == FenceKind.DATAPATH and (old.ip, old.interface) not in wanted:
+                        txn.delete(L2_FENCE, old)
+                for row in wanted.values():
+                    txn.upsert(L2_FENCE, row)  # an identical row is left alone
+                txn.commit()
+            self._written = wanted
         fenced = sorted(f"{_what(k)}" for k in wanted)
         if fenced:
             self.health.degraded("fenced: " + "; ".join(fenced))

@@ -187,3 +187,18 @@ def test_an_entry_withdrawn_while_being_repaired_is_not_fenced(rig: Rig) -> None
         txn.commit()
     rig.tick(5)
     assert rig.fences() == []
+
+
+def test_an_address_spelled_otherwise_in_the_row_is_not_missing(rig: Rig) -> None:
+    # The map gives addresses back in canonical text; a row may spell one otherwise.
+    row = L2AnnounceEntry("2001:db8:0::1", "eth0")
+    with rig.db.write_txn(L2_ANNOUNCE) as txn:
+        txn.upsert(L2_ANNOUNCE, row)
+        txn.commit()
+    rig.reconcile()
+    with rig.db.read_txn() as r:
+        programmed = r.get(L2_ANNOUNCE, row.ip, "eth0")
+    assert programmed is not None and programmed.status.kind is StatusKind.DONE
+    rig.map.counters[("2001:db8::1", 2)] = rig.map.counters.pop(("2001:db8:0::1", 2))
+    rig.tick()
+    assert rig.verifier.repairs == 0
