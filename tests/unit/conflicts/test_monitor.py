@@ -140,7 +140,10 @@ def test_follows_the_tables_opens_and_closes_sockets_and_writes_rows() -> None:
         # The lease now names another node: eth1's probes stop (we are the stale side).
         with db.write_txn(LEASES) as txn:
             txn.upsert(LEASES, Lease(LEASE, holder="node2"))
-        time.sleep(0.2)  # let a hand-over happen
+        _until(
+            "the pair marked held elsewhere",
+            lambda: [p.held_elsewhere for p in monitor.detector.pairs()] == [True],
+        )
         before = len(opened["eth1"].probes)
         time.sleep(0.3)
         assert len(opened["eth1"].probes) == before
