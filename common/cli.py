@@ -10,6 +10,7 @@ starts in little more than the interpreter's own start-up and keeps one parser.
   ``--help``).
 - ``LazyGroup``: a group whose commands live in their own modules, imported only when the command
   is used (or listed by ``--help``).
+- ``LazyModule``: a module imported when first used, for the heavy modules of command bodies.
 - ``OptionalValueCommand``: a command some of whose options may be given without a value
   (``-w`` alone is ``--watch 1s``), which click's parser has no notion of.
 - ``completion_command``/``completion_app``: ``<prog> completion bash|zsh|fish|powershell``
@@ -188,6 +189,18 @@ def _lean_param(param: Any) -> Any:
             desc = param.type_descriptor
             param._runtime_param = LeanParam(desc.parameter_info, desc.annotation, convert)
     return param
+
+
+class LazyModule:
+    """A module imported when one of its attributes is first used: for a module of commands
+    whose bodies need a heavy module, so that listing, completing or parsing them does not
+    import it. Type it for mypy under ``TYPE_CHECKING`` with the real import."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
 
 
 def command_of(app: typer.Typer) -> Any:

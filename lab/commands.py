@@ -10,17 +10,24 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from common.cli import LazyModule
 from common.leases import LEASE_PREFIX
-from lab import backends, lab
+from lab import backends
 from lab import foreign as foreign_host
 from lab.access import errors as _errors
-from lab.controlplane import COMPONENTS
 from lab.inventory import CLIENT_IP, REFERENCE_TIMERS, LabState, node_ip
 from lab.netns import LabError
+
+if TYPE_CHECKING:
+    from lab import lab
+else:
+    # The lab's machinery (the control plane, the agent's configuration): imported when a
+    # command runs, not when `l2lab --help` or the shell's completion lists the commands.
+    lab = LazyModule("lab.lab")
 
 _EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -55,7 +62,10 @@ class ApiFault(enum.StrEnum):
 
 
 # The control plane's components, for `l2lab logs` (`apiserver` is short for kube-apiserver).
-COMPONENT_LOGS = {"apiserver": "kube-apiserver", **{c: c for c in COMPONENTS}}
+def component_logs() -> dict[str, str]:
+    from lab.controlplane import COMPONENTS
+
+    return {"apiserver": "kube-apiserver", **{c: c for c in COMPONENTS}}
 
 
 def _say(text: str) -> None:
@@ -312,8 +322,9 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
         """Print a node's agent log (or a control plane component's)."""
         with _errors():
             state = current()
-            if node in COMPONENT_LOGS:
-                path = state.control_plane_dir / f"{COMPONENT_LOGS[node]}.log"
+            components = component_logs()
+            if node in components:
+                path = state.control_plane_dir / f"{components[node]}.log"
             else:
                 lab._node(state, node)
                 path = state.agent_log(node)

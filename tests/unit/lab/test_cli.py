@@ -72,6 +72,37 @@ def test_exec_in_an_unknown_node_is_one_line(tmp_path: Path) -> None:
     )
 
 
+def test_help_and_completion_load_nothing_heavy() -> None:
+    """Listing the commands (``--help``, the shell's TAB) imports lab/commands.py, not what
+    the commands run."""
+    code = (
+        "import sys\n"
+        "from lab.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    for env in (
+        {},
+        {"_L2LAB_COMPLETE": "complete_bash", "COMP_WORDS": "l2lab s", "COMP_CWORD": "1"},
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            cwd=REPO,
+            timeout=60,
+        )
+        modules = set(proc.stdout.splitlines()[-1].split())  # the last line: sys.modules
+        assert "lab.commands" in modules, proc.stderr
+        top = {m.split(".")[0] for m in modules}
+        assert not top & {"agent", "kubernetes", "cryptography", "yaml", "pydantic", "rich"}
+        assert not {"lab.lab", "lab.controlplane"} & modules
+
+
 def test_help_is_plain_and_lists_every_command() -> None:
     exe = Path(sys.executable).with_name("l2lab")
     proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
