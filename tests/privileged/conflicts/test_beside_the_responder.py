@@ -1,6 +1,7 @@
 """The detector beside the real ARP responder on the node's interface: the responder's own
-answers are never a conflict, and a foreign gratuitous ARP *request* for the VIP, which the
-responder sees at tc ingress, still reaches the detector (its tap sees frames before tc)."""
+answers are never a conflict; a foreign gratuitous ARP request for the VIP is taken and answered
+by the responder at tc ingress, before the detector's ARP socket could see it; a foreign
+gratuitous reply passes and is a conflict."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from agent.conflicts import ConflictMonitor, Settings
 from agent.conflicts.wire import ArpSocket
 from agent.runtime import RealClock
-from bpf.garp import ARPOP_REQUEST, BROADCAST, arp_frame
+from bpf.garp import ARPOP_REPLY, ARPOP_REQUEST, BROADCAST, arp_frame
 from common.tables import CONFLICTS, DEVICES, L2_ANNOUNCE, LEASES
 from common.tables.conflicts import Conflict
 from common.tables.devices import Device
@@ -69,23 +70,29 @@ def test_our_answers_are_not_conflicts_and_a_foreign_gratuitous_request_is_seen(
         _until("four probes", lambda: monitor.probes >= 4)
         assert _rows(db) == []
 
-        # A host announcing the VIP with a gratuitous request (sender = target = VIP).
-        garp = arp_frame(
-            eth_dst=BROADCAST, eth_src=lab.client_mac, op=ARPOP_REQUEST, sha=lab.client_mac,
-            spa=VIP, tha=bytes(6), tpa=VIP,
-        )  # fmt: skip
+        # A host announcing the VIP with a gratuitous request (sender = target = VIP): the
+        # responder takes it at tc ingress and answers it, so the detector's socket, which sees
+        # ARP after tc, never gets it (such a host is found by the probe it answers).
+        def gratuitous(op: int) -> bytes:
+            return arp_frame(
+                eth_dst=BROADCAST, eth_src=lab.client_mac, op=op, sha=lab.client_mac,
+                spa=VIP, tha=lab.client_mac, tpa=VIP,
+            )  # fmt: skip
+
         port.drain()
-        port.send(garp)
+        port.send(gratuitous(ARPOP_REQUEST))
+        frames = port.receive(1.0)
+        assert any(f[6:12] == lab.node_mac and f[20:22] == b"\0\2" for f in frames)
+        assert _rows(db) == []
+
+        # Its gratuitous reply passes the responder and is a conflict.
+        port.send(gratuitous(ARPOP_REPLY))
         _until("a conflicts row", lambda: bool(_rows(db)))  # kept for the quiet time, 3 probes
         (row,) = _rows(db)
         assert (row.ip, row.network_interface, row.foreign_mac, row.our_mac) == (
             VIP, "n0", lab.client_mac.hex(":"), lab.node_mac.hex(":"),
         )  # fmt: skip
         assert monitor.defences == 1
-        # The responder took the request at tc ingress and answered it: a tap bound to ETH_P_ARP,
-        # which sees frames after tc, would have missed it.
-        frames = port.receive(1.0)
-        assert any(f[6:12] == lab.node_mac and f[20:22] == b"\0\2" for f in frames)
     finally:
         monitor.stop()
         port.close()
