@@ -87,6 +87,11 @@ QUIET_PROBES = 3
 """With periodic probes, a conflict is over after this many probe intervals without a packet from
 the foreign MAC: one lost reply does not clear it."""
 
+MAX_FOREIGN = 4
+"""Foreign MACs tracked per pair; more are counted (metric) but get no row or Event of their own.
+A host on the LAN sending gratuitous ARPs from many made-up MACs must not be able to make the
+agent write without bound, nor queue Events in front of lease renewals in the API client."""
+
 ROW_REFRESH = 1.0
 """A conflict's row (last seen, packet count) is rewritten at most this often: a host flooding
 gratuitous ARPs costs one write per second, not one per packet."""
@@ -288,8 +293,11 @@ class Detector:
         f = st.foreign.get(mac)
         if f is None:
             if now < st.since + s.claim_grace:
-                st.noted.setdefault(mac, wall)
+                if mac in st.noted or len(st.noted) < MAX_FOREIGN:
+                    st.noted.setdefault(mac, wall)
                 return []
+            if len(st.foreign) >= MAX_FOREIGN:
+                return [Heard(st.pair.ip, interface, mac)]
             first_wall = st.noted.pop(mac, wall)
             row = Conflict(
                 ip=st.pair.ip,

@@ -236,3 +236,15 @@ def test_announced_pairs_marks_services_whose_lease_names_another_node() -> None
         Pair(VIP, "eth0", OURS, ("default/red",), held_elsewhere=False),
         Pair("198.51.100.21", "eth0", OURS, ("default/blue",), held_elsewhere=True),
     ]
+
+
+def test_at_most_four_foreign_macs_per_pair_get_a_row_the_rest_are_only_counted() -> None:
+    d = claimed()
+    after_grace(d)
+    heard = raised = 0
+    for i in range(20):
+        for a in d.packet("eth0", reply(sha=f"02:00:00:00:01:{i:02x}"), T0 + 2, WALL):
+            heard += isinstance(a, Heard)
+            raised += isinstance(a, Raised)
+    assert (heard, raised) == (20, 4)
+    assert len(d.conflicts()) == 4
