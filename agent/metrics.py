@@ -41,6 +41,7 @@ from agent.leases.api import Campaign, CampaignState
 from agent.runtime import Backoff, HealthReporter, Job
 from common.tables.conflicts import CONFLICTS
 from common.tables.devices import DEVICES
+from common.tables.fence import L2_FENCE
 from common.tables.health import HEALTH
 from common.tables.l2_announce import L2_ANNOUNCE
 from statedb import Database, StatusKind
@@ -99,6 +100,7 @@ class _StateCollector(Collector):
             entries = r.all(L2_ANNOUNCE)
             health = r.all(HEALTH)
             conflicts = r.all(CONFLICTS)
+            fences = r.all(L2_FENCE)
         announced = GaugeMetricFamily(
             P + "announced",
             "1 for each (IP, interface) this node answers ARP for, per Service wanting it.",
@@ -126,6 +128,15 @@ class _StateCollector(Collector):
         for (ip, iface), n in sorted(per_pair.items()):
             vc.add_metric([ip, iface], n)
         yield vc
+        fenced = GaugeMetricFamily(
+            P + "fenced",
+            "1 for each interface (ip empty) or responder entry this node cannot serve on now "
+            "(self-fencing: the l2-fence table).",
+            labels=["interface", "ip", "kind", "reason"],
+        )
+        for f in fences:
+            fenced.add_metric([f.interface, f.ip, f.kind, f.reason], 1)
+        yield fenced
         mh = GaugeMetricFamily(
             P + "module_health", "1 for each module's current level.", labels=["module", "level"]
         )

@@ -14,18 +14,20 @@ from prometheus_client import generate_latest
 from agent.leases.api import Campaign, CampaignState
 from agent.metrics import Metrics, MetricsServer
 from agent.runtime import Backoff, Level
-from common.tables import CONFLICTS, DEVICES, HEALTH, L2_ANNOUNCE
+from common.tables import CONFLICTS, DEVICES, HEALTH, L2_ANNOUNCE, L2_FENCE
 from common.tables.conflicts import Conflict
 from common.tables.devices import Device
+from common.tables.fence import Fence
 from common.tables.health import Health
 from common.tables.l2_announce import L2AnnounceEntry, Origin
 from statedb import Database, Status, StatusKind
 
 
 def test_series_from_state_bpf_counters_and_hooks() -> None:
-    db = Database.open(None, [CONFLICTS, DEVICES, HEALTH, L2_ANNOUNCE])
-    with db.write_txn(CONFLICTS, DEVICES, HEALTH, L2_ANNOUNCE) as txn:
+    db = Database.open(None, [CONFLICTS, DEVICES, HEALTH, L2_ANNOUNCE, L2_FENCE])
+    with db.write_txn(CONFLICTS, DEVICES, HEALTH, L2_ANNOUNCE, L2_FENCE) as txn:
         txn.upsert(DEVICES, Device(2, "eth0", selected=True))
+        txn.upsert(L2_FENCE, Fence("eth1", detail="eth1 is down since 19:15:57"))
         txn.upsert(CONFLICTS, Conflict("198.51.100.10", "eth0", "02:00:00:00:00:99"))
         txn.upsert(HEALTH, Health("devices", "OK", "", 1.0, 1.0))
         txn.upsert(
@@ -71,6 +73,7 @@ def test_series_from_state_bpf_counters_and_hooks() -> None:
         'l2announcer_gratuitous_arp_sent_total{interface="eth0",ip="198.51.100.10"} 1.0',
         'l2announcer_module_health{level="OK",module="devices"} 1.0',
         'l2announcer_vip_conflicts{interface="eth0",ip="198.51.100.10"} 1.0',
+        'l2announcer_fenced{interface="eth1",ip="",kind="link",reason="interface-down"} 1.0',
         'l2announcer_vip_conflict_packets_total{interface="eth0",ip="198.51.100.10"} 1.0',
         'l2announcer_vip_conflict_defences_total{interface="eth0",ip="198.51.100.10"} 1.0',
     ):
@@ -99,7 +102,7 @@ def test_a_taken_port_is_a_degraded_row_naming_it_and_one_log_line_not_an_exit(
     holder.bind(("127.0.0.1", 0))
     holder.listen()
     port = holder.getsockname()[1]
-    db = Database.open(None, [CONFLICTS, DEVICES, HEALTH, L2_ANNOUNCE])
+    db = Database.open(None, [CONFLICTS, DEVICES, HEALTH, L2_ANNOUNCE, L2_FENCE])
     m = Metrics()
     m.watch_state(db)
     server = MetricsServer(m, f"127.0.0.1:{port}", retry=Backoff(first=0.01, cap=0.01))
