@@ -92,6 +92,7 @@ class ConflictMonitor:
         self._wanted: list[Pair] | None = None  # handed from the tables job, taken by the wire
         self._last_wanted: list[Pair] | None = None
         self._sockets: dict[str, ArpSocket] = {}
+        self._filtered: dict[str, frozenset[str]] = {}  # interface -> the VIPs its filter keeps
         self._consumers: list[Consumer[Any]] = []
         self._failed: dict[str, tuple[float, str]] = {}  # interface -> (retry at, error)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -126,6 +127,7 @@ class ConflictMonitor:
         for sock in self._sockets.values():
             sock.close()
         self._sockets.clear()
+        self._filtered.clear()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -208,10 +210,10 @@ class ConflictMonitor:
                 wanted, self._wanted = self._wanted, None
             now, wall = self.clock.monotonic(), self.clock.now()
             if wanted is not None:
-                self._open_sockets({p.interface for p in wanted}, now)
+                self._open_sockets(_vips_by_interface(wanted), now)
                 self._apply(self.detector.watch(wanted, now, wall))
             elif self._failed:
-                self._open_sockets(self.detector.interfaces(), now)
+                self._open_sockets(_vips_by_interface(self.detector.pairs()), now)
             self._apply(self.detector.tick(now, wall))
             deadline = self.detector.next_deadline()
             retries = [at for at, _ in self._failed.values()]
@@ -241,19 +243,34 @@ class ConflictMonitor:
             now, wall = self.clock.monotonic(), self.clock.now()
             self._apply(self.detector.packet(sock.ifname, pkt, now, wall))
 
-    def _open_sockets(self, interfaces: set[str], now: float) -> None:
-        for name in [n for n in self._sockets if n not in interfaces]:
+    def _open_sockets(self, vips: dict[str, frozenset[str]], now: float) -> None:
+        """One socket per interface in ``vips``, each filtering on that interface's VIPs."""
+        for name in [n for n in self._sockets if n not in vips]:
             self._sockets.pop(name).close()
+            self._filtered.pop(name, None)
         for name in list(self._failed):
-            if name not in interfaces:
+            if name not in vips:
                 del self._failed[name]
-        for name in sorted(interfaces - set(self._sockets)):
+        for name, sock in list(self._sockets.items()):
+            if self._filtered.get(name) != vips[name]:
+                try:
+                    sock.set_vips(vips[name])
+                except OSError as e:
+                    self._close(name, f"setting its filter failed: {e}")
+                else:
+                    self._filtered[name] = vips[name]
+        for name in sorted(set(vips) - set(self._sockets)):
             failed = self._failed.get(name)
             if failed is not None and now < failed[0]:
                 continue
             try:
                 self._sockets[name] = self._open_socket(name)
+                self._sockets[name].set_vips(vips[name])
+                self._filtered[name] = vips[name]
             except OSError as e:
+                half_open = self._sockets.pop(name, None)
+                if half_open is not None:
+                    half_open.close()
                 if failed is None:
                     log.warning("conflict detection on %s: cannot open an ARP socket: %s", name, e)
                 self._failed[name] = (now + REOPEN_DELAY, f"cannot open an ARP socket: {e}")
@@ -262,6 +279,7 @@ class ConflictMonitor:
                 log.info("conflict detection: watching ARP on %s", name)
 
     def _close(self, name: str, why: str) -> None:
+        self._filtered.pop(name, None)
         sock = self._sockets.pop(name, None)
         if sock is not None:
             sock.close()
@@ -341,6 +359,13 @@ class ConflictMonitor:
         conflicts = len(self.detector.conflicts())
         text = f"watching ARP on {', '.join(names)}" if names else "watching no interface"
         self.health.ok(f"{text}; {conflicts} conflict(s)" if conflicts else text)
+
+
+def _vips_by_interface(pairs: list[Pair]) -> dict[str, frozenset[str]]:
+    out: dict[str, set[str]] = {}
+    for p in pairs:
+        out.setdefault(p.interface, set()).add(p.ip)
+    return {name: frozenset(ips) for name, ips in out.items()}
 
 
 def describe(row: Conflict) -> str:

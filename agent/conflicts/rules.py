@@ -382,9 +382,6 @@ class Detector:
     def conflicts(self) -> list[Conflict]:
         return [f.row for st in self._pairs.values() for f in st.foreign.values()]
 
-    def interfaces(self) -> set[str]:
-        return {p.interface for p in self.pairs()}
-
     def pairs(self) -> list[Pair]:
         return [st.pair for st in self._pairs.values()]
 

@@ -44,9 +44,12 @@ def test_our_answers_are_not_conflicts_and_a_foreign_gratuitous_request_is_seen(
     loader = loaders(lab.node, bpf_root, "--attach", "n0")
     assert loader.cmd(f"add {VIP} {lab.node_ifindex}") is True
 
+    sockets: list[ArpSocket] = []
+
     def open_socket(name: str) -> ArpSocket:
         with in_netns(lab.node):
-            return ArpSocket(name)
+            sockets.append(ArpSocket(name))
+            return sockets[-1]
 
     db = Database.open(None, [CONFLICTS, DEVICES, L2_ANNOUNCE, LEASES])
     with db.write_txn(DEVICES, L2_ANNOUNCE, LEASES) as txn:
@@ -69,6 +72,9 @@ def test_our_answers_are_not_conflicts_and_a_foreign_gratuitous_request_is_seen(
         assert result.received == 20 and result.macs == {lab.node_mac.hex(":")}
         _until("four probes", lambda: monitor.probes >= 4)
         assert _rows(db) == []
+        # The client's requests (sender IP its own) never left the kernel: the socket's filter
+        # keeps only ARP whose sender IP is one of the VIPs.
+        assert [s.received for s in sockets] == [0]
 
         # A host announcing the VIP with a gratuitous request (sender = target = VIP): the
         # responder takes it at tc ingress and answers it, so the detector's socket, which sees
@@ -93,6 +99,7 @@ def test_our_answers_are_not_conflicts_and_a_foreign_gratuitous_request_is_seen(
             VIP, "n0", lab.client_mac.hex(":"), lab.node_mac.hex(":"),
         )  # fmt: skip
         assert monitor.defences == 1
+        assert sockets[0].received == 1
     finally:
         monitor.stop()
         port.close()

@@ -36,6 +36,7 @@ class FakeSocket:
         self.probes: list[str] = []
         self.defences: list[str] = []
         self.closed = False
+        self.vips: set[str] = set()
 
     def fileno(self) -> int:
         return self._end.fileno()
@@ -52,6 +53,9 @@ class FakeSocket:
             except BlockingIOError:
                 break
         return frames
+
+    def set_vips(self, vips: frozenset[str]) -> None:
+        self.vips = set(vips)
 
     def send_probe(self, vip: str) -> None:
         self.probes.append(vip)
@@ -114,6 +118,7 @@ def test_follows_the_tables_opens_and_closes_sockets_and_writes_rows() -> None:
         with db.write_txn(L2_ANNOUNCE) as txn:
             txn.upsert(L2_ANNOUNCE, L2AnnounceEntry(VIP, "eth0", (Origin("default", "red"),)))
         _until("probes on eth0", lambda: "eth0" in opened and len(opened["eth0"].probes) >= 3)
+        assert opened["eth0"].vips == {VIP}  # its kernel filter keeps only ARP from our VIPs
         opened["eth0"].wire.send(_reply())
         _until("a conflicts row", lambda: bool(rows()))
         assert [(r.foreign_mac, r.our_mac, r.services) for r in rows()] == [

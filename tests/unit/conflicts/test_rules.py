@@ -23,6 +23,7 @@ from agent.conflicts.rules import (
     announced_pairs,
     parse_arp,
 )
+from agent.conflicts.wire import ETH_P_ARP, MAX_FILTERED_VIPS, SNAP_LEN, arp_filter
 from bpf.garp import BROADCAST, arp_frame, garp_frame
 
 VIP = "198.51.100.20"
@@ -248,3 +249,32 @@ def test_at_most_four_foreign_macs_per_pair_get_a_row_the_rest_are_only_counted(
             raised += isinstance(a, Raised)
     assert (heard, raised) == (20, 4)
     assert len(d.conflicts()) == 4
+
+
+def test_the_socket_filter_keeps_arp_from_our_vips_only() -> None:
+    def run(program: list[tuple[int, int, int, int]], frame: bytes) -> int:
+        """A tiny interpreter of the four instructions the filter uses."""
+        acc, pc = 0, 0
+        while True:
+            code, jt, jf, k = program[pc]
+            if code == 0x28:
+                acc = int.from_bytes(frame[k : k + 2], "big")
+            elif code == 0x20:
+                acc = int.from_bytes(frame[k : k + 4], "big")
+            elif code == 0x15:
+                pc += jt if acc == k else jf
+            elif code == 0x06:
+                return k
+            pc += 1
+
+    mac = bytes.fromhex("020000000099")
+    ours = garp_frame(mac, VIP)
+    other = garp_frame(mac, "198.51.100.99")
+    not_arp = bytearray(ours)
+    not_arp[12:14] = b"\x08\x00"
+    program = arp_filter([VIP, "198.51.100.21"])
+    assert [run(program, f) for f in (ours, other, bytes(not_arp))] == [SNAP_LEN, 0, 0]
+    assert run(arp_filter([]), ours) == 0
+    many = arp_filter(f"10.0.{i // 256}.{i % 256}" for i in range(MAX_FILTERED_VIPS + 1))
+    assert len(many) == 4 and run(many, other) == SNAP_LEN and ETH_P_ARP == 0x0806
+    assert len(arp_filter(f"10.0.{i // 256}.{i % 256}" for i in range(MAX_FILTERED_VIPS))) <= 4096
