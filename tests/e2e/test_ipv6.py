@@ -23,7 +23,7 @@ import pytest
 
 from bpf.ndp import ICMP6_OFF, ND_NEIGHBOR_ADVERT, ns_frame, solicited_node
 from lab import lab, netns
-from lab.inventory import CLIENT_MAC, LabState, node_mac
+from lab.inventory import CLIENT_MAC, REFERENCE_TIMERS, LabState, node_mac
 from tests.e2e import test_lab
 from tests.e2e.lab_extras import holder_of, l2lab, until
 from tests.e2e.test_lab import up
@@ -162,3 +162,26 @@ def test_a_dual_stack_service_is_answered_over_ndp_and_follows_its_lease(lab_nam
     assert ndisc6(state, vip6) == [new_mac]
     members = {n for n in state.node_states if group in maddr(state, n)}
     assert members == {new}, members  # the killed agent's sockets left it with the process
+
+
+def test_a_restarted_holder_loses_no_solicitation(lab_name: str) -> None:
+    """The holder's agent killed and started again within the renew deadline (reference timers):
+    the pinned program keeps answering, and the group stays forwarded to it, throughout."""
+    state = up(lab_name, nodes=2, timers=REFERENCE_TIMERS)
+    vip6 = state.vips6()[SERVICE]
+    holder = holder_of(state, SERVICE)
+    mac = node_mac(state.node_states[holder].index)
+    watch = NdWatch(state, vip6, interval=0.01)
+    try:
+        time.sleep(1.0)
+        l2lab(lab_name, "agent", "kill", holder)
+        l2lab(lab_name, "agent", "start", holder)
+        time.sleep(3.0)
+    finally:
+        watch.stop()
+    assert holder_of(state, SERVICE) == holder
+    unanswered = sum(1 for a in watch.answers if not a)
+    assert unanswered == 0, f"{unanswered} of {len(watch.answers)} solicitations unanswered"
+    assert {m for a in watch.answers for m in a} == {mac}
+    group = socket.inet_ntop(socket.AF_INET6, solicited_node(vip6))
+    until(lambda: group in maddr(state, holder), "the restarted agent joined again", 10)
