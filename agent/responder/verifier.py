@@ -19,7 +19,9 @@ logged as a warning naming what was lost. The node *fences* itself (a ``datapath
 that can answer) only when
 
 - the repair fails: the entry or program is still missing ``repair_grace`` seconds after the
-  repair was asked for (the row shows the reconciler's error meanwhile), or
+  repair was asked for (the row shows the reconciler's error meanwhile), or it could not be
+  programmed in the first place (a new holder whose row stays in Error with nothing in the
+  kernel: the lease taken, nothing answered), or
 - it keeps happening: more than ``repair_limit`` repairs of the same entry or interface within
   ``repair_window`` seconds, i.e. something keeps removing it, and every repair leaves a gap.
 
@@ -133,26 +135,44 @@ class DatapathVerifier:
         with self.db.read_txn() as r:
             rows = r.all(L2_ANNOUNCE)
             ifindex = {d.name: d.ifindex for d in r.all(DEVICES)}
-        done = [
+        checked = [
             (row, ifindex[row.network_interface])
             for row in rows
-            if row.status.kind is StatusKind.DONE and row.network_interface in ifindex
+            if row.status.kind in (StatusKind.DONE, StatusKind.ERROR)
+            and row.network_interface in ifindex
         ]
         keys = set(self.ops.map.keys())
         parsed: set[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]] | None = None
-        attached = self.attached_among({i for _row, i in done}) if done else set()
+        attached = self.attached_among({i for _row, i in checked}) if checked else set()
+
+        def missing(row: L2AnnounceEntry, idx: int) -> tuple[str, str] | None:
+            """What of ``row`` the kernel lacks: its interface's program, its entry, or None."""
+            nonlocal parsed
+            if idx not in attached:
+                return (_WHOLE, row.network_interface)
+            if (row.ip, idx) in keys:
+                return None
+            # The map gives addresses back in canonical text; compare as addresses before
+            # calling one missing (parsed once, and only then: rows are canonical already).
+            if parsed is None:
+                parsed = {(ipaddress.ip_address(ip), i) for ip, i in keys}
+            if (ipaddress.ip_address(row.ip), idx) in parsed:
+                return None
+            return (row.ip, row.network_interface)
 
         lost: dict[tuple[str, str], list[L2AnnounceEntry]] = {}
-        for row, idx in done:
-            if idx not in attached:
-                lost.setdefault((_WHOLE, row.network_interface), []).append(row)
-            elif (row.ip, idx) not in keys:
-                # The map gives addresses back in canonical text; compare as addresses before
-                # calling one lost (parsed once, and only then: rows are canonical already).
-                if parsed is None:
-                    parsed = {(ipaddress.ip_address(ip), i) for ip, i in keys}
-                if (ipaddress.ip_address(row.ip), idx) not in parsed:
-                    lost.setdefault((row.ip, row.network_interface), []).append(row)
+        for row, idx in checked:
+            key = missing(row, idx)
+            if row.status.kind is StatusKind.ERROR:
+                # Never programmed, or not again: the reconciler retries it by itself, and the
+                # node fences when that has not worked within the grace (a row in Error whose
+                # entry is there, e.g. after a failed gratuitous ARP, is answered: left alone).
+                if key is not None:
+                    t = self._trouble.setdefault(key, _Trouble())
+                    if t.repairing_since is None:
+                        t.repairing_since = now
+            elif key is not None:
+                lost.setdefault(key, []).append(row)
             else:
                 self._fine((row.ip, row.network_interface))
                 self._fine((_WHOLE, row.network_interface))
@@ -205,7 +225,8 @@ class DatapathVerifier:
             txn.commit()
 
     def _still_missing(self, rows: list[L2AnnounceEntry], now: float) -> None:
-        """A repair asked for more than ``repair_grace`` ago and not confirmed: fence."""
+        """A repair asked for (or a row failing to be programmed) more than ``repair_grace`` ago
+        and not confirmed since: fence."""
         status = {(r.ip, r.network_interface): r.status for r in rows}
         for key, t in self._trouble.items():
             if t.repairing_since is None or t.fenced_until is not None:
@@ -222,11 +243,9 @@ class DatapathVerifier:
                 if riface == iface and (ip == _WHOLE or rip == ip) and s.kind is StatusKind.ERROR
             ]
             why = f": {errors[0]}" if errors else ""
+            done = "restored" if t.repairs else "programmed"
             self._fence(
-                key,
-                t,
-                now,
-                f"{_what(key)} could not be restored within {self.repair_grace:g}s{why}",
+                key, t, now, f"{_what(key)} could not be {done} within {self.repair_grace:g}s{why}"
             )
 
     def _fence(self, key: tuple[str, str], t: _Trouble, now: float, detail: str) -> None:

@@ -71,7 +71,7 @@ def until(pred: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
 
 
 @contextmanager
-def running_node(lab: Lab, bpf_root: str) -> Iterator[Node]:
+def running_node(lab: Lab, bpf_root: str, expect: StatusKind = StatusKind.DONE) -> Iterator[Node]:
     """Everything runs with the node's namespace (threads started here inherit it); every thread
     is stopped and our filters and pins removed before the block's end, also on failure."""
     with in_netns(lab.node):
@@ -102,7 +102,7 @@ def running_node(lab: Lab, bpf_root: str) -> Iterator[Node]:
                 txn.initializer_done(L2_ANNOUNCE, "test")
                 txn.commit()
             node = Node(lab, db, dp, rec, verifier)
-            until(lambda: node.status() is StatusKind.DONE, "the entry programmed")
+            until(lambda: node.status() is expect, f"the entry's row {expect.value}")
             yield node
         finally:
             rec.stop(5)
@@ -172,3 +172,23 @@ def test_a_repair_refused_by_another_program_fences_the_interface(lab: Lab, bpf_
 def _own_namespaces_only(lab: Lab) -> None:
     # The lab fixture's namespaces are removed after the test (tests/privileged/conftest.py).
     assert lab.node.startswith("l2t-")
+
+
+def test_an_entry_never_programmed_fences_the_interface(lab: Lab, bpf_root: str) -> None:
+    # The new holder cannot put its program on the interface at all (another program sees ARP
+    # there): the lease is held and nothing answers, unless the node lets go.
+    other = foreign.tc_filter(lab.node, "n0", name="someone_else", prio=5, handle=7)
+    with running_node(lab, bpf_root, expect=StatusKind.ERROR) as node:
+        assert node.answered() == 0
+        node.verifier.verify_once()
+        assert node.fences() == []  # the reconciler retries for the grace
+        time.sleep(0.5)
+        node.verifier.verify_once()
+        (fence,) = node.fences()
+        assert (fence.interface, fence.ip, fence.reason) == ("n0", "", "datapath-failed")
+        assert fence.detail.startswith(
+            "the program on n0 could not be programmed within 0.5s: not answering ARP or NDP on "
+            f"n0: another BPF program on its ingress sees ARP or IPv6 (someone_else (program id "
+            f"{other}"
+        ), fence.detail
+        assert node.verifier.repairs == 0

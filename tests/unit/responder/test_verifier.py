@@ -202,3 +202,36 @@ def test_an_address_spelled_otherwise_in_the_row_is_not_missing(rig: Rig) -> Non
     rig.map.counters[("2001:db8::1", 2)] = rig.map.counters.pop(("2001:db8:0::1", 2))
     rig.tick()
     assert rig.verifier.repairs == 0
+
+
+def test_an_entry_that_cannot_be_programmed_at_all_fences(rig: Rig) -> None:
+    # A new holder whose map refuses the entry from the start: the lease is held, nothing
+    # answers. The reconciler retries; the node fences after the grace.
+    rig.map.broken = True
+    row = L2AnnounceEntry("198.51.100.102", "eth0", (Origin("default", "db"),))
+    with rig.db.write_txn(L2_ANNOUNCE) as txn:
+        txn.upsert(L2_ANNOUNCE, row)
+        txn.commit()
+    rig.reconcile()
+    rig.tick()
+    assert rig.fences() == [] and rig.verifier.repairs == 0
+    rig.tick(1.0)
+    assert rig.fences() == []  # within the grace
+    rig.tick(1.0)
+    (fence,) = rig.fences()
+    assert fence.ip == "198.51.100.102"
+    assert fence.detail == (
+        "the responder entry 198.51.100.102@eth0 could not be programmed within 2s: "
+        "create 198.51.100.102@2: [Errno 28] No space left on device"
+    )
+
+
+def test_a_row_in_error_whose_entry_is_there_is_left_alone(rig: Rig) -> None:
+    # A failed gratuitous ARP puts the row in Error, but the entry answers: not a fence.
+    with rig.db.write_txn(L2_ANNOUNCE) as txn:
+        txn.upsert(
+            L2_ANNOUNCE, L2AnnounceEntry(VIP, "eth0", ROW.origins, Status(StatusKind.ERROR, "garp"))
+        )
+        txn.commit()
+    rig.tick(5)
+    assert rig.fences() == [] and rig.verifier.repairs == 0
