@@ -17,7 +17,9 @@ starts in little more than the interpreter's own start-up and keeps one parser.
   prints the script that hooks the shell into typer's completion; ``run`` answers the shell.
 
 The hooks are typer's own extension points (``cls=``, a parameter's lazily built converter, the
-parser a command makes); ``tests/unit/common/test_cli.py`` fails if a typer upgrade moves them.
+parser a command makes), some of them private: pyproject.toml pins typer's minor version, and
+``tests/unit/common/test_cli.py`` (typer's conversion against this one) and the sys.modules tests
+of l2dbg and l2lab fail if an upgrade moves them.
 """
 
 from __future__ import annotations
@@ -37,13 +39,9 @@ import typer.main
 from typer._click.exceptions import BadParameter, UsageError
 from typer._click.parser import _OptionParser, _ParsingState
 from typer._click.utils import _escape_control_characters, make_default_short_help
+from typer._coercion import RuntimeParam
+from typer._param_types import coerce_cli_choice, coerce_cli_path
 from typer.core import TyperCommand, TyperGroup, _TyperParameter
-
-try:  # typer >= 0.2x converts through pydantic; older typers use click's types (nothing to do)
-    from typer._coercion import RuntimeParam
-    from typer._param_types import coerce_cli_choice, coerce_cli_path
-except ImportError:  # pragma: no cover
-    RuntimeParam = None  # type: ignore[assignment,misc]
 
 Converter = Callable[[Any, Any, Any], Any]  # (value, param, ctx) -> converted value
 
@@ -140,26 +138,24 @@ def converter(param: Any) -> Converter | None:
     return None
 
 
-if RuntimeParam is not None:
+class LeanParam(RuntimeParam):
+    """typer's runtime conversion contract, fulfilled without pydantic. (Not a dataclass
+    itself: generating one costs a millisecond of start-up.)"""
 
-    class LeanParam(RuntimeParam):
-        """typer's runtime conversion contract, fulfilled without pydantic. (Not a dataclass
-        itself: generating one costs a millisecond of start-up.)"""
+    convert: Converter
 
-        convert: Converter
+    def __init__(self, parameter_info: Any, annotation: Any, convert: Converter) -> None:
+        super().__init__(parameter_info, annotation)
+        object.__setattr__(self, "convert", convert)
 
-        def __init__(self, parameter_info: Any, annotation: Any, convert: Converter) -> None:
-            super().__init__(parameter_info, annotation)
-            object.__setattr__(self, "convert", convert)
-
-        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-            try:
-                return self.convert(value, param, ctx)
-            except Invalid as e:
-                raise BadParameter(str(e), ctx=ctx, param=param) from None
-            except ValueError as e:  # a validator's refusal: worded as typer words it
-                msg = _escape_control_characters(f"Value error, {e}")
-                raise BadParameter(msg, ctx=ctx, param=param) from None
+    def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+        try:
+            return self.convert(value, param, ctx)
+        except Invalid as e:
+            raise BadParameter(str(e), ctx=ctx, param=param) from None
+        except ValueError as e:  # a validator's refusal: worded as typer words it
+            msg = _escape_control_characters(f"Value error, {e}")
+            raise BadParameter(msg, ctx=ctx, param=param) from None
 
 
 def lean(command: Any) -> Any:
@@ -167,16 +163,15 @@ def lean(command: Any) -> Any:
     pydantic where one fits, and plain (click) help and errors. Returns ``command``."""
     if hasattr(command, "rich_markup_mode"):
         command.rich_markup_mode = None
-    if RuntimeParam is not None:
-        for param in command.params:
-            _lean_param(param)
-        # typer makes the --help option on first use, from the context's option names.
-        made = command.get_help_option
+    for param in command.params:
+        _lean_param(param)
+    # typer makes the --help option on first use, from the context's option names.
+    made = command.get_help_option
 
-        def get_help_option(ctx: Any) -> Any:
-            return _lean_param(made(ctx))
+    def get_help_option(ctx: Any) -> Any:
+        return _lean_param(made(ctx))
 
-        command.get_help_option = get_help_option
+    command.get_help_option = get_help_option
     for sub in list(getattr(command, "commands", {}).values()):
         lean(sub)
     return command
