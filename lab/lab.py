@@ -526,6 +526,10 @@ def start_agent(state: LabState, node: str, say: Callable[[str], None] = print) 
         raise LabError(f"the agent of {node} is already running (pid {ns.agent.pid})")
     if ns.sandbox is None or not ns.sandbox.alive():
         raise LabError(f"{node}'s sandbox is gone; the lab is broken: `l2lab down` and up again")
+    # A new pod gets a new memory volume for its state (a restarted container keeps its pod's).
+    state_dir = state.node_state_dir(node)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    netns.mount_state(ns.sandbox.pid, state_dir)
     log = state.agent_log(node)
     with log.open("ab") as out:
         out.write(f"--- l2lab: agent started at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
@@ -552,11 +556,18 @@ def signal_agent(state: LabState, node: str, sig: signal.Signals, wait: float = 
     return False
 
 
+def delete_pod(state: LabState, node: str) -> None:
+    """The kubelet's part of deleting the agent's pod once its container has stopped: the pod's
+    memory volume (the state directory) goes with it. The next :func:`start_agent` is a new pod."""
+    ns = _node(state, node)
+    if ns.agent is not None and ns.agent.alive():
+        raise LabError(f"the agent of {node} is still running (pid {ns.agent.pid}); stop it first")
+    if ns.sandbox is not None and ns.sandbox.alive():
+        netns.unmount_state(ns.sandbox.pid)
+    shutil.rmtree(state.node_state_dir(node), ignore_errors=True)
+
+
 def _node(state: LabState, node: str) -> NodeState:
-    # A new pod gets a new memory volume for its state (a restarted container keeps its pod's).
-    state_dir = state.node_state_dir(node)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    netns.mount_state(ns.sandbox.pid, state_dir)
     if node not in state.node_states:
         known = ", ".join(state.node_states) or "none"
         raise LabError(f"no node {node!r} in lab {state.name!r} (nodes: {known})")
@@ -583,17 +594,6 @@ def leases(state: LabState) -> dict[str, str]:
 @dataclass(frozen=True)
 class NodeView:
     announced: dict[str, str]  # ip -> interface (status Done only)
-def delete_pod(state: LabState, node: str) -> None:
-    """The kubelet's part of deleting the agent's pod once its container has stopped: the pod's
-    memory volume (the state directory) goes with it. The next :func:`start_agent` is a new pod."""
-    ns = _node(state, node)
-    if ns.agent is not None and ns.agent.alive():
-        raise LabError(f"the agent of {node} is still running (pid {ns.agent.pid}); stop it first")
-    if ns.sandbox is not None and ns.sandbox.alive():
-        netns.unmount_state(ns.sandbox.pid)
-    shutil.rmtree(state.node_state_dir(node), ignore_errors=True)
-
-
     pending: list[str]
     health: list[tuple[str, str, str]]  # module, level, message
 
