@@ -341,6 +341,7 @@ class Agent:
                 endpoints=True, announce_without_endpoints=c.announce_without_endpoints, fence=True
             ),
             on_contest=on_contest,
+            before_release=self._await_withdrawal,
         )
         if self.use_datapath:
             self._build_datapath()
@@ -577,6 +578,12 @@ class Agent:
             log.warning("lease GC failed: %s", e)
 
     # -- stop -----------------------------------------------------------------------------------
+
+    def _await_withdrawal(self) -> None:
+        """Before the announcer releases a lease it still holds: the responder has removed the
+        withdrawn keys (or the handover's bound has passed)."""
+        if self.responder is not None:
+            self.responder.wait_until_reconciled(HANDOVER_RECONCILE_TIMEOUT, allow_errors=True)
 
     def _hand_over(self) -> None:
         """Withdraw every entry, let the responder remove the keys, then release the leases;

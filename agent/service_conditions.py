@@ -45,6 +45,10 @@ class Condition:
     status: bool
     reason: str
     message: str
+    only_over: str = ""
+    """When set, written only while the Service's condition of this type still carries this
+    message: a node that stops announcing replaces its own claim, never its successor's (the
+    two writes race when a lease moves within milliseconds)."""
 
 
 # (namespace, name, condition): make the Service's condition of that type say this
@@ -69,7 +73,11 @@ def announced_condition(
     if new.state == ContestState.REFUSED:
         if was_holding:
             return Condition(
-                ANNOUNCED, False, camel(new.reason), f"node {node} stopped announcing: {new.detail}"
+                ANNOUNCED,
+                False,
+                camel(new.reason),
+                f"node {node} stopped announcing: {new.detail}",
+                only_over="" if cluster_wide else f"announced from node {node}",
             )
         if cluster_wide and not new.holder and (old is None or old != new):
             return Condition(ANNOUNCED, False, camel(new.reason), new.detail)

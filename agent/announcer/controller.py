@@ -100,6 +100,7 @@ class L2Announcer:
         clock: Clock | None = None,
         gates: list[Gate] | None = None,
         on_contest: ContestChanged | None = None,
+        before_release: Callable[[], object] | None = None,
     ) -> None:
         self.name = "l2-announcer"
         self.db = db
@@ -109,6 +110,9 @@ class L2Announcer:
         self.external_ips = external_ips  # enable-external-ips
         self._on_other_holder = on_other_holder
         self._on_contest = on_contest
+        # Waits (bounded) until the datapath has dropped what this node withdrew: a lease it
+        # gives up while holding is released only then, as on a planned stop.
+        self._before_release = before_release
         # The agent passes gates.default_gates(...) built from its configuration; on its own (tests,
         # tools) the announcer applies only the gates that need no input of their own.
         self._gates = [ExcludedNode()] if gates is None else gates
@@ -251,7 +255,12 @@ class L2Announcer:
         contested = {x: v for x, v in selected.items() if x not in refused}
         idle: dict[tuple[str, str], str] = {}
         with self._lock:
-            self._campaign(contested)
+            # A lease held but no longer contested (refused by a gate, or let go by its
+            # policy) is released only after its entries are out of the datapath, as on a
+            # planned stop: otherwise the next holder can answer while this node still does.
+            releasing = [
+                x for x in self._wanted if x not in contested and self.elector.is_leading(x)
+            ]
             desired: dict[tuple[str, str], set[Origin]] = {}
             leading = {x for x in contested if self.elector.is_leading(x)}
             for lease in leading:
@@ -262,6 +271,10 @@ class L2Announcer:
                 for key, origin in entries.items():
                     desired.setdefault(key, set()).add(origin)
             self._write_entries({k: tuple(sorted(v)) for k, v in desired.items()})
+        if releasing and self._before_release is not None:
+            self._before_release()  # outside the lock: the elector's callback takes it
+        with self._lock:
+            self._campaign(contested)
         self._log_idle(idle)
         self._write_contest(services, selected, refused, leading, holders)
         self.recomputes += 1

@@ -11,6 +11,7 @@ generation as read.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 import kubernetes
@@ -18,12 +19,27 @@ import kubernetes
 from agent.service_conditions import Condition, WriteCondition
 
 REQUEST_TIMEOUT = 10.0  # seconds
+ATTEMPTS = 3  # of a conditional write that another node's write keeps overtaking
+
+log = logging.getLogger("l2announcer.service-conditions")
 
 
 def kubernetes_condition_writer(api_client: Any) -> WriteCondition:
     core = kubernetes.client.CoreV1Api(api_client)
 
     def write(namespace: str, name: str, c: Condition) -> None:
+        # A conditional write (only_over) carries the resourceVersion it judged: when another
+        # node wrote in between, the server refuses it (409) and it is judged again.
+        for _ in range(ATTEMPTS):
+            try:
+                _write_once(namespace, name, c)
+                return
+            except kubernetes.client.ApiException as e:
+                if e.status != 409 or not c.only_over:
+                    raise
+        log.info("giving up a conditional condition write after %d conflicts", ATTEMPTS)
+
+    def _write_once(namespace: str, name: str, c: Condition) -> None:
         try:
             svc = core.read_namespaced_service(name, namespace, _request_timeout=REQUEST_TIMEOUT)
         except kubernetes.client.ApiException as e:
@@ -35,6 +51,8 @@ def kubernetes_condition_writer(api_client: Any) -> WriteCondition:
             (x for x in ((svc.status and svc.status.conditions) or []) if x.type == c.type),
             None,
         )
+        if c.only_over and (current is None or current.message != c.only_over):
+            return  # no longer this node's claim: someone else has said something since
         if current is not None and (current.status, current.reason, current.message) == (
             status,
             c.reason,
@@ -52,7 +70,9 @@ def kubernetes_condition_writer(api_client: Any) -> WriteCondition:
             "lastTransitionTime": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "observedGeneration": (svc.metadata and svc.metadata.generation) or 0,
         }
-        body = {"status": {"conditions": [condition]}}
+        body: dict[str, Any] = {"status": {"conditions": [condition]}}
+        if c.only_over:
+            body["metadata"] = {"resourceVersion": svc.metadata and svc.metadata.resource_version}
         core.patch_namespaced_service_status(
             name,
             namespace,
