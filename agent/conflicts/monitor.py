@@ -220,6 +220,9 @@ class ConflictMonitor:
             if retries:
                 deadline = min([deadline, *retries] if deadline is not None else retries)
             timeout = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
+            # Said before waiting, not only after: with nothing left to watch the wait has no
+            # end, and a failure of a socket just closed must not stay on the health row.
+            self._report_health()
             watched: list[Any] = [self._wake_r, *self._sockets.values()]
             readable, _, _ = select.select(watched, [], [], timeout)
             for r in readable:

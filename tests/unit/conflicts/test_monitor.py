@@ -156,3 +156,41 @@ def test_follows_the_tables_opens_and_closes_sockets_and_writes_rows() -> None:
         monitor.stop()
         db.close()
     assert all(s.closed for s in opened.values())
+
+
+def test_a_socket_whose_link_went_down_is_forgotten_once_nothing_is_announced_there() -> None:
+    """Link down on the announcing interface: the socket fails (ENETDOWN), the node hands the
+    Service over, so nothing is watched there any more and the module is OK again (it once
+    stayed Degraded, keeping the agent unready after the link came back)."""
+    opened: dict[str, FakeSocket] = {}
+
+    def open_socket(name: str) -> FakeSocket:
+        opened[name] = FakeSocket(name)
+        return opened[name]
+
+    db = Database.open(None, [CONFLICTS, DEVICES, L2_ANNOUNCE, LEASES])
+    with db.write_txn(DEVICES, LEASES, L2_ANNOUNCE) as txn:
+        txn.upsert(DEVICES, Device(2, "eth0", hw_addr=OURS.hex(":")))
+        txn.upsert(LEASES, Lease(LEASE, holder="node1"))
+        txn.upsert(L2_ANNOUNCE, L2AnnounceEntry(VIP, "eth0", (Origin("default", "red"),)))
+    monitor = ConflictMonitor(
+        db, "node1", Settings(probe_interval=0.05, claim_grace=0.05), clock=RealClock(),
+        open_socket=open_socket,  # type: ignore[arg-type]
+    )  # fmt: skip
+    monitor.start()
+    try:
+        _until("eth0 opened", lambda: "eth0" in opened)
+        down = opened["eth0"]
+
+        def network_is_down(limit: int = 256) -> list[bytes]:
+            raise OSError(100, "Network is down")
+
+        down.receive = network_is_down  # type: ignore[method-assign]
+        down.wire.send(_reply())  # something to read, which then fails
+        _until("degraded", lambda: monitor.health.current().level is Level.DEGRADED)
+        with db.write_txn(L2_ANNOUNCE) as txn:  # handed over: withdrawn
+            txn.delete_key(L2_ANNOUNCE, VIP, "eth0")
+        _until("OK again", lambda: monitor.health.current().level is Level.OK)
+    finally:
+        monitor.stop()
+        db.close()
