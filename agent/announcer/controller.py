@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.announcer.gates import ExcludedNode, Gate, GateView, Refusal, first_refusal
+from agent.announcer.placement_groups import ServiceKey, shared_ip_leaders, shared_with
 from agent.announcer.policy_log import PolicyLog
 from agent.leases.elector import Elector
 from agent.leases.record import record_from_row
@@ -131,7 +132,9 @@ class L2Announcer:
         self._clock = clock or RealClock()
         self._lock = threading.RLock()
         self._dirty = threading.Event()
-        self._wanted: dict[str, tuple[str, str]] = {}  # lease name -> service key
+        # lease name -> the Services it stands for: the one whose name it bears, or every
+        # Service this node selects in a group that shares an address (placement_groups.py)
+        self._wanted: dict[str, tuple[ServiceKey, ...]] = {}
         self._consumers: dict[str, Consumer[Any]] = {}
         self.health = HealthReporter(
             self.name,
@@ -177,8 +180,7 @@ class L2Announcer:
     def on_leadership(self, lease: str, leading: bool, reason: str) -> None:
         if not leading:
             with self._lock:
-                svc = self._wanted.get(lease)
-                if svc is not None:
+                for svc in self._wanted.get(lease, ()):
                     self._withdraw(Origin(*svc))
         self._dirty.set()
         self.db.notify_waiters()
@@ -221,8 +223,8 @@ class L2Announcer:
                 and not self.elector.is_leading(ch.row.name)  # not a stale row
             ):
                 with self._lock:
-                    svc = self._wanted.get(ch.row.name)
-                if svc is not None:
+                    members = self._wanted.get(ch.row.name, ())
+                for svc in members:
                     self._on_other_holder(*svc, holder)
 
     def _recompute(self) -> None:
@@ -247,22 +249,33 @@ class L2Announcer:
                 if pols:
                     selected[lease_name(s.namespace, s.name)] = (s, pols)
             refused = self._gate(selected, GateView(self.node_name, labels, r))
-            holders = {x: row.holder if (row := r.get(LEASES, x)) else "" for x in selected}
+            # Services sharing an address follow their group leader's lease: the lease each
+            # selected Service's announcement hangs on.
+            leaders = shared_ip_leaders(services)
+            follows = {
+                x: lease_name(*leaders.get((s.namespace, s.name), (s.namespace, s.name)))
+                for x, (s, _) in selected.items()
+            }
+            holders = {
+                x: row.holder if (row := r.get(LEASES, follows[x])) else "" for x in selected
+            }
         self._policy_log.update(policies, views)
         self._update_conditions(policies, views)
         self._log_refusals(selected, refused)
 
         contested = {x: v for x, v in selected.items() if x not in refused}
+        # lease to campaign for -> the contested Services it stands for
+        units: dict[str, list[ServiceKey]] = {}
+        for x, (s, _) in contested.items():
+            units.setdefault(follows[x], []).append((s.namespace, s.name))
         idle: dict[tuple[str, str], str] = {}
         with self._lock:
             # A lease held but no longer contested (refused by a gate, or let go by its
             # policy) is released only after its entries are out of the datapath, as on a
             # planned stop: otherwise the next holder can answer while this node still does.
-            releasing = [
-                x for x in self._wanted if x not in contested and self.elector.is_leading(x)
-            ]
+            releasing = [x for x in self._wanted if x not in units and self.elector.is_leading(x)]
             desired: dict[tuple[str, str], set[Origin]] = {}
-            leading = {x for x in contested if self.elector.is_leading(x)}
+            leading = {x for x in contested if self.elector.is_leading(follows[x])}
             for lease in leading:
                 s, pols = contested[lease]
                 entries = desired_entries(s, pols)
@@ -274,9 +287,9 @@ class L2Announcer:
         if releasing and self._before_release is not None:
             self._before_release()  # outside the lock: the elector's callback takes it
         with self._lock:
-            self._campaign(contested)
+            self._campaign(units)
         self._log_idle(idle)
-        self._write_contest(services, selected, refused, leading, holders)
+        self._write_contest(services, selected, refused, leading, holders, follows, leaders)
         self.recomputes += 1
         if not self.initialized:
             waited = self._clock.monotonic() - self._started_at
@@ -334,10 +347,13 @@ class L2Announcer:
         refused: dict[str, Refusal],
         leading: set[str],
         holders: dict[str, str],
+        follows: dict[str, str],
+        leaders: dict[ServiceKey, ServiceKey],
     ) -> None:
         """One row per Service with an address to announce: what this node does about it and why.
         Written as a diff: an unchanged row is not touched."""
         rows: dict[tuple[str, str], ContestEntry] = {}
+        by_key = {(s.namespace, s.name): s for s in services}
         for s in services:
             key = (s.namespace, s.name)
             lease = lease_name(*key)
@@ -349,6 +365,9 @@ class L2Announcer:
             if lease in refused:
                 ref = refused[lease]
                 rows[key] = ContestEntry(*key, ContestState.REFUSED, ref.reason, holder, ref.detail)
+            elif follows[lease] != lease:
+                rows[key] = self._follower(key, lease in leading, holder, follows[lease],
+                                           shared_with(key, leaders, by_key))  # fmt: skip
             elif lease in leading:
                 why = self.nothing_to_announce.get(key)
                 rows[key] = (
@@ -383,6 +402,22 @@ class L2Announcer:
             for key, row in sorted(rows.items()):
                 refusal = refused.get(lease_name(*key))
                 self._on_contest(old.get(key), row, refusal is not None and refusal.cluster_wide)
+
+    def _follower(
+        self, key: ServiceKey, leading: bool, holder: str, lease: str, ip: str
+    ) -> ContestEntry:
+        """The row of a Service that shares an address with a group and follows its leader's
+        lease: one node answers for the shared address, whichever member's lease it would be."""
+        detail = f"shares {ip} with other services: announced by the holder of lease {lease}"
+        if leading:
+            why = self.nothing_to_announce.get(key)
+            if why is not None:
+                return ContestEntry(
+                    *key, ContestState.IDLE, "follows-lease", self.node_name, f"{detail}; {why}"
+                )
+            return ContestEntry(*key, ContestState.ANNOUNCING, "follows-lease", self.node_name,
+                                detail)  # fmt: skip
+        return ContestEntry(*key, ContestState.STANDBY, "follows-lease", holder, detail)
 
     def _not_selected(self, s: Service) -> ContestEntry:
         key = (s.namespace, s.name)
@@ -461,18 +496,18 @@ class L2Announcer:
                 )
         self.nothing_to_announce = idle
 
-    def _campaign(self, selected: dict[str, tuple[Service, list[PolicyView]]]) -> None:
-        for lease in [x for x in self._wanted if x not in selected]:
+    def _campaign(self, units: dict[str, list[ServiceKey]]) -> None:
+        for lease in [x for x in self._wanted if x not in units]:
             self.elector.want(lease, False)
             dropped = self._wanted.pop(lease)
             if self._on_other_holder is not None:
                 # No longer followed: whoever holds it next, our next announcement is news
                 # (a Service deleted and created again, a node selected again later).
-                self._on_other_holder(*dropped, "")
-        new = [x for x in selected if x not in self._wanted]
-        for lease in new:
-            s = selected[lease][0]
-            self._wanted[lease] = (s.namespace, s.name)
+                for svc in dropped:
+                    self._on_other_holder(*svc, "")
+        new = [x for x in units if x not in self._wanted]
+        for lease, members in units.items():
+            self._wanted[lease] = tuple(sorted(members))
         if new:
             with self.db.read_txn() as r:
                 known = r.initialized(LEASES)
