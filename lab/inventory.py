@@ -46,17 +46,21 @@ LAN6_PREFIX = "2001:db8::"
 API_LAN_IP6 = f"{LAN6_PREFIX}1"
 CLIENT_IP6 = f"{LAN6_PREFIX}2"
 # The host reaches the API server over a point-to-point link into the LAN namespace, one /30 of
-# 203.0.113.0/24 per lab (the host side is .4k+2, the LAN namespace side .4k+1).
+# 203.0.113.0/25 per lab (the host side is .4k+2, the LAN namespace side .4k+1).
 HOST_LINK_PREFIX = "203.0.113"
 API_PORT = 6443  # kube-apiserver's secure port (lab.controlplane.Ports' default)
 # The management network: each node's second link, mgmt0, to a bridge of its own in the LAN
 # namespace where kube-apiserver listens too; the agents reach the API over it, apart from the LAN
 # they announce on, as on clusters with a dedicated management NIC. A node whose LAN link goes
-# down can then still hand its leases over. 198.18.0.0/15 is set aside for test networks
-# (RFC 2544): the documentation ranges are taken (192.0.2.0/24 is the Service CIDR, 203.0.113.0/24
-# the host links), and this one never leaves the lab's namespaces either.
-MGMT_PREFIX = "198.18.0"
-API_MGMT_IP = f"{MGMT_PREFIX}.1"
+# down can then still hand its leases over. The lab uses documentation addresses only, and
+# 192.0.2.0/24 is the Service CIDR: 203.0.113.0/24 is split, its lower half for the host links
+# (one /30 per lab, on the host), its upper half for the management network, which lives in the
+# lab's own namespaces only, so every lab reuses it.
+HOST_LINK_LABS = 32  # /30s in 203.0.113.0/25
+MGMT_PREFIX = "203.0.113"
+MGMT_PREFIXLEN = 25  # 203.0.113.128/25
+API_MGMT_IP = f"{MGMT_PREFIX}.129"
+MGMT_NODE_BASE = 140  # node i is .(140 + i): .141 .. .190
 MGMT_LINK = "mgmt0"  # a veth without a default route: device detection never selects it
 SERVICE_ACCOUNT = ("kube-system", "l2announcer")
 # The reference's lease duration, renew deadline and retry period: what `l2lab up` uses.
@@ -69,7 +73,7 @@ def node_ip(index: int) -> str:
 
 
 def node_mgmt_ip(index: int) -> str:
-    return f"{MGMT_PREFIX}.{NODE_BASE + index}"
+    return f"{MGMT_PREFIX}.{MGMT_NODE_BASE + index}"
 
 
 def vip(index: int) -> str:

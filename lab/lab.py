@@ -8,7 +8,7 @@ Picture (default name ``l2lab``, 3 nodes)::
     host ── l2lab-api (203.0.113.2/30) ─┐
                                         │ veth
     ┌ l2lab-lan ────────────────────────┴─────────────────────────────────────┐
-    │ api0 203.0.113.1/30   br0 198.51.100.1/24   mgmt 198.18.0.1/24          │
+    │ api0 203.0.113.1/30   br0 198.51.100.1/24   mgmt 203.0.113.129/25       │
     │ (kube-apiserver :6443 on all three)                                     │
     │ etcd, kube-controller-manager on 127.0.0.1                              │
     │        ports: node1   node2   node3   client   (br0)                    │
@@ -16,7 +16,7 @@ Picture (default name ``l2lab``, 3 nodes)::
     └───────────────┬───────┬───────┬───────┬─────────────────────────────────┘
           eth0 .11 ─┘  .12 ─┘  .13 ─┘  .2 ─┘  (each in its own namespace)
     l2lab-node<i>: eth0 198.51.100.(10+i)/24, default via .1, every VIP on lo (arp_ignore=1),
-                   mgmt0 198.18.0.(10+i)/24: the agent's way to kube-apiserver,
+                   mgmt0 203.0.113.(140+i)/25: the agent's way to kube-apiserver,
                    sandbox (own sysfs, own bpffs at /sys/fs/bpf, state at /run/l2announcer),
                    l2agent + HTTP responder :80
     l2lab-client:  eth0 198.51.100.2/24 (arping, curl)
@@ -26,9 +26,9 @@ with a management NIC of their own: ``ip link set eth0 down`` in a node then tak
 but not its API, so the node can still hand its leases over. mgmt0 is a veth without a default
 route, which device detection never selects, and policy1 names ``eth`` interfaces only.
 
-Addresses are documentation ranges (RFC 5737) and, for the management network, the range set
-aside for test networks (RFC 2544); nothing is forwarded or routed off the machine: the LAN
-namespace does not forward, and the host only has its /30 towards it.
+Addresses are documentation ranges (RFC 5737, RFC 3849) only: 203.0.113.0/25 holds the host
+links, 203.0.113.128/25 the management network inside each lab. Nothing is forwarded or routed
+off the machine: the LAN namespace does not forward, and the host only has its /30 towards it.
 """
 
 from __future__ import annotations
@@ -71,10 +71,12 @@ from lab.inventory import (
     CLIENT_IP,
     CLIENT_IP6,
     CLIENT_MAC,
+    HOST_LINK_LABS,
     HOST_LINK_PREFIX,
     MAX_NODES,
     MAX_SERVICES,
     MGMT_LINK,
+    MGMT_PREFIXLEN,
     REFERENCE_TIMERS,
     SERVICE_ACCOUNT,
     SWITCH_MAC,
@@ -176,10 +178,10 @@ def _free_host_link_net() -> int:
         for a in netns.host_ipv4_addresses()
         if a.startswith(f"{HOST_LINK_PREFIX}.")
     }
-    for k in range(64):
+    for k in range(HOST_LINK_LABS):
         if k not in used:
             return k
-    raise LabError(f"no free /30 left in {HOST_LINK_PREFIX}.0/24 for another lab's host link")
+    raise LabError(f"no free /30 left in {HOST_LINK_PREFIX}.0/25 for another lab's host link")
 
 
 def up(
@@ -249,7 +251,7 @@ def _build(state: LabState, say: Callable[[str], None]) -> None:
         netns.ip("addr", "add", f"{API_LAN_IP6}/64", "dev", "br0", "nodad", netns=lan)
     netns.ip("link", "set", "br0", "up", netns=lan)
     netns.ip("link", "add", "mgmt", "type", "bridge", netns=lan)
-    netns.ip("addr", "add", f"{API_MGMT_IP}/24", "dev", "mgmt", netns=lan)
+    netns.ip("addr", "add", f"{API_MGMT_IP}/{MGMT_PREFIXLEN}", "dev", "mgmt", netns=lan)
     netns.ip("link", "set", "mgmt", "up", netns=lan)
 
     # The host link: the host reaches kube-apiserver (l2lab kubectl) without a route into
@@ -343,13 +345,20 @@ def _add_mgmt_link(lan: str, ns: str, member: str) -> None:
     peer = f"{member}-mgmt"
     netns.ip("link", "add", peer, "type", "veth", "peer", "name", MGMT_LINK, "netns", ns, netns=lan)
     netns.ip("link", "set", peer, "master", "mgmt", "up", netns=lan)
-    netns.ip("addr", "add", f"{node_mgmt_ip(int(member[4:]))}/24", "dev", MGMT_LINK, netns=ns)
+    netns.ip(
+        "addr",
+        "add",
+        f"{node_mgmt_ip(int(member[4:]))}/{MGMT_PREFIXLEN}",
+        "dev",
+        MGMT_LINK,
+        netns=ns,
+    )
     netns.ip("link", "set", MGMT_LINK, "up", netns=ns)
 
 
 def control_plane_of(state: LabState) -> ControlPlane:
     """The lab's control plane: etcd, kube-apiserver and kube-controller-manager inside the LAN
-    namespace on their usual ports; kube-apiserver on every address there (198.18.0.1 for the
+    namespace on their usual ports; kube-apiserver on every address there (203.0.113.129 for the
     agents, 198.51.100.1 on the LAN, the host link's LAN end for the host), which its
     certificate names."""
     return ControlPlane(
