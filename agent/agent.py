@@ -18,7 +18,8 @@ publisher copies into the ``health`` table every second.
     device-sync     devices -> l2-responder (re-reconcile on a changed MAC or ifindex)
     conflict-reports, conflicts   ARP on the announcing interfaces -> conflicts table, a Warning
                     Event and the Conflict condition on the Service (another host has our VIP)
-    elector         leases wanted -> leases held
+    node-liveness   the nodes' heartbeat leases -> l2-nodes (alive, expired, released)
+    elector         leases wanted -> leases held, and this node's heartbeat lease renewed
     l2-announcer    services, policies, devices, leases held -> l2-announce
     lease-gc        deletes our unheld leases every minute
     reflector:pods, pod-announcer   pods -> gratuitous ARP (L2 pod announcements)
@@ -57,13 +58,14 @@ from agent.runtime import (
     RealClock,
     Timer,
 )
-from common.leases import lease_name
+from common.leases import heartbeat_name, lease_name
 from common.tables import CATALOGUE
 from statedb import Database
 
 if TYPE_CHECKING:
     from agent.announcer.controller import L2Announcer
     from agent.leases.elector import Elector
+    from agent.leases.heartbeat import NodeLivenessMonitor
     from agent.service_conditions import ServiceConditions
     from bpf.datapath import Datapath
     from bpf.garp import GarpSender
@@ -171,6 +173,7 @@ class Agent:
         # Built only when their feature is on (None otherwise).
         self.metrics: Metrics | None = None
         self.elector: Elector | None = None
+        self.node_liveness: NodeLivenessMonitor | None = None
         self.announcer: L2Announcer | None = None
         self.service_conditions: ServiceConditions | None = None
         self.datapath: Datapath | None = None
@@ -269,6 +272,7 @@ class Agent:
         from agent.k8s.service_status import kubernetes_writers
         from agent.leases.election import Timings
         from agent.leases.elector import Elector
+        from agent.leases.heartbeat import NodeLivenessMonitor
         from agent.service_conditions import ServiceConditions, announced_condition
         from agent.service_status import ServiceStatusWriter
 
@@ -326,8 +330,11 @@ class Agent:
             on_takeover=metrics.on_takeover if metrics is not None else None,
             client_qps=c.effective_qps,
             workers=lease_workers(c.effective_qps),
+            heartbeat=heartbeat_name(c.node_name),
         )
         self.elector = elector
+        node_liveness = NodeLivenessMonitor(self.db, clock=self.clock)
+        self.node_liveness = node_liveness
         self.announcer = L2Announcer(
             self.db,
             elector,
@@ -350,6 +357,7 @@ class Agent:
                 responder_items=self._responder_items if self.use_datapath else None,
                 campaigns=elector.campaigns,
             )
+        self._add(node_liveness)
         # Both stop through the handover, which runs once (see stop()).
         self.health.add(elector.health)
         self.lifecycle.append(elector.name, elector.start, self._hand_over)

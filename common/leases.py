@@ -1,4 +1,5 @@
-"""The names of the agent's Leases, one per announced Service: ``cilium-l2announce-<ns>-<name>``.
+"""The names of the agent's Leases: one per announced Service, ``cilium-l2announce-<ns>-<name>``,
+and one heartbeat per node, ``l2announcer-node-<node>``, renewed by that node while its agent runs.
 
 The names are Cilium's L2 announcer's, so its runbook (``kubectl get lease -n kube-system |
 grep cilium-l2announce``) works here unchanged. The agent campaigns under these names, l2dbg
@@ -19,3 +20,22 @@ def lease_name(service_namespace: str, service_name: str) -> str:
 def is_service_lease(name: str) -> bool:
     """Whether ``name`` is one of the agent's per-Service lease names."""
     return name.startswith(LEASE_PREFIX + "-")
+
+
+HEARTBEAT_PREFIX = "l2announcer-node"
+
+
+def heartbeat_name(node: str) -> str:
+    """The Lease a node's agent renews while it runs (holder: the node's name)."""
+    return f"{HEARTBEAT_PREFIX}-{node}"
+
+
+def heartbeat_node(name: str) -> str | None:
+    """The node whose heartbeat ``name`` is, or None when it is not a heartbeat lease."""
+    prefix = HEARTBEAT_PREFIX + "-"
+    return name[len(prefix) :] if name.startswith(prefix) and len(name) > len(prefix) else None
+
+
+def is_agent_lease(name: str) -> bool:
+    """A per-Service lease or a node heartbeat: the Leases the agent watches and collects."""
+    return is_service_lease(name) or heartbeat_node(name) is not None

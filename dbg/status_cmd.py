@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from common.leases import lease_name
+from common.leases import is_service_lease, lease_name
 from common.tables import CONFIG, DEVICES, HEALTH, L2_ANNOUNCE, LEASES
 from dbg import statedb_ops
 from dbg.errors import DbgError, report
@@ -45,6 +45,7 @@ def render(state_dir: Path, proxy: str) -> str:
         config = {c.key: c.value for c in snap.rows(CONFIG)} if snap.has_table(CONFIG) else {}
         health = snap.rows(HEALTH) if snap.has_table(HEALTH) else []
         leases = snap.rows(LEASES) if snap.has_table(LEASES) else []
+        leases = [x for x in leases if is_service_lease(x.name)]  # not the nodes' heartbeats
         entries = snap.rows(L2_ANNOUNCE)
         devices = [d.name for d in snap.rows(DEVICES) if d.selected]
     node = config.get("node-name", "?")

@@ -18,7 +18,7 @@ from typing import Any
 from agent.k8s.reflector import Obj, RowMapping
 from agent.leases.api import Conflict, Forbidden, LeaseAPIError, NotFound, SendTime
 from agent.leases.record import LeaseRecord, row_from_record
-from common.leases import is_service_lease
+from common.leases import is_agent_lease
 from common.tables.leases import LEASES, Lease
 
 log = logging.getLogger("l2announcer.leases")
@@ -38,7 +38,7 @@ def record_from_object(obj: Obj) -> LeaseRecord:
 
 def lease_row(obj: Obj) -> Lease | None:
     name = (obj.get("metadata") or {}).get("name", "")
-    if not is_service_lease(name):
+    if not is_agent_lease(name):  # the Services' leases and the nodes' heartbeats
         return None
     return row_from_record(name, record_from_object(obj))
 
@@ -184,8 +184,8 @@ class KubernetesLeaseAPI:
         return record_from_object(obj)
 
     def collect_garbage(self, timeout: float = 10.0) -> int:
-        """Delete our leases that nobody holds (released on shutdown or de-selection), as
-        Cilium's lease GC does, but with a resourceVersion precondition so a lease taken over
+        """Delete our leases that nobody holds (released on shutdown or de-selection; a node's
+        heartbeat released by its agent's planned stop), as Cilium's lease GC does, but with a resourceVersion precondition so a lease taken over
         since the list is never deleted. A 403 is ignored (no lease RBAC: feature never on)."""
         try:
             return len(self.delete_unused(timeout))
@@ -207,7 +207,7 @@ class KubernetesLeaseAPI:
         for obj in data.get("items") or []:
             meta = obj.get("metadata") or {}
             name = meta.get("name", "")
-            if not is_service_lease(name) or not _unused(obj, expired_at):
+            if not is_agent_lease(name) or not _unused(obj, expired_at):
                 continue
             body = {"preconditions": {"resourceVersion": meta.get("resourceVersion")}}
             try:
@@ -228,12 +228,12 @@ class KubernetesLeaseAPI:
         return deleted
 
     def list_names(self, timeout: float = 10.0) -> list[str]:
-        """The names of our leases that exist now."""
+        """The names of our leases (the Services' and the nodes' heartbeats) that exist now."""
         data = self._call(
             "GET", "", self._api.list_namespaced_lease, self.namespace, timeout=timeout
         )
         names = ((o.get("metadata") or {}).get("name", "") for o in data.get("items") or [])
-        return sorted(n for n in names if is_service_lease(n))
+        return sorted(n for n in names if is_agent_lease(n))
 
 
 def _unused(obj: Obj, expired_at: float | None) -> bool:

@@ -18,6 +18,12 @@ Losses, acquisitions, failed renewals and the time requests waited client-side g
 
 Its health ("elector") is computed when read: OK with how many leases it leads, Degraded while
 leases churn or a campaign's requests fail (the first error shown).
+
+The node's heartbeat (``heartbeat``: its Lease ``l2announcer-node-<node>``, see heartbeat.py) is
+one more election here, wanted from ``start()`` to ``stop()``, renewed every retry period like a
+held Service lease and released with them. It is kept out of what the elector reports about
+Service leases (``leading``, ``campaigns``, ``on_change``, churn): ``heartbeat_alive()`` and
+``on_heartbeat`` tell it, and its failures show in the health row.
 """
 
 from __future__ import annotations
@@ -67,8 +73,12 @@ class Elector:
         namespace: str = "",
         on_takeover: Callable[[str, float], None] | None = None,
         client_qps: float | None = None,
+        heartbeat: str = "",
+        on_heartbeat: Callable[[bool, str], None] | None = None,
     ) -> None:
         self._api = api
+        self.heartbeat = heartbeat
+        self._on_heartbeat = on_heartbeat
         self._namespace = namespace
         self._on_takeover = on_takeover
         self.identity = identity
@@ -125,19 +135,30 @@ class Elector:
 
     def leading(self) -> set[str]:
         with self._cond:
-            return {n for n, e in self._elections.items() if e.leading}
+            return {n for n, e in self._services() if e.leading}
+
+    def heartbeat_alive(self) -> bool:
+        """Whether this node's heartbeat is renewed: its last successful renewal went out within
+        the renew deadline (False without a heartbeat)."""
+        with self._cond:
+            e = self._elections.get(self.heartbeat) if self.heartbeat else None
+            return e is not None and e.leading
+
+    def _services(self) -> list[tuple[str, LeaseElection]]:
+        """The Service leases' elections (every election but the heartbeat's); under the lock."""
+        return [(n, e) for n, e in self._elections.items() if n != self.heartbeat]
 
     def settled(self) -> bool:
         """Every campaign has resolved what the node held before it started (see
         ``LeaseElection.settled``)."""
         with self._cond:
-            return all(e.settled for e in self._elections.values())
+            return all(e.settled for _, e in self._services())
 
     def campaigns(self) -> dict[str, Campaign]:
         """Each lease we campaign for and how it stands: leading, following <holder>, or why."""
         with self._cond:
             out = {}
-            for n, e in self._elections.items():
+            for n, e in self._services():
                 if e.leading:
                     out[n] = Campaign(CampaignState.LEADING)
                 elif e.last_error:
@@ -151,20 +172,22 @@ class Elector:
     def churn_problem(self) -> str:
         """Why this node's leases keep flapping ("" when they do not), see churn.py."""
         with self._cond:
-            leading = {n for n, e in self._elections.items() if e.leading}
+            leading = {n for n, e in self._services() if e.leading}
             return self.churn.problem(self._clock.monotonic(), leading)
 
     def _health(self) -> Health:
         with self._cond:
-            leading = {n for n, e in self._elections.items() if e.leading}
+            services = self._services()
+            leading = {n for n, e in services if e.leading}
             # As campaigns() shows them: a leading campaign shows no error.
-            errors = sorted(
-                {e.last_error for e in self._elections.values() if e.last_error and not e.leading}
-            )
-            total = len(self._elections)
+            errors = sorted({e.last_error for _, e in services if e.last_error and not e.leading})
+            total = len(services)
             churn = self.churn.problem(self._clock.monotonic(), leading)
+            hb = self._elections.get(self.heartbeat) if self.heartbeat else None
+            hb_error = hb.last_error if hb is not None and not hb.leading else ""
         summary = f"leading {len(leading)} of {total} lease(s)"
-        problems = [p for p in (churn, *(f"error: {x}" for x in errors[:1])) if p]
+        beat = f"heartbeat {self.heartbeat} not renewed: {hb_error}" if hb_error else ""
+        problems = [p for p in (beat, churn, *(f"error: {x}" for x in errors[:1])) if p]
         if problems:
             return Health.degraded(f"{summary}; {'; '.join(problems)}")
         return Health.ok(summary)
@@ -172,6 +195,8 @@ class Elector:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.heartbeat:
+            self.want(self.heartbeat, True)
         self._job.start()
 
     def stop(self, release_timeout: float = 1.0) -> None:
@@ -254,6 +279,8 @@ class Elector:
                 requests.append((name, req))
             for ev in e.drain_events():
                 changes.append((name, ev.leading, ev.reason))
+                if name == self.heartbeat:
+                    continue  # not a Service lease: no churn, no takeover time
                 if ev.leading:
                     self.churn.acquired(name, now)
                 elif not self._stopping:
@@ -288,6 +315,9 @@ class Elector:
 
     def _report(self, changes: list[tuple[str, bool, str]]) -> None:
         for name, leading, reason in changes:
+            if name == self.heartbeat:
+                self._report_heartbeat(leading, reason)
+                continue
             log.info(
                 "%s lease %s: %s", "Started leading" if leading else "Stopped leading", name, reason
             )
@@ -295,6 +325,17 @@ class Elector:
                 self._on_change(name, leading, reason)
             except Exception:
                 log.exception("leadership callback failed for lease %s", name)
+
+    def _report_heartbeat(self, alive: bool, reason: str) -> None:
+        if alive:
+            log.info("Node heartbeat %s renewed", self.heartbeat)
+        else:
+            log.warning("Node heartbeat %s not renewed: %s", self.heartbeat, reason)
+        if self._on_heartbeat is not None:
+            try:
+                self._on_heartbeat(alive, reason)
+            except Exception:
+                log.exception("heartbeat callback failed")
 
     def _report_takeovers(self, takeovers: list[tuple[str, float]]) -> None:
         if self._on_takeover is None:
@@ -326,7 +367,7 @@ class Elector:
             now = self._clock.monotonic()
             if sent is not None:
                 self.churn.waited(sent - req.sent_at, now)
-            if req.purpose == "renew" and not outcome.ok:
+            if req.purpose == "renew" and not outcome.ok and name != self.heartbeat:
                 self.churn.renew_failed(name, outcome.message or outcome.error, now)
             if outcome.error and outcome.error != "conflict":
                 msg = self._failure_message(name, req, outcome)

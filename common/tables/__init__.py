@@ -15,6 +15,7 @@ from common.tables.fence import L2_FENCE
 from common.tables.health import HEALTH
 from common.tables.l2_announce import L2_ANNOUNCE
 from common.tables.leases import LEASES
+from common.tables.node_liveness import L2_NODES
 from common.tables.nodes import NODES
 from common.tables.pods import PODS
 from common.tables.policies import POLICIES
@@ -32,6 +33,7 @@ CATALOGUE: dict[str, Table[Any]] = {
         L2_ANNOUNCE,
         L2_CONTEST,
         L2_FENCE,
+        L2_NODES,
         LEASES,
         NODES,
         PODS,
@@ -50,6 +52,7 @@ __all__ = [
     "L2_ANNOUNCE",
     "L2_CONTEST",
     "L2_FENCE",
+    "L2_NODES",
     "LEASES",
     "NODES",
     "PODS",

@@ -68,6 +68,7 @@ def test_every_module_is_built_in_init_and_appended_in_dependency_order(agent: A
         "datapath-verifier",
         "conflict-reports",
         "conflicts",  # after the responder: it watches what is programmed
+        "node-liveness",
         "elector",
         "l2-announcer",
         "lease-gc",
@@ -102,6 +103,7 @@ def test_one_health_row_per_module_and_job(agent: Agent) -> None:
             "conflict-reports",
             "conflicts",
             "conflicts-tables",
+            "node-liveness",
             "elector",
             "l2-announcer",
             "lease-gc",
