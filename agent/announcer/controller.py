@@ -87,6 +87,12 @@ may settle without any event (a failed attempt to take a lease back), and the se
 be noticed."""
 
 
+def _gate_recheck(gate: Gate) -> float | None:
+    """A gate whose verdicts depend on time as well as tables says when to ask again."""
+    recheck = getattr(gate, "recheck_in", None)
+    return None if recheck is None else recheck()
+
+
 class L2Announcer:
     def __init__(
         self,
@@ -136,6 +142,9 @@ class L2Announcer:
         # Service this node selects in a group that shares an address (placement_groups.py)
         self._wanted: dict[str, tuple[ServiceKey, ...]] = {}
         self._consumers: dict[str, Consumer[Any]] = {}
+        # Each lease's holder as last fed: a change of holder is a new input for the gates
+        # (placement), a renewal is not.
+        self._holders: dict[str, str] = {}
         self.health = HealthReporter(
             self.name,
             initial=Health.starting("waiting for the node, services, policies and devices"),
@@ -151,6 +160,9 @@ class L2Announcer:
         self._settle_timeout = settle_timeout
         self._started_at = self._clock.monotonic()
         self.initialized = False
+        add_listener = getattr(self._clock, "on_advance", None)
+        if add_listener is not None:
+            add_listener(db.notify_waiters)  # a test's clock moved: a gate's recheck may be due
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -196,11 +208,27 @@ class L2Announcer:
             self._job.succeeded()
             after = {self._consumers[t.name].table: self._consumers[t.name].revision
                      for t in (*self._inputs, LEASES)}  # fmt: skip
+            timeout = IDLE_WAKE if self.initialized else SETTLE_POLL
+            recheck = self._recheck_in()
+            if recheck is not None:
+                timeout = min(timeout, max(recheck, SETTLE_POLL))
             self.db.wait_for_any(
                 after,
-                timeout=IDLE_WAKE if self.initialized else SETTLE_POLL,
-                until=lambda: self._dirty.is_set() or stopping.is_set(),
+                timeout=timeout,
+                until=lambda: self._dirty.is_set() or stopping.is_set() or self._recheck_due(),
             )
+            if self._recheck_due():
+                self._dirty.set()
+
+    def _recheck_in(self) -> float | None:
+        """Seconds until a gate's verdict may change with no input changing (a free lease's
+        grace running out, the next paced handover), or None."""
+        waits = [w for g in self._gates if (w := _gate_recheck(g)) is not None]
+        return min(waits) if waits else None
+
+    def _recheck_due(self) -> bool:
+        recheck = self._recheck_in()
+        return recheck is not None and recheck <= 0
 
     def run_round(self) -> None:
         """One pass of the loop: the lease changes to the elector, then a recompute if any input
@@ -217,6 +245,12 @@ class L2Announcer:
         for ch in self._consumers[LEASES.name].changes():
             self.elector.observe(ch.row.name, None if ch.deleted else record_from_row(ch.row))
             holder = "" if ch.deleted else ch.row.holder
+            if self._holders.get(ch.row.name, "") != holder:
+                self._dirty.set()
+                if holder:
+                    self._holders[ch.row.name] = holder
+                else:
+                    self._holders.pop(ch.row.name, None)
             if (
                 self._on_other_holder is not None
                 and holder not in ("", self.node_name)
