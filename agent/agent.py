@@ -64,6 +64,8 @@ from statedb import Database
 
 if TYPE_CHECKING:
     from agent.announcer.controller import L2Announcer
+    from agent.announcer.gates import Gate
+    from agent.announcer.placement_gate import PlacementGate
     from agent.leases.elector import Elector
     from agent.leases.heartbeat import NodeLivenessMonitor
     from agent.service_conditions import ServiceConditions
@@ -174,6 +176,7 @@ class Agent:
         self.metrics: Metrics | None = None
         self.elector: Elector | None = None
         self.node_liveness: NodeLivenessMonitor | None = None
+        self.placement: PlacementGate | None = None
         self.announcer: L2Announcer | None = None
         self.service_conditions: ServiceConditions | None = None
         self.datapath: Datapath | None = None
@@ -254,12 +257,31 @@ class Agent:
         from agent.k8s.reflector import Reflector
 
         c = self.config
-        all_sources = sources(self.api_client, c.node_name, c.k8s_namespace)
+        all_sources = sources(
+            self.api_client, c.node_name, c.k8s_namespace, all_nodes=c.l2_announcements_balance
+        )
         for name in names:
             r: Reflector[Any] = Reflector(
                 self.db, all_sources[name], MAPPINGS[name], clock=self.clock
             )
             self._add(r)
+
+    def _placement(self) -> list[Gate]:
+        """The placement gate, last (l2-announcements-balance): a release for balance is paced
+        at one per retry period, and a lease free for a retry period is anyone's."""
+        from agent.announcer.placement_gate import PlacementGate
+
+        c = self.config
+        if not c.l2_announcements_balance:
+            return []
+        self.placement = PlacementGate(
+            pace=c.l2_announcements_retry_period,
+            grace=c.l2_announcements_retry_period,
+            rebalance=c.l2_announcements_rebalance,
+            external_ips=c.enable_external_ips,
+            clock=self.clock,
+        )
+        return [self.placement]
 
     def _build_announcements(self) -> None:
         from agent.announcer.announced import AnnouncedServices
@@ -346,7 +368,8 @@ class Agent:
             clock=self.clock,
             gates=default_gates(
                 endpoints=True, announce_without_endpoints=c.announce_without_endpoints, fence=True
-            ),
+            )
+            + self._placement(),
             on_contest=on_contest,
             before_release=self._await_withdrawal,
         )

@@ -52,6 +52,13 @@ KEYS: tuple[Key, ...] = (
         "announcing, and the datapath stops answering once the agent is silent this long."),
     Key("l2-announcements-retry-period", "duration", "2s", "L2AnnouncerRetryPeriod",
         "Timeout after a renew failure, before the next retry."),
+    Key("l2-announcements-balance", "bool", "false", "L2AnnouncerBalance",
+        "Spread the Service leases over the nodes: a node contests a lease only where rendezvous "
+        "hashing with bounded load (at most ceil(services/nodes) + 1 per node) places it, or "
+        "once it has been free for a retry period. Watches every Node's labels (one more watch)."),
+    Key("l2-announcements-rebalance", "bool", "true", "L2AnnouncerRebalance",
+        "With l2-announcements-balance: a node holding more than its bound hands the excess "
+        "over by planned handovers, one lease per retry period; false: held leases stay."),
     Key("l2-announcements-garp-count", "int", "3", "L2AnnouncerGARPCount",
         "Gratuitous ARP packets (unsolicited Neighbour Advertisements for an IPv6 address) sent "
         "when this node starts answering for an IP (1-10)."),
@@ -123,6 +130,8 @@ class Config:
     l2_announcements_lease_duration: float = 15.0
     l2_announcements_renew_deadline: float = 5.0
     l2_announcements_retry_period: float = 2.0
+    l2_announcements_balance: bool = False
+    l2_announcements_rebalance: bool = True
     l2_announcements_garp_count: int = 3
     l2_announcements_garp_interval: float = 0.5
     l2_announcements_conflict_detection: bool = True

@@ -155,8 +155,12 @@ POD_MAPPING = RowMapping(PODS, pod_row, _ns_name)
 ENDPOINT_SLICE_MAPPING = RowMapping(ENDPOINT_SLICES, endpoint_slice_row, _ns_name, optional=True)
 
 
-def sources(api_client: Any, node_name: str, namespace: str) -> dict[str, KubernetesSource]:
-    """The list/watch sources of every reflected kind (by table name)."""
+def sources(
+    api_client: Any, node_name: str, namespace: str, all_nodes: bool = False
+) -> dict[str, KubernetesSource]:
+    """The list/watch sources of every reflected kind (by table name). ``all_nodes``: every
+    Node, not only this one (placement matches policies' node selectors on the other nodes'
+    labels); one watch of all Nodes per agent, whose events are the Nodes' own updates."""
     import kubernetes
 
     core = kubernetes.client.CoreV1Api(api_client)
@@ -170,7 +174,9 @@ def sources(api_client: Any, node_name: str, namespace: str) -> dict[str, Kubern
             label_selector=f"!{SERVICE_PROXY_NAME_LABEL}",
         ),
         "nodes": KubernetesSource(
-            "nodes", core.list_node, field_selector=f"metadata.name={node_name}"
+            "nodes",
+            core.list_node,
+            field_selector=None if all_nodes else f"metadata.name={node_name}",
         ),
         "policies": KubernetesSource(
             f"{POLICY_PLURAL}.{POLICY_GROUP}",
