@@ -172,6 +172,12 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
             bool,
             typer.Option(help="IPv6 on the LAN too, and an IPv6 VIP for each Service."),
         ] = True,
+        balance: Annotated[
+            bool,
+            typer.Option(
+                help="Agents spread the leases over the nodes (l2-announcements-balance)."
+            ),
+        ] = True,
     ) -> None:
         """Bring up a lab: LAN, control plane, nodes with agents, client; wait until announced."""
         with _errors():
@@ -185,6 +191,7 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
                 timeout=timeout,
                 say=_say,
                 dual_stack=dual_stack,
+                balance=balance,
             )
             _say(f"lab {state.name} is up ({time.monotonic() - start:.1f}s)")
             typer.echo("")
@@ -300,14 +307,23 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
     def service(
         service: Annotated[str, typer.Argument(help="service-1..service-N")],
         etp: Annotated[
-            TrafficPolicy,
+            TrafficPolicy | None,
             typer.Option("--etp", case_sensitive=False, help="spec.externalTrafficPolicy"),
-        ],
+        ] = None,
+        ip: Annotated[
+            str | None,
+            typer.Option(help="Its IPv4 VIP: another Service's, to share it (one MAC answers)."),
+        ] = None,
     ) -> None:
         """Change a Service: its external traffic policy (Local: announced only from a node with
-        a ready endpoint)."""
+        a ready endpoint), or its VIP (shared with another Service)."""
         with _errors():
-            _say(backends.set_traffic_policy(current(), service, etp.value))
+            if etp is None and ip is None:
+                raise LabError("service needs --etp and/or --ip, e.g. --ip 198.51.100.101")
+            if etp is not None:
+                _say(backends.set_traffic_policy(current(), service, etp.value))
+            if ip is not None:
+                _say(lab.set_service_ip(current(), service, ip))
 
     @app.command()
     def logs(

@@ -151,6 +151,8 @@ class LabState:
     timers: tuple[str, str, str] = REFERENCE_TIMERS
     host_link_net: int = -1  # k: this lab's host link is 203.0.113.4k/30
     dual_stack: bool = True  # each Service has an IPv6 VIP besides its IPv4 one
+    balance: bool = True  # the agents' l2-announcements-balance
+    shared_ips: dict[str, str] = field(default_factory=dict)  # Service -> another's VIP it uses
     created_run_l2announcer: bool = False
     phase: str = "creating"  # creating | up | failed
     bin_dir: str = ""  # where the built kubectl, kube-apiserver... are (lab.controlplane.binaries)
@@ -234,7 +236,9 @@ class LabState:
         return [f"node{i}" for i in range(1, self.nodes + 1)]
 
     def vips(self) -> dict[str, str]:
-        return {f"service-{i}": vip(i) for i in range(1, self.services + 1)}
+        """Each Service's IPv4 VIP: its own, or the one it shares (``l2lab service --ip``)."""
+        own = {f"service-{i}": vip(i) for i in range(1, self.services + 1)}
+        return {s: self.shared_ips.get(s, ip) for s, ip in own.items()}
 
     def vips6(self) -> dict[str, str]:
         """Each Service's IPv6 VIP; none in a single-stack lab."""

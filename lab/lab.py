@@ -90,6 +90,7 @@ from lab.inventory import (
     node_mac,
     node_mgmt_ip,
     proc_of,
+    vip,
 )
 from lab.netns import LabError
 
@@ -192,9 +193,11 @@ def up(
     timeout: float | None = None,
     say: Callable[[str], None] = print,
     dual_stack: bool = True,
+    balance: bool = True,
 ) -> LabState:
     """Bring a lab up; returns once every Service is announced. Refuses if one is up already.
-    ``dual_stack``: the LAN has IPv6 too and each Service an IPv6 VIP besides its IPv4 one."""
+    ``dual_stack``: the LAN has IPv6 too and each Service an IPv6 VIP besides its IPv4 one.
+    ``balance``: the agents spread the leases (l2-announcements-balance)."""
     check_name(name)
     if not 1 <= nodes <= MAX_NODES:
         raise LabError(f"--nodes {nodes}: the lab has room for 1 to {MAX_NODES} nodes")
@@ -210,7 +213,12 @@ def up(
             "take it down first with `l2lab down`"
         )
     state = LabState(
-        name=name, nodes=nodes, services=services, timers=timers, dual_stack=dual_stack
+        name=name,
+        nodes=nodes,
+        services=services,
+        timers=timers,
+        dual_stack=dual_stack,
+        balance=balance,
     )
     state.host_link_net = _free_host_link_net()
     if lab_dir(name).exists():
@@ -485,6 +493,35 @@ NODE_STATUS = (
 )
 
 
+def set_service_ip(state: LabState, service: str, address: str) -> str:
+    """Give ``service`` the IPv4 VIP ``address`` (its load-balancer status, as an IPAM sharing
+    one address between Services would): one of the lab's VIPs, which every node has on lo."""
+    vips = state.vips()
+    if service not in vips:
+        raise LabError(
+            f"no Service {service!r} in lab {state.name!r} (Services: {', '.join(vips)})"
+        )
+    own = {s: vip(i) for i, s in enumerate(vips, start=1)}
+    if address not in own.values():
+        raise LabError(
+            f"--ip {address}: use one of the lab's VIPs, e.g. {own['service-1']} (service-1's), "
+            "to share it"
+        )
+    vips6 = state.vips6()
+    ingress = [{"ip": address}] + ([{"ip": vips6[service]}] if service in vips6 else [])
+    status = json.dumps({"status": {"loadBalancer": {"ingress": ingress}}})
+    kubectl(
+        state, "patch", "service", service, "--subresource=status", "--type=merge", "-p", status
+    )
+    if address == own[service]:
+        state.shared_ips.pop(service, None)
+    else:
+        state.shared_ips[service] = address
+    state.save()
+    sharing = sorted(s for s, ip in state.vips().items() if ip == address and s != service)
+    return f"{service}: VIP {address}" + (f", shared with {', '.join(sharing)}" if sharing else "")
+
+
 def _start_http(state: LabState, node: NodeState) -> None:
     assert node.sandbox is not None
     proc = netns.spawn(
@@ -524,6 +561,7 @@ def agent_args(state: LabState, node: str) -> list[str]:
         f"--l2-announcements-retry-period={retry}",
         f"--k8s-client-qps={qps}",
         f"--k8s-client-burst={2 * qps}",
+        f"--l2-announcements-balance={'true' if state.balance else 'false'}",
         # Each node is its own network namespace: the same port on every node, as a DaemonSet.
         f"--prometheus-serve-addr=:{METRICS_PORT}",
     ]
