@@ -15,6 +15,18 @@ The rules are client-go's (jittered retries, release on cancel), with these chan
 - a released lease (empty holder) is taken at once, not after its 1 s duration;
 - followers do not poll: they wait for the observed record to expire, and only ask the server
   (GET) when their view is known to be stale (a 409).
+
+Lease economy mode (``step(..., economy=view)``, docs/leases.md): the holder writes a Service's
+lease only when its holder changes (acquire, release) and never renews it; its node heartbeat
+(another election, renewed every retry period) vouches for all of them. So:
+- a leader leads while its own heartbeat is led (``view.own_alive()``) and stops with it; it
+  acquires nothing while its heartbeat is not led;
+- a follower takes a lease over once the lease's own record has not changed for its duration
+  (a fresh acquisition counts like a renewal) AND its holder's heartbeat is gone: none at all
+  (an agent that renews its leases itself), or released. A heartbeat merely expired in this
+  node's view is not enough, since this node's watch may be behind: the election reports the
+  holder in ``blocked_on`` and the driver first marks that heartbeat released with its
+  resourceVersion as precondition (heartbeat.py, ``Fencer``), which fails if it was renewed.
 """
 
 from __future__ import annotations
@@ -22,9 +34,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from agent.leases.record import LeaseRecord, micro_time
+from common.tables.node_liveness import Liveness
 
 JITTER_FACTOR = 1.2  # client-go's: retries wait retry_period * (1 + rand * 1.2)
 
@@ -76,6 +89,18 @@ class Event:
     takeover_seconds: float | None = None
 
 
+class EconomyView(Protocol):
+    """What an election in lease economy mode asks its node (at the time of the step)."""
+
+    def own_alive(self) -> bool:
+        """Whether this node's heartbeat is led (renewed within the renew deadline)."""
+        ...
+
+    def holder_state(self, node: str) -> Liveness | None:
+        """``node``'s heartbeat as this node sees it; None when it has none."""
+        ...
+
+
 def _rv(record: LeaseRecord | None) -> int | None:
     if record is None:
         return None
@@ -111,6 +136,13 @@ class LeaseElection:
         self.last_error = ""
         self._available_since: float | None = None
         self._events: list[Event] = []
+        # Economy mode: the holder whose expired heartbeat keeps us from taking the lease (the
+        # driver fences it, then steps us again); "" when nothing is blocked.
+        self.blocked_on = ""
+        # A node heartbeat in economy mode: deleted under us (after another node fenced it) it
+        # must not be quietly created again while we still lead, which would vouch anew for
+        # Service leases that node may already have taken over.
+        self.stop_on_delete = False
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -128,6 +160,8 @@ class LeaseElection:
             if self.observed is not None:
                 self.observed_at = now
             self.observed = None
+            if self.stop_on_delete:
+                self._stop("lease deleted")
         else:
             if not record.same_record(self.observed):
                 self.observed_at = now
@@ -183,11 +217,16 @@ class LeaseElection:
 
     # -- time ---------------------------------------------------------------------------------
 
-    def step(self, now: float, wall: float) -> Request | None:
-        """Apply the rules at ``now``; returns the request to send, if any."""
+    def step(self, now: float, wall: float, economy: EconomyView | None = None) -> Request | None:
+        """Apply the rules at ``now``; returns the request to send, if any. ``economy``: the
+        node's view in lease economy mode (None: the lease is renewed by its holder)."""
         t = self.timings
-        if self.leading and now >= self.last_renew + t.renew_deadline:
-            self._stop("renew deadline passed")
+        self.blocked_on = ""
+        if economy is None:
+            if self.leading and now >= self.last_renew + t.renew_deadline:
+                self._stop("renew deadline passed")
+        elif self.leading and not economy.own_alive():
+            self._stop("node heartbeat not renewed")
         if self.in_flight is not None or now < self.not_before:
             return None
         if not self.wanted:
@@ -203,39 +242,55 @@ class LeaseElection:
         if not self.known:
             return self._send("get", "refresh", None, now)
         if self.leading:
-            if now >= self.last_attempt + t.retry_period:
-                if self.observed is None:
-                    return self._send("create", "renew", self._fresh(wall, 0), now)
+            if self.observed is None and (
+                economy is not None or now >= self.last_attempt + t.retry_period
+            ):
+                return self._send("create", "renew", self._fresh(wall, 0), now)
+            if economy is None and now >= self.last_attempt + t.retry_period:
                 return self._send("update", "renew", self._renewed(wall), now)
             return None
+        if economy is not None and not economy.own_alive():
+            return None  # a lease acquired now would be vouched for by nothing
         obs = self.observed
         if obs is None:
             return self._send("create", "acquire", self._fresh(wall, 0), now)
         if obs.holder == self.identity:
             # Ours from before a restart: take it back at once, keeping its history.
             return self._send("update", "acquire", self._renewed(wall), now)
-        if obs.holder == "" or now >= self._expiry():
-            if self._available_since is None:
-                self._available_since = self.observed_at if obs.holder == "" else self._expiry()
-            return self._send("update", "acquire", self._fresh(wall, obs.transitions + 1), now)
-        return None
+        if obs.holder != "" and now < self._expiry():
+            return None
+        if obs.holder != "" and economy is not None:
+            state = economy.holder_state(obs.holder)
+            if state is Liveness.ALIVE:
+                return None  # the driver steps us again when that heartbeat changes
+            if state is Liveness.EXPIRED:
+                self.blocked_on = obs.holder
+                return None
+        if self._available_since is None:
+            self._available_since = self.observed_at if obs.holder == "" else self._expiry()
+            if economy is not None:
+                self._available_since = max(self._available_since, now)  # no later bound known
+        return self._send("update", "acquire", self._fresh(wall, obs.transitions + 1), now)
 
-    def next_deadline(self) -> float:
-        """When ``step`` must run next if nothing else happens (inf: only on new input)."""
+    def next_deadline(self, economy: bool = False, now: float = -math.inf) -> float:
+        """When ``step`` must run next if nothing else happens (inf: only on new input). In
+        economy mode a leader has no deadline of its own, nor a follower whose lease's record has
+        expired: the driver steps them when a heartbeat (ours, the holder's) changes."""
         t = self.timings
         times = [math.inf]
-        if self.leading:
+        if self.leading and not economy:
             times.append(self.last_renew + t.renew_deadline)
         if self.in_flight is None:
             if self.not_before > -math.inf:
                 times.append(self.not_before)
-            if self.wanted and self.leading:
+            if self.wanted and self.leading and not economy:
                 times.append(self.last_attempt + t.retry_period)
             elif (
                 self.wanted
                 and self.known
                 and self.observed is not None
                 and self.observed.holder not in ("", self.identity)
+                and not (economy and self._expiry() <= now)
             ):
                 times.append(self._expiry())
         return min(times)

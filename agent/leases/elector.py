@@ -48,8 +48,11 @@ from agent.leases.api import (
 )
 from agent.leases.churn import ChurnMonitor
 from agent.leases.election import LeaseElection, Outcome, Request, Timings
+from agent.leases.heartbeat import Fencer, NodeLivenessView
 from agent.leases.record import LeaseRecord
 from agent.runtime import Backoff, Clock, Health, HealthReporter, Job, RealClock, WorkerPool
+from common.leases import heartbeat_name, heartbeat_node
+from common.tables.node_liveness import Liveness
 
 log = logging.getLogger("l2announcer.leases")
 
@@ -75,10 +78,20 @@ class Elector:
         client_qps: float | None = None,
         heartbeat: str = "",
         on_heartbeat: Callable[[bool, str], None] | None = None,
+        economy: bool = False,
     ) -> None:
+        if economy and not heartbeat:
+            raise ValueError("lease economy mode needs the node's heartbeat lease")
         self._api = api
         self.heartbeat = heartbeat
         self._on_heartbeat = on_heartbeat
+        self.economy = economy
+        # Economy mode: the other nodes' heartbeats as this elector sees them (the watch and its
+        # own requests), their states at the last step, and the fences of expired ones.
+        self._nodes = NodeLivenessView()
+        self._node_states: dict[str, Liveness | None] = {}
+        self._fencer = Fencer(timings, rand)
+        self._heartbeat_led = False  # as of the last step (economy mode)
         self._namespace = namespace
         self._on_takeover = on_takeover
         self.identity = identity
@@ -116,6 +129,7 @@ class Elector:
                 if not wanted:
                     return
                 e = LeaseElection(name, self.identity, self.timings, self._rand)
+                e.stop_on_delete = self.economy and name == self.heartbeat
                 self._elections[name] = e
             e.set_wanted(wanted and not self._stopping)
             self._touch(name)
@@ -123,6 +137,10 @@ class Elector:
     def observe(self, name: str, record: LeaseRecord | None) -> None:
         """What the lease watch says of ``name`` (None: the lease does not exist)."""
         with self._cond:
+            node = heartbeat_node(name) if self.economy and name != self.heartbeat else None
+            if node is not None:
+                self._observe_node(node, record)
+                return
             e = self._elections.get(name)
             if e is not None:
                 e.observe(record, self._clock.monotonic())
@@ -136,6 +154,14 @@ class Elector:
     def leading(self) -> set[str]:
         with self._cond:
             return {n for n, e in self._services() if e.leading}
+
+    def heartbeat_fresh(self, window: float) -> bool:
+        """Whether this node's heartbeat is led and its last successful renewal went out less
+        than ``window`` seconds ago: the datapath's liveness gate in economy mode (see
+        heartbeat.stamp_window)."""
+        with self._cond:
+            e = self._elections.get(self.heartbeat) if self.heartbeat else None
+            return e is not None and e.leading and self._clock.monotonic() < e.last_renew + window
 
     def heartbeat_alive(self) -> bool:
         """Whether this node's heartbeat is renewed: its last successful renewal went out within
@@ -216,6 +242,36 @@ class Elector:
 
     # -- the scheduler ------------------------------------------------------------------------
 
+    # -- economy mode: the other nodes' heartbeats (under the lock) ----------------------------
+
+    def own_alive(self) -> bool:
+        """EconomyView: whether this node's heartbeat is led (called under the lock)."""
+        e = self._elections.get(self.heartbeat)
+        return e is not None and e.leading
+
+    def holder_state(self, node: str) -> Liveness | None:
+        """EconomyView: ``node``'s heartbeat now, as this elector sees it."""
+        return self._nodes.state(node, self._clock.monotonic())
+
+    def _observe_node(self, node: str, record: LeaseRecord | None) -> None:
+        self._nodes.observe(node, record, self._clock.monotonic(), self._clock.now())
+        self._check_node(node)
+        expiry = self._nodes.expiry(node)
+        if expiry > -math.inf:
+            heapq.heappush(self._heap, (expiry, heartbeat_name(node)))
+
+    def _check_node(self, node: str, force: bool = False) -> None:
+        """Step the leases waiting on ``node``'s heartbeat if its state moved since last seen
+        (or ``force``: a fence may be retried)."""
+        state = self._nodes.state(node, self._clock.monotonic())
+        if not force and node in self._node_states and self._node_states[node] == state:
+            return
+        self._node_states[node] = state
+        for n, e in self._services():
+            if not e.leading and e.observed is not None and e.observed.holder == node:
+                self._dirty.add(n)
+        self._cond.notify_all()
+
     def _wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
@@ -270,11 +326,32 @@ class Elector:
         while self._heap and self._heap[0][0] <= now:
             due.add(heapq.heappop(self._heap)[1])
         wall = self._clock.now()
-        for name in due:
+        blocked: set[str] = set()
+        # The heartbeat first: in economy mode the Service leases' steps ask whether it is led,
+        # and all of them are stepped when that changes (the leaders stop with it, the campaigns
+        # wait for it). Another node's heartbeat due (its expiry, a fence's backoff) steps the
+        # leases waiting on it if its state moved.
+        queue = sorted(due, key=lambda n: n != self.heartbeat)
+        while queue:
+            name = queue.pop(0)
+            node = heartbeat_node(name) if self.economy and name != self.heartbeat else None
+            if node is not None:
+                self._check_node(node, force=True)
+                queue.extend(n for n in self._dirty if n not in due)
+                due |= self._dirty
+                self._dirty.clear()
+                continue
             e = self._elections.get(name)
             if e is None:
                 continue  # forgotten since it was scheduled
-            req = e.step(now, wall)
+            req = e.step(now, wall, self if self.economy and name != self.heartbeat else None)
+            if name == self.heartbeat and self.economy and e.leading != self._heartbeat_led:
+                self._heartbeat_led = e.leading
+                more = [n for n, _ in self._services() if n not in due]
+                queue.extend(more)
+                due.update(more)
+            if e.blocked_on:
+                blocked.add(e.blocked_on)
             if req is not None:
                 requests.append((name, req))
             for ev in e.drain_events():
@@ -287,12 +364,20 @@ class Elector:
                     self.churn.lost(name, ev.reason, now)
                 if ev.takeover_seconds is not None:
                     takeovers.append((name, ev.takeover_seconds))
-            deadline = e.next_deadline()
+            deadline = e.next_deadline(self.economy and name != self.heartbeat, now)
             if deadline < math.inf:
                 heapq.heappush(self._heap, (deadline, name))
             idle = not (e.wanted or e.leading or e.in_flight or e.holds_lease)
             if idle and not self._stopping:
                 del self._elections[name]  # nothing left to do for it
+        for node in sorted(blocked):
+            fence = self._fencer.request(node, self._nodes.record(node), now, wall)
+            if fence is not None:
+                requests.append((heartbeat_name(node), fence))
+            elif node not in self._fencer.in_flight:
+                retry = self._fencer.retry_at(node)
+                if retry < math.inf:
+                    heapq.heappush(self._heap, (retry, heartbeat_name(node)))
         return self._stopping and (
             not any(e.in_flight or e.holds_lease for e in self._elections.values())
             or now >= self._release_deadline
@@ -376,10 +461,27 @@ class Elector:
                     self._last_logged[name] = msg
             elif outcome.ok:
                 self._last_logged.pop(name, None)
+            node = heartbeat_node(name)
+            if node is not None and self._fencer.in_flight.get(node) is req:
+                self._fence_done(node, req, outcome)
+                return
             e = self._elections.get(name)
             if e is not None and e.in_flight is req:
                 e.complete(req, outcome, self._clock.monotonic(), sent_at=sent)
                 self._touch(name)
+
+    def _fence_done(self, node: str, req: Request, outcome: Outcome) -> None:
+        """A fence's outcome (under the lock): what it shows of the heartbeat goes to the view,
+        and the leases waiting on it are stepped again."""
+        now = self._clock.monotonic()
+        if self._fencer.complete(node, req, outcome, now):
+            if req.kind == "update" and outcome.ok:
+                log.warning(
+                    "Node heartbeat %s expired: marked released, its leases may be taken over",
+                    heartbeat_name(node),
+                )
+            self._observe_node(node, outcome.record)
+        self._check_node(node, force=True)
 
     def _failure_message(self, name: str, req: Request, outcome: Outcome) -> str:
         """The wording of client-go's leader election, kept word for word: operators' alerts and

@@ -16,6 +16,10 @@ know how old it was, and counting it as fresh only delays a takeover, never spee
     leases (heartbeat rows) --> NodeLivenessView (pure: observations and time -> states)
                             --> NodeLivenessMonitor (job: writes ``l2-nodes``, wakes on expiries,
                                 tells listeners which nodes changed state)
+
+In lease economy mode the elector keeps a ``NodeLivenessView`` of its own (fed the same rows, and
+what its own requests show) and a ``Fencer`` (below) that marks an expired heartbeat released on
+the server before any of that node's leases is taken over.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.leases.record import LeaseRecord, record_from_row
+from agent.leases.election import JITTER_FACTOR, Outcome, Request, Timings
+from agent.leases.record import LeaseRecord, micro_time, record_from_row
 from agent.runtime import Clock, Health, HealthReporter, Job, RealClock
 from common.leases import heartbeat_node
 from common.tables.leases import LEASES
@@ -53,12 +58,15 @@ class NodeLivenessView:
 
     def __init__(self) -> None:
         self._seen: dict[str, _Seen] = {}
+        self._absent: set[str] = set()  # known to have no heartbeat (deleted, or not found)
 
     def observe(self, node: str, record: LeaseRecord | None, now: float, wall: float) -> None:
-        """What the watch says of ``node``'s heartbeat (None: there is none)."""
+        """What the watch (or a request) says of ``node``'s heartbeat (None: there is none)."""
         if record is None:
             self._seen.pop(node, None)
+            self._absent.add(node)
             return
+        self._absent.discard(node)
         old = self._seen.get(node)
         if old is not None:
             if _older(record, old.record):
@@ -69,10 +77,12 @@ class NodeLivenessView:
         self._seen[node] = _Seen(record, now, wall)
 
     def state(self, node: str, now: float) -> Liveness | None:
-        """``node``'s heartbeat at ``now``; None when it has none (never started, or deleted)."""
+        """``node``'s heartbeat at ``now``; None when it is known to have none (deleted, or not
+        found when asked). A node never heard of counts as EXPIRED: nothing vouches for it, and
+        whoever needs to know asks the server (the fence's GET) rather than assume it has none."""
         s = self._seen.get(node)
         if s is None:
-            return None
+            return None if node in self._absent else Liveness.EXPIRED
         if s.record.holder != node:
             return Liveness.RELEASED
         if now < s.at + max(0, s.record.duration_seconds):
@@ -230,3 +240,88 @@ class NodeLivenessMonitor:
                 if left is not None:
                     timeout = min(timeout, max(left, 0.0) + 0.01)
             self._consumer.wait(timeout=timeout, until=stopping.is_set)
+
+
+CLOCK_DRIFT = 0.01
+"""The bound the economy mode's safety assumes on how far a node's monotonic clock may run fast
+or slow against real time (a fraction: 1 %). NTP keeps it below 0.05 %; a VM's clock that stalls
+or jumps is outside it (docs/leases.md)."""
+
+
+def stamp_window(timings: Timings, drift: float = CLOCK_DRIFT) -> float:
+    """Economy mode: the datapath may be stamped only while this node's last successful heartbeat
+    renewal went out less than this long ago (its local clock). A stamp lets the datapath answer
+    for one renew deadline more, so the last answer comes at most window + renew deadline after
+    that renewal, which must be before any other node can take a lease over: a lease duration
+    after seeing it, on a clock that may run ``drift`` slow while ours runs ``drift`` fast."""
+    t = timings
+    return min(t.renew_deadline, t.lease_duration * (1 - drift) / (1 + drift) - t.renew_deadline)
+
+
+class Fencer:
+    """Lease economy mode: before a follower takes over a Service lease whose holder's heartbeat
+    expired in its view, it marks that heartbeat released on the server, with the resourceVersion
+    it saw as precondition. The write fails (409) if the holder renewed since, which this node's
+    watch may not have shown yet; it succeeds only if no renewal was committed after the one this
+    node saw, so the holder stopped leading a renew deadline after sending that one, before this
+    node's lease duration from seeing it ran out (docs/leases.md). One fence at a time per node,
+    however many leases wait on it; a refused fence asks the server (GET) for the heartbeat first.
+
+    Pure: the driver sends the requests, feeds outcomes back, and feeds what they show to its
+    ``NodeLivenessView``."""
+
+    def __init__(self, timings: Timings, rand: Callable[[], float]) -> None:
+        self.timings = timings
+        self._rand = rand
+        self.in_flight: dict[str, Request] = {}
+        self._stale: set[str] = set()  # refused: GET before fencing again
+        self._not_before: dict[str, float] = {}
+
+    def request(
+        self, node: str, seen: LeaseRecord | None, now: float, wall: float
+    ) -> Request | None:
+        """The request that moves ``node``'s expired heartbeat on (None: one is in flight, or
+        backing off, or there is nothing to fence)."""
+        if node in self.in_flight or now < self._not_before.get(node, -math.inf):
+            return None
+        if node in self._stale:
+            req = Request("get", "refresh", None, self.timings.retry_period, now)
+        elif seen is None:
+            # Never seen here (our watch has not shown it yet): ask whether there is one.
+            req = Request("get", "refresh", None, self.timings.retry_period, now)
+        elif seen.holder != node:
+            return None  # released already: the leases can be taken
+        else:
+            stamp = micro_time(wall)
+            fenced = LeaseRecord(
+                "", 1, seen.acquire_time, stamp, seen.transitions, seen.resource_version
+            )
+            req = Request("update", "release", fenced, self.timings.retry_period, now)
+        self.in_flight[node] = req
+        return req
+
+    def complete(self, node: str, req: Request, outcome: Outcome, now: float) -> bool:
+        """The outcome of ``req``; True when ``outcome.record`` (or its absence on a 404) is
+        what the server has now, for the driver's view."""
+        if self.in_flight.get(node) is not req:
+            return False
+        del self.in_flight[node]
+        if outcome.ok or outcome.error == "notfound":
+            self._stale.discard(node)
+            self._not_before.pop(node, None)
+            return True
+        if outcome.error == "conflict":
+            self._stale.add(node)  # renewed (or changed) since we saw it: ask the server
+        else:
+            self._not_before[node] = now + self.timings.retry_period * (
+                1 + self._rand() * JITTER_FACTOR
+            )
+        return False
+
+    def retry_at(self, node: str) -> float:
+        """When a backed-off fence of ``node`` may be retried (inf: it does not wait)."""
+        return self._not_before.get(node, math.inf)
+
+    def forget(self, node: str) -> None:
+        self._stale.discard(node)
+        self._not_before.pop(node, None)
