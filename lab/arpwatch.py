@@ -10,6 +10,10 @@ one JSON object per request, then a summary line::
     {"summary": {"requests": 500, "answered": 480, "double": 0, "macs": [...], "outage": 2.9}}
 
 ``outage`` is the longest time between two answered requests.
+
+Several addresses (``python -m lab.arpwatch 198.51.100.101 198.51.100.102 ...``) are asked in
+turn, one request each per interval; the summary then adds up the requests and double answers
+and takes the longest outage over all of them, and ``by_ip`` has each one's own summary.
 """
 
 from __future__ import annotations
@@ -57,6 +61,38 @@ class Probe:
     seq: int
     sent: float
     answers: list[tuple[str, float]] = field(default_factory=list)
+    target: str = ""
+
+
+def summarize_by_ip(
+    probes: list[Probe],
+) -> tuple[dict[str, object], dict[str, dict[str, object]]]:
+    """(the summary over every address, each address's own summary)."""
+    targets = list(dict.fromkeys(p.target for p in probes))
+    by_ip = {ip: summarize([p for p in probes if p.target == ip]) for ip in targets}
+    macs = {mac for p in probes for mac, _ in p.answers}
+    outages = [summarize_outage([p for p in probes if p.target == ip]) for ip in targets]
+    total: dict[str, object] = {
+        "requests": len(probes),
+        "answered": sum(1 for p in probes if p.answers),
+        "double": sum(1 for p in probes if len(p.answers) > 1),
+        "macs": sorted(macs),
+        "outage": max(outages, default=0.0),
+    }
+    return total, by_ip
+
+
+def summarize_outage(probes: list[Probe]) -> float:
+    """The longest time between two answered requests (and before the first, after the last)."""
+    outage = 0.0
+    last = probes[0].sent if probes else 0.0
+    for p in probes:
+        if p.answers:
+            outage = max(outage, p.sent - last)
+            last = p.sent
+    if probes:
+        outage = max(outage, probes[-1].sent - last)
+    return round(outage, 3)
 
 
 def summarize(probes: list[Probe]) -> dict[str, object]:
@@ -83,14 +119,17 @@ def summarize(probes: list[Probe]) -> dict[str, object]:
 
 
 def watch(
-    ifname: str, sender_ip: str, target_ip: str, interval: float, duration: float
+    ifname: str, sender_ip: str, target_ip: str | list[str], interval: float, duration: float
 ) -> list[Probe]:
+    """Requests for ``target_ip`` (or each of several, in turn) every ``interval`` seconds."""
+    targets = [target_ip] if isinstance(target_ip, str) else list(target_ip)
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
     sock.bind((ifname, ETH_P_ARP))
     ifindex = socket.if_nametoindex(ifname)
     mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
     sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-    probes: dict[bytes, Probe] = {}
+    probes: dict[bytes, Probe] = {}  # by sender MAC: the latest request that used it
+    sent: list[Probe] = []
     start = time.monotonic()
     next_send = start
     seq = 0
@@ -99,10 +138,12 @@ def watch(
         if now - start >= duration:
             break
         if now >= next_send:
-            sha = probe_mac(seq)
-            probes[sha] = Probe(seq, now - start)
-            sock.send(request_frame(seq, sender_ip, target_ip))
-            seq += 1
+            for target in targets:
+                sha = probe_mac(seq)
+                probes[sha] = Probe(seq, now - start, target=target)
+                sent.append(probes[sha])
+                sock.send(request_frame(seq, sender_ip, target))
+                seq += 1
             next_send += interval
         ready, _, _ = select.select([sock], [], [], max(0.0, next_send - time.monotonic()))
         if not ready:
@@ -112,7 +153,7 @@ def watch(
             continue
         op = struct.unpack("!H", frame[20:22])[0]
         tha = frame[32:38]
-        if op != 2 or tha not in probes or socket.inet_ntoa(frame[28:32]) != target_ip:
+        if op != 2 or tha not in probes or socket.inet_ntoa(frame[28:32]) != probes[tha].target:
             continue
         probe = probes[tha]
         probe.answers.append(
@@ -128,12 +169,12 @@ def watch(
             if len(frame) >= 42 and struct.unpack("!H", frame[20:22])[0] == 2 and tha in probes:
                 probes[tha].answers.append((_mac_text(frame[22:28]), -1.0))
     sock.close()
-    return sorted(probes.values(), key=lambda p: p.seq)
+    return sent
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.arpwatch")
-    parser.add_argument("ip")
+    parser.add_argument("ip", nargs="+")
     parser.add_argument("--interface", default="eth0")
     parser.add_argument("--source", default=CLIENT_IP, help="sender IP of the requests")
     parser.add_argument("--interval", type=float, default=0.02)
@@ -144,7 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.summary_only:
         for p in probes:
             print(json.dumps({"seq": p.seq, "sent": round(p.sent, 4), "answers": p.answers}))
-    print(json.dumps({"summary": summarize(probes)}))
+    if len(args.ip) == 1:
+        print(json.dumps({"summary": summarize(probes)}))
+    else:
+        total, by_ip = summarize_by_ip(probes)
+        print(json.dumps({"summary": total, "by_ip": by_ip}))
     return 0
 
 

@@ -13,7 +13,9 @@ now) and contests only the leases placed on it:
 - **Sticky.** A lease held by a live candidate stays with it and counts toward its load, up to
   ``cap``: nothing moves while the cluster is steady, and a lease never moves because another
   one was added. Only a holder over ``cap`` (a node that was alone when the others were down)
-  gives units up: the ones it ranks lowest ``move`` to the node placement picks for them, by
+  gives units up, down to ``target`` when that is what it takes for every node to get at least
+  ``target - 1`` (a node that rejoins gets a full share, not what the slack of one leaves it):
+  the ones it ranks lowest ``move`` to the node placement picks for them, by
   the planned handover (the holder withdraws and releases, the destination takes it), paced by
   the gate, never two holders at once. Without rebalancing, held leases never move.
 - **A successor stands by** for every held unit: the node it would go to if its holder
@@ -102,12 +104,29 @@ def _assign(
     units: Sequence[Unit], ranks: Mapping[str, list[str]], gone: str, rebalance: bool
 ) -> tuple[dict[str, str], dict[str, str], int, int]:
     """(owner, moving, target, cap) with node ``gone`` (if any) taken away."""
+    owner, moving, target, cap, short = _assign_within(units, ranks, gone, rebalance, slack=1)
+    if short and rebalance:
+        # Holders keeping one over the target would leave a node two or more short of it.
+        owner, moving, target, cap, _ = _assign_within(units, ranks, gone, rebalance, slack=0)
+    return owner, moving, target, cap
+
+
+def _assign_within(
+    units: Sequence[Unit],
+    ranks: Mapping[str, list[str]],
+    gone: str,
+    rebalance: bool,
+    slack: int,
+) -> tuple[dict[str, str], dict[str, str], int, int, bool]:
+    """``_assign`` with holders keeping up to ``target + slack``; the last item says whether
+    some node ends up with fewer than ``target - 1`` units."""
     nodes = {n for u in units for n in u.candidates if n != gone}
     placeable = [u for u in units if any(n != gone for n in u.candidates)]
     if not nodes:
-        return {}, {}, 0, 0
+        return {}, {}, 0, 0, False
     target = math.ceil(len(placeable) / len(nodes))
     cap = target + 1
+    keep = target + slack
     owner: dict[str, str] = {}
     moving: dict[str, str] = {}
     load: Counter[str] = Counter()
@@ -119,7 +138,7 @@ def _assign(
         # A holder over the cap keeps the units it ranks highest (every node picks the same
         # ones); the rest are placed below like free units, away from it since it is full.
         mine.sort(key=lambda u: (-score(u.key, holder), u.key))
-        for u in mine[: cap if rebalance else len(mine)]:
+        for u in mine[: keep if rebalance else len(mine)]:
             owner[u.key] = holder
             load[holder] += 1
     for u in placeable:
@@ -137,4 +156,5 @@ def _assign(
         load[pick] += 1
         if u.held and u.holder != gone and pick != u.holder:
             moving[u.key] = pick
-    return owner, moving, target, cap
+    short = any(load[n] < target - 1 for n in nodes)
+    return owner, moving, target, cap, short

@@ -58,10 +58,16 @@ def neighbour(state: LabState, ip: str) -> str:
 
 
 def arpwatch(
-    state: LabState, vip: str, duration: float, interval: float = 0.02, summary_only: bool = True
+    state: LabState,
+    vip: str | list[str],
+    duration: float,
+    interval: float = 0.02,
+    summary_only: bool = True,
 ) -> subprocess.Popen[str]:
-    """``python -m lab.arpwatch`` in the client: an ARP request for ``vip`` every ``interval``."""
-    command = [sys.executable, "-m", "lab.arpwatch", vip, "--duration", str(duration),
+    """``python -m lab.arpwatch`` in the client: an ARP request for ``vip`` (each of several in
+    turn) every ``interval``."""
+    vips = [vip] if isinstance(vip, str) else vip
+    command = [sys.executable, "-m", "lab.arpwatch", *vips, "--duration", str(duration),
                "--interval", str(interval), *(["--summary-only"] if summary_only else [])]  # fmt: skip
     args, env = lab.exec_args(state, "client", command)
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)

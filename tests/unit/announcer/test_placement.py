@@ -95,7 +95,7 @@ def test_the_successor_is_where_a_unit_goes_when_its_holder_disappears() -> None
     assert moved_to == {"node1", "node2"}
 
 
-def test_a_node_over_the_cap_moves_only_its_excess_to_the_node_that_joined() -> None:
+def test_nodes_over_the_cap_give_the_node_that_joined_a_full_share() -> None:
     # node1 and node2 hold 15 each (node3 was down); node3 joins
     two = NODES3 - {"node3"}
     before = held_as_placed(units(30, two), place(units(30, two)))
@@ -104,8 +104,9 @@ def test_a_node_over_the_cap_moves_only_its_excess_to_the_node_that_joined() -> 
     p = place(joined)
     assert p.cap == 11
     assert set(p.moving.values()) == {"node3"}
-    assert len(p.moving) == 8  # 15 - 11 from each
-    assert max(p.loads().values()) <= 11
+    # keeping 11 each would leave node3 8, two short of ceil(30/3): they keep 10 each
+    assert len(p.moving) == 10
+    assert sorted(p.loads().values()) == [10, 10, 10]
     # once moved, the placement is steady: nothing else moves
     done = held_as_placed(joined, p)
     assert place(done).moving == {}
@@ -154,3 +155,17 @@ def test_candidates_restricted_by_policy_are_respected() -> None:
 def test_a_holder_that_is_not_a_candidate_any_more_does_not_keep_its_unit() -> None:
     p = place([Unit("a", frozenset({"node2"}), "node1")])
     assert p.owner == {"a": "node2"} and p.moving == {} and p.successor == {}
+
+
+def test_one_over_the_target_is_kept_when_it_leaves_nobody_two_short() -> None:
+    # 29 units: target 10; 11, 11 and 7 would leave node3 two short, 10, 10, 9 does not
+    two = NODES3 - {"node3"}
+    before = held_as_placed(units(29, two), place(units(29, two)))
+    p = place([Unit(u.key, NODES3, u.holder) for u in before])
+    assert sorted(p.loads().values()) == [9, 10, 10]
+    steady = held_as_placed(before, p)
+    assert place(steady).moving == {}
+    # 11, 9, 9 is left alone: nobody is two short
+    rows = [Unit(f"k{i}", NODES3, "node1" if i < 11 else "node2" if i < 20 else "node3")
+            for i in range(29)]  # fmt: skip
+    assert place(rows).moving == {}
