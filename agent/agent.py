@@ -353,6 +353,7 @@ class Agent:
             client_qps=c.effective_qps,
             workers=lease_workers(c.effective_qps),
             heartbeat=heartbeat_name(c.node_name),
+            economy=c.l2_announcements_lease_mode == "economy",
         )
         self.elector = elector
         node_liveness = NodeLivenessMonitor(self.db, clock=self.clock)
@@ -411,6 +412,7 @@ class Agent:
             c.bpf_root,
             int(c.l2_announcements_renew_deadline * 1e9),
             stamp_interval_s=c.agent_liveness_update_interval,
+            liveness_gate=self._economy_gate(),
         )
         self.datapath = datapath
         # Compiles and loads the program (slow, seconds); the next agent adopts what it leaves.
@@ -450,6 +452,27 @@ class Agent:
         self._add(DatapathVerifier(self.db, ops, tc.attached_among, clock=self.clock))
         if c.l2_announcements_conflict_detection:
             self._build_conflicts()
+
+    def _economy_gate(self) -> Callable[[], bool] | None:
+        """In lease economy mode the datapath is stamped only while this node's heartbeat was
+        renewed recently enough that its answers stop before any other node may take one of its
+        Services over (agent/leases/heartbeat.py, stamp_window); a stuck elector thus silences
+        the datapath too. In per-service mode the stamp is not gated."""
+        from agent.leases.election import Timings
+        from agent.leases.heartbeat import stamp_window
+
+        c = self.config
+        elector = self.elector
+        if elector is None or not elector.economy:
+            return None
+        window = stamp_window(
+            Timings(
+                c.l2_announcements_lease_duration,
+                c.l2_announcements_renew_deadline,
+                c.l2_announcements_retry_period,
+            )
+        )
+        return lambda: elector.heartbeat_fresh(window)
 
     def _add_link_fence(self) -> None:
         """The fence gate's links: interfaces down or without carrier, in ``l2-fence``."""

@@ -59,6 +59,11 @@ KEYS: tuple[Key, ...] = (
     Key("l2-announcements-rebalance", "bool", "true", "L2AnnouncerRebalance",
         "With l2-announcements-balance: a node holding more than its bound hands the excess "
         "over by planned handovers, one lease per retry period; false: held leases stay."),
+    Key("l2-announcements-lease-mode", "string", "per-service", "L2AnnouncerLeaseMode",
+        "per-service: the holder renews each Service's lease every retry period (API writes grow "
+        "with the Services held). economy: each node renews one heartbeat lease and writes a "
+        "Service's lease only when its holder changes (writes per node: 1 / retry period); "
+        "every agent of a cluster must use the same mode (docs/leases.md)."),
     Key("l2-announcements-garp-count", "int", "3", "L2AnnouncerGARPCount",
         "Gratuitous ARP packets (unsolicited Neighbour Advertisements for an IPv6 address) sent "
         "when this node starts answering for an IP (1-10)."),
@@ -130,6 +135,7 @@ class Config:
     l2_announcements_lease_duration: float = 15.0
     l2_announcements_renew_deadline: float = 5.0
     l2_announcements_retry_period: float = 2.0
+    l2_announcements_lease_mode: str = "per-service"
     l2_announcements_balance: bool = False
     l2_announcements_rebalance: bool = True
     l2_announcements_garp_count: int = 3
@@ -255,7 +261,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "kpr": _kpr,
 }
 
+LEASE_MODES = ("per-service", "economy")
+
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "l2-announcements-lease-mode": lambda m: (
+        None if m in LEASE_MODES else f"expected one of {', '.join(LEASE_MODES)}"
+    ),
     "l2-announcements-garp-count": lambda n: None if 1 <= n <= 10 else "expected 1 to 10",
     "l2-announcements-garp-interval": lambda d: (
         None if 0 < d <= 10 else "expected a duration above 0s and at most 10s"
@@ -383,7 +394,32 @@ def resolve(flags: Mapping[str, str], env: Mapping[str, str] | None = None) -> R
             "(the interface the pod gratuitous ARPs go out of)"
         )
     config, warnings = clamp_lease_timings(Config(**values))
+    _check_economy_timings(config)
     return Resolved(config, sources, warnings)
+
+
+def _check_economy_timings(c: Config) -> None:
+    """Economy mode stamps the datapath only within a window after the last heartbeat renewal
+    (agent/leases/heartbeat.py, stamp_window); timings that leave it shorter than a renewal's
+    period would silence a healthy node between two renewals."""
+    if c.l2_announcements_lease_mode != "economy":
+        return
+    from agent.leases.election import JITTER_FACTOR, Timings
+    from agent.leases.heartbeat import CLOCK_DRIFT, stamp_window
+
+    lease = c.l2_announcements_lease_duration
+    renew = c.l2_announcements_renew_deadline
+    retry = c.l2_announcements_retry_period
+    window = stamp_window(Timings(lease, renew, retry))
+    if window <= JITTER_FACTOR * retry:
+        need = (renew + JITTER_FACTOR * retry) * (1 + CLOCK_DRIFT) / (1 - CLOCK_DRIFT)
+        raise ConfigError(
+            f"l2-announcements-lease-mode=economy needs l2-announcements-lease-duration above "
+            f"{need:.3g}s with l2-announcements-renew-deadline {renew:g}s and "
+            f"l2-announcements-retry-period {retry:g}s (renew deadline + 1.2 x retry period, "
+            f"plus 2 % for clock drift), got {lease:g}s: a node cut off must stop answering "
+            f"before another may take over (docs/leases.md)"
+        )
 
 
 def clamp_lease_timings(c: Config) -> tuple[Config, tuple[str, ...]]:

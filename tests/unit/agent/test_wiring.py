@@ -195,3 +195,35 @@ def test_docs_list_every_health_row(agent: Agent) -> None:
     rows = [n for n in agent.health.snapshot() if not n.startswith("reflector:")]
     missing = [n for n in [*rows, HEARTBEAT, "reflector:<kind>"] if f"`{n}`" not in doc]
     assert not missing, f"docs/l2dbg.md (l2dbg status) does not list the health rows {missing}"
+
+
+def test_economy_mode_gates_the_datapath_stamp_on_the_heartbeat(tmp_path: Path) -> None:
+    import kubernetes
+
+    config = Config(
+        state_dir=str(tmp_path),
+        node_name="node1",
+        enable_l2_announcements=True,
+        l2_announcements_lease_mode="economy",
+    )
+    api = kubernetes.client.ApiClient(kubernetes.client.Configuration())
+    a = Agent(config, {}, datapath=True, api_client=api)
+    try:
+        assert a.elector is not None and a.elector.economy
+        assert a.elector.heartbeat == "l2announcer-node-node1"
+        assert a.datapath is not None
+        gate = a.datapath._liveness_gate
+        assert gate is not None and gate() is False  # no heartbeat renewed yet
+    finally:
+        a.db.close()
+    per_service = Agent(
+        Config(state_dir=str(tmp_path / "p"), node_name="node1", enable_l2_announcements=True),
+        {},
+        datapath=True,
+        api_client=api,
+    )
+    try:
+        assert per_service.elector is not None and not per_service.elector.economy
+        assert per_service.datapath is not None and per_service.datapath._liveness_gate is None
+    finally:
+        per_service.db.close()

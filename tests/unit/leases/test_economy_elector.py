@@ -117,3 +117,22 @@ def test_a_planned_stop_hands_over_at_once(make: Make, api: FakeLeaseAPI) -> Non
 def test_economy_needs_a_heartbeat(api: FakeLeaseAPI) -> None:
     with pytest.raises(ValueError, match="heartbeat"):
         Elector(api.client("node1"), "node1", T, Recorder(), economy=True)
+
+
+def test_the_mode_is_a_config_key_checked_with_the_timings() -> None:
+    from agent.config import ConfigError, resolve
+
+    assert resolve({}).config.l2_announcements_lease_mode == "per-service"
+    assert (
+        resolve({"l2-announcements-lease-mode": "economy"}).config.l2_announcements_lease_mode
+        == "economy"
+    )
+    with pytest.raises(ConfigError, match="expected one of per-service, economy"):
+        resolve({"l2-announcements-lease-mode": "cheap"})
+    # 15 s lease, 13 s renew deadline: stamps would outlive what a follower waits.
+    with pytest.raises(ConfigError, match=r"needs l2-announcements-lease-duration above 15.7s"):
+        resolve(
+            {"l2-announcements-lease-mode": "economy", "l2-announcements-renew-deadline": "13s"}
+        )
+    # The same timings are fine per service (the seed's clamps only).
+    resolve({"l2-announcements-renew-deadline": "13s"})
