@@ -89,6 +89,11 @@ class PlacementGate:
         self._reader: Reader | None = None
         self._pass: _Pass | None = None
         self._free_since: dict[str, float] = {}
+        # unit -> (its live holder, its successor) as of the last pass that saw it held: when the
+        # holder dies, the successor that stood by keeps contesting, whatever placement now
+        # says (its elector has followed the lease, so it takes over at expiry; a node that only
+        # starts contesting then would wait a whole lease duration more).
+        self._stood_by: dict[str, tuple[str, str]] = {}
         self._releasing: set[str] = set()
         self._last_release = -math.inf
         self.moves = 0
@@ -134,6 +139,8 @@ class PlacementGate:
         owner = pl.owner.get(key, "")
         if owner == me or p.free_for.get(key, 0.0) >= self.grace:
             return None
+        if unit.holder and self._stood_by.get(key) == (unit.holder, me):
+            return None  # its holder died while this node stood by
         return Refusal(
             "placed-elsewhere",
             f"placed on {owner} (at most {pl.cap} per node); this node contests if the lease "
@@ -201,10 +208,15 @@ class PlacementGate:
         for k, u in units.items():
             if u.held:
                 self._free_since.pop(k, None)
+                self._stood_by[k] = (u.holder, placement.successor.get(k, ""))
             else:
                 free_for[k] = now - self._free_since.setdefault(k, now)
+                if self._stood_by.get(k, ("", ""))[0] != u.holder:
+                    self._stood_by.pop(k, None)  # released, or taken since: nothing to stand by
         for k in [k for k in self._free_since if k not in units]:
             del self._free_since[k]
+        for k in [k for k in self._stood_by if k not in units]:
+            del self._stood_by[k]
         releasing, pending = self._pace(me, units, placement, now)
         return _Pass(placement, units, unit_of, frozenset(releasing), pending, free_for)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from agent.announcer.controller import L2Announcer
-from agent.announcer.placement import Unit, place
+from agent.announcer.placement import Unit, place, ranking
 from agent.announcer.placement_gate import PlacementGate
 from agent.leases.record import LeaseRecord, micro_time, row_from_record
 from agent.runtime import FakeClock
@@ -123,7 +123,7 @@ def test_a_lease_free_for_longer_than_the_grace_is_contested_by_anyone() -> None
         assert lab.mine() == set()
         lab.clock.advance(0.2)
         until(lambda: lab.mine() == {lease(theirs)})
-        assert lab.contest()[f"s{theirs:02d}"].state == "announcing"
+        until(lambda: lab.contest()[f"s{theirs:02d}"].state == "announcing")
     finally:
         stopped(lab.h)
 
@@ -204,3 +204,35 @@ def test_a_lease_of_a_dead_holder_goes_to_its_place(lab: Lab) -> None:
     until(lambda: {k for k, r in lab.contest().items() if r.contesting}
           == {k.removeprefix("cilium-l2announce-default-") for k in ours})  # fmt: skip
     assert 0 < len(ours) < 12
+
+
+def test_a_successor_keeps_standing_by_when_its_holder_dies_whatever_placement_says_then(
+    lab: Lab,
+) -> None:
+    two = frozenset({"node1", "node2"})
+    u = next(
+        i
+        for i in range(50)
+        if place([Unit(lease(i), ALL, "node3")]).successor.get(lease(i)) == "node1"
+    )
+    lab.alive("node1", "node2", "node3")
+    lab.held_by_other(lease(u), "node3")
+    lab.h.write(SERVICES, svc(u))
+    lab.h.announcer.start()
+    name = f"s{u:02d}"
+    until(lambda: lab.contest().get(name, ContestEntry("", "")).state == "standby")
+    # node3 dies while Services come in that all prefer node1 and sort before it: placement now
+    # puts it on node2, but node1 has followed the lease all along
+    newcomers = [
+        Service("default", f"a{j}", (), "LoadBalancer", "", None, (f"198.51.100.{10 + j}",))
+        for j in range(40)
+    ]
+    first = [s for s in newcomers if ranking(lease_name("default", s.name), two)[0] == "node1"]
+    lab.h.write(SERVICES, *first[:6])
+    units = [Unit(lease_name("default", s.name), two) for s in first[:6]]
+    assert place([*units, Unit(lease(u), two, "node3")]).owner[lease(u)] == "node2"
+    lab.alive("node1", "node2")
+    until(lambda: len(lab.contest()) == 7)
+    time.sleep(0.3)
+    row = lab.contest()[name]
+    assert row.contesting, row
