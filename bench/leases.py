@@ -22,23 +22,37 @@ the signal to the moment every Service the node held is in exactly one other age
   6, counted in the apiserver's audit log: they differ by less than 10 % (followers watch, they
   do not poll) and are at most services / retry period (25/s).
 
+With ``--scale``, lease economy mode against the seed's per-service mode instead (issue 18):
+1,000 Services on 3 agents (and 6), default timers (15 s / 5 s / 2 s), each mode in turn:
+
+- per agent, at steady state: API requests per second (the audit log, by ServiceAccount) and CPU
+  (% of one core, ``/proc/<pid>/stat``) over the window; the leases each agent holds;
+- one SIGKILL of the busiest agent: seconds until its Services are each announced by exactly one
+  other agent (bound: lease duration + 2 x retry period, 19 s), and one SIGTERM (release).
+
+Targets in economy mode: requests/s per agent <= 1 / retry period (so the cluster's <= nodes /
+retry period), CPU <= 5 % of a core per agent; the failover no slower than per-service's bound.
+The client rate limit is raised for both (per-service needs Services / renew deadline).
+
 The tests check what these moves must be (released leases taken on release, crashed ones only
 after expiry, never two holders, followers silent); the times are measured here.
 
 Run: ``.venv/bin/python bench/leases.py`` (``--json`` for machine-readable output, ``--quick``
-for fewer repetitions). Exit code 1 if a target is missed. Figures go in docs/benchmarks.md.
+for fewer repetitions; ``--scale [--nodes 3 6] [--modes per-service economy]`` for the above). Exit code 1 if a target is missed. Figures go in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -49,6 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common.durations import parse_duration  # noqa: E402
+from common.leases import is_service_lease  # noqa: E402
 from common.tables.leases import LEASES  # noqa: E402
 from lab.controlplane import ControlPlane  # noqa: E402
 from tests.integration.agent.cluster import (  # noqa: E402
@@ -139,7 +154,10 @@ def lease_traffic(cp: ControlPlane, workdir: Path, services: int, window: float)
             until(lambda: c.each_announced_once(ips), 120, "every service announced once")
             # Every agent has listed the leases (its watch is open from then on).
             until(
-                lambda: all(len(c.rows(n, LEASES)) == services for n in c.agents),
+                lambda: all(
+                    sum(1 for x in c.rows(n, LEASES) if is_service_lease(x.name)) == services
+                    for n in c.agents
+                ),
                 60,
                 "every agent knows every lease",
             )
@@ -156,6 +174,128 @@ def lease_traffic(cp: ControlPlane, workdir: Path, services: int, window: float)
             "difference": round(abs(rates[6] - rates[3]) / rates[3], 3),
             "limit_per_s": services / parse_duration(DEFAULT[2]),
         }
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SCALE_RATE = ("--k8s-client-qps=1000", "--k8s-client-burst=2000")
+SCALE_SERVICE_CIDR = "198.19.0.0/20"  # ClusterIPs for 1,000 Services, clear of the VIPs
+DEFAULT_FAILOVER_BOUND = 15.0 + 2 * 2.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def _scale_ip(i: int) -> str:
+    return f"198.18.{i // 250}.{i % 250 + 1}"  # the benchmarking range, 198.18.0.0/15
+
+
+def scale(
+    cp: ControlPlane, workdir: Path, services: int, nodes: int, mode: str, window: float
+) -> dict[str, Any]:
+    """Steady-state cost per agent and one SIGKILL and one SIGTERM failover, in ``mode``."""
+    extra = (*SCALE_RATE, f"--l2-announcements-lease-mode={mode}")
+    with cluster(cp, workdir, nodes) as c:
+        ips = list(c.services(services, _scale_ip).values())
+        for i in range(1, nodes + 1):
+            c.start_agent(f"node{i}", DEFAULT, extra)
+        started = time.monotonic()
+        until(lambda: c.each_announced_once(ips), 600, "every service announced once")
+        settled = time.monotonic() - started
+        # Steady: nothing but lease traffic for a while (the first acquisitions' Events and
+        # Service conditions go out on their own threads, and may still be catching up).
+        until(
+            lambda: all(e.resource == "leases" for e in c.agent_requests(time.time() - 4.0)),
+            600,
+            "only lease traffic",
+        )
+        time.sleep(2 * parse_duration(DEFAULT[2]))
+        pids = {n: p.pid for n, p in c.agents.items()}
+        held = {n: len(t) for n, t in c.tables().items()}
+        cpu0 = {n: _cpu_seconds(pid) for n, pid in pids.items()}
+        t0, wall0 = time.monotonic(), time.time()
+        time.sleep(window)
+        cpu1 = {n: _cpu_seconds(pid) for n, pid in pids.items()}
+        t1, wall1 = time.monotonic(), time.time()
+        time.sleep(0.5)  # the window's last requests reach the audit log
+        records = [e for e in c.agent_requests(wall0) if e.time < wall1]
+        per_node = Counter(c.node_of(e.user) for e in records)
+        lost = sum(c.log_text(n).count("Stopped leading") for n in c.agents)
+        agents = {
+            n: {
+                "services_held": held.get(n, 0),
+                "requests_per_s": round(per_node.get(n, 0) / (wall1 - wall0), 2),
+                "cpu_pct": round((cpu1[n] - cpu0[n]) / (t1 - t0) * 100, 2),
+            }
+            for n in sorted(pids)
+        }
+        mix = Counter(f"{e.verb} {e.resource} {e.code}" for e in records)
+        failover: dict[str, float] = {}
+        for sig in (signal.SIGKILL, signal.SIGTERM):
+            until(lambda: c.each_announced_once(ips), 120, "every service announced once")
+            node, _ = c.busiest()
+            c.signal(node, sig)
+            failover[sig.name] = round(until(partial(c.moved_from, node, ips), 120, "moved"), 2)
+            c.agents[node].wait(timeout=30)
+            c.start_agent(node, DEFAULT, extra)
+        return {
+            "mode": mode,
+            "nodes": nodes,
+            "services": services,
+            "window_s": window,
+            "settled_s": round(settled, 1),
+            "leases_lost_before_failover": lost,
+            "agents": agents,
+            "cluster_requests_per_s": round(len(records) / (wall1 - wall0), 2),
+            "requests": dict(mix.most_common()),
+            "failover_s": failover,
+        }
+
+
+def run_scale(nodes: list[int], modes: list[str], window: float) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cp = start_control_plane(
+            Path(tmp) / "controlplane",
+            (f"--service-cluster-ip-range={SCALE_SERVICE_CIDR}",),
+            REQUESTS_ONLY_AUDIT,
+        )
+        try:
+            for n in nodes:
+                for mode in modes:
+                    key = f"{mode}_{n}"
+                    workdir = Path(tmp) / key
+                    workdir.mkdir()
+                    results[key] = scale(cp, workdir, 1000, n, mode, window)
+        finally:
+            cp.stop()
+    for r in results.values():
+        retry = parse_duration(DEFAULT[2])
+        worst_rps = max(a["requests_per_s"] for a in r["agents"].values())
+        worst_cpu = max(a["cpu_pct"] for a in r["agents"].values())
+        r["met"] = r["failover_s"]["SIGKILL"] <= DEFAULT_FAILOVER_BOUND and (
+            r["mode"] != "economy" or (worst_rps <= 1.05 / retry and worst_cpu <= 5.0)
+        )
+    return results
+
+
+def print_scale(results: dict[str, Any]) -> None:
+    for r in results.values():
+        print(
+            f"{r['mode']}, {r['services']} Services on {r['nodes']} agents, timers "
+            f"{'/'.join(DEFAULT)}, {r['window_s']:.0f} s window (settled in {r['settled_s']} s; "
+            f"{r['leases_lost_before_failover']} leases lost): cluster "
+            f"{r['cluster_requests_per_s']} API requests/s; SIGKILL failover "
+            f"{r['failover_s']['SIGKILL']} s, SIGTERM {r['failover_s']['SIGTERM']} s: "
+            f"{'met' if r['met'] else 'MISSED'}"
+        )
+        for n, a in r["agents"].items():
+            print(
+                f"    {n}: holds {a['services_held']}, {a['requests_per_s']} requests/s, "
+                f"CPU {a['cpu_pct']} % of a core"
+            )
+        print(f"    requests in the window: {r['requests']}")
 
 
 Case = tuple[str, int, tuple[str, str, str], signal.Signals, float, bool]
@@ -187,7 +327,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--quick", action="store_true", help="2 runs of each move, 8 s window")
+    parser.add_argument(
+        "--scale", action="store_true", help="1,000 Services: economy vs per-service mode"
+    )
+    parser.add_argument("--nodes", type=int, nargs="+", default=[3, 6])
+    parser.add_argument("--modes", nargs="+", default=["per-service", "economy"])
+    parser.add_argument("--window", type=float, default=30.0, help="--scale: seconds measured")
     args = parser.parse_args()
+    if args.scale:
+        scaled = run_scale(args.nodes, args.modes, args.window)
+        if args.json:
+            print(json.dumps(scaled, indent=2))
+        else:
+            print_scale(scaled)
+        return 0 if all(r["met"] for r in scaled.values()) else 1
     runs, window = (2, 8.0) if args.quick else (5, 20.0)
     cases: list[Case] = [
         ("handover_default_1", 1, DEFAULT, signal.SIGTERM, HANDOVER_BOUND, False),

@@ -178,6 +178,12 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
                 help="Agents spread the leases over the nodes (l2-announcements-balance)."
             ),
         ] = True,
+        lease_mode: Annotated[
+            str,
+            typer.Option(
+                help="l2-announcements-lease-mode of every agent: per-service or economy."
+            ),
+        ] = "per-service",
     ) -> None:
         """Bring up a lab: LAN, control plane, nodes with agents, client; wait until announced."""
         with _errors():
@@ -192,6 +198,7 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
                 say=_say,
                 dual_stack=dual_stack,
                 balance=balance,
+                lease_mode=lease_mode,
             )
             _say(f"lab {state.name} is up ({time.monotonic() - start:.1f}s)")
             typer.echo("")

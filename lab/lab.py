@@ -48,7 +48,7 @@ from typing import Any
 
 import yaml
 
-from agent.config import Config, ConfigError, clamp_lease_timings, parse_value
+from agent.config import LEASE_MODES, Config, ConfigError, clamp_lease_timings, parse_value
 from agent.leases.churn import needed_qps
 from common.durations import parse_duration
 from common.leases import is_service_lease, lease_name
@@ -194,11 +194,15 @@ def up(
     say: Callable[[str], None] = print,
     dual_stack: bool = True,
     balance: bool = True,
+    lease_mode: str = "per-service",
 ) -> LabState:
     """Bring a lab up; returns once every Service is announced. Refuses if one is up already.
     ``dual_stack``: the LAN has IPv6 too and each Service an IPv6 VIP besides its IPv4 one.
-    ``balance``: the agents spread the leases (l2-announcements-balance)."""
+    ``balance``: the agents spread the leases (l2-announcements-balance). ``lease_mode``: the
+    agents' l2-announcements-lease-mode (per-service or economy)."""
     check_name(name)
+    if lease_mode not in LEASE_MODES:
+        raise LabError(f"--lease-mode {lease_mode}: expected one of {', '.join(LEASE_MODES)}")
     if not 1 <= nodes <= MAX_NODES:
         raise LabError(f"--nodes {nodes}: the lab has room for 1 to {MAX_NODES} nodes")
     if not 0 <= services <= MAX_SERVICES:
@@ -219,6 +223,7 @@ def up(
         timers=timers,
         dual_stack=dual_stack,
         balance=balance,
+        lease_mode=lease_mode,
     )
     state.host_link_net = _free_host_link_net()
     if lab_dir(name).exists():
@@ -562,6 +567,7 @@ def agent_args(state: LabState, node: str) -> list[str]:
         f"--k8s-client-qps={qps}",
         f"--k8s-client-burst={2 * qps}",
         f"--l2-announcements-balance={'true' if state.balance else 'false'}",
+        f"--l2-announcements-lease-mode={state.lease_mode}",
         # Each node is its own network namespace: the same port on every node, as a DaemonSet.
         f"--prometheus-serve-addr=:{METRICS_PORT}",
     ]
