@@ -336,7 +336,8 @@ class Elector:
             name = queue.pop(0)
             node = heartbeat_node(name) if self.economy and name != self.heartbeat else None
             if node is not None:
-                self._check_node(node, force=True)
+                # Due at its expiry (a no-op when renewed since), or when a fence may be retried.
+                self._check_node(node, force=self._fencer.retry_at(node) <= now)
                 queue.extend(n for n in self._dirty if n not in due)
                 due |= self._dirty
                 self._dirty.clear()
