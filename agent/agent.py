@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from agent.api_usage import ApiUsage
 from agent.config import Config
 from agent.config_table import write_config
 from agent.health_publisher import HealthPublisher
@@ -220,11 +221,22 @@ class Agent:
         )
         self._add(self.devices)
 
+        # Counts every request (then the metrics do): l2dbg status shows the rate and the limit
+        # the leases need.
+        self.api_usage = ApiUsage(
+            c.effective_qps,
+            c.effective_burst,
+            c.l2_announcements_renew_deadline,
+            forward=self.metrics,
+            clock=self.clock,
+            economy=c.l2_announcements_lease_mode == "economy",
+        )
+        self.health.add(self.api_usage.health)
         if api_client is None:
             from agent.k8s.client import make_api_client
 
             api_client = make_api_client(
-                c.kubeconfig, c.effective_qps, c.effective_burst, observer=self.metrics
+                c.kubeconfig, c.effective_qps, c.effective_burst, observer=self.api_usage
             )
         self.api_client = api_client
         self.lease_api = KubernetesLeaseAPI(
@@ -356,6 +368,7 @@ class Agent:
             economy=c.l2_announcements_lease_mode == "economy",
         )
         self.elector = elector
+        self.api_usage.leases = lambda: len(elector.campaigns())
         node_liveness = NodeLivenessMonitor(self.db, clock=self.clock)
         self.node_liveness = node_liveness
         self.announcer = L2Announcer(

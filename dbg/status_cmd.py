@@ -49,6 +49,8 @@ def render(state_dir: Path, proxy: str) -> str:
         entries = snap.rows(L2_ANNOUNCE)
         devices = [d.name for d in snap.rows(DEVICES) if d.selected]
     node = config.get("node-name", "?")
+    # The agent's own count and the sizing rule's need (agent/api_usage.py), as its health row.
+    usage = next((h.message for h in health if h.module == "api-usage"), "")
     held = [x.name for x in leases if x.holder == node]
     pairs: dict[str, int] = {}
     for e in entries:
@@ -70,6 +72,7 @@ def render(state_dir: Path, proxy: str) -> str:
             for n in held
         ),
         f"Leases followed:      {len(followed)}",
+        f"API requests:         {usage or 'not reported (an agent older than this l2dbg?)'}",
         f"Announced IPs:        {len({e.ip for e in entries})} on {len(entries)} (IP, interface) pair(s)",
     ]  # fmt: skip
     for e in entries:

@@ -83,6 +83,7 @@ def test_one_health_row_per_module_and_job(agent: Agent) -> None:
     assert sorted(agent.health.snapshot()) == sorted(
         [
             "health-server",
+            "api-usage",
             "devices",
             "reflector:services",
             "reflector:nodes",
