@@ -18,7 +18,7 @@ from typing import Any
 from agent.k8s.reflector import Obj, RowMapping
 from agent.leases.api import Conflict, Forbidden, LeaseAPIError, NotFound, SendTime
 from agent.leases.record import LeaseRecord, row_from_record
-from common.leases import is_agent_lease
+from common.leases import heartbeat_node, is_agent_lease
 from common.tables.leases import LEASES, Lease
 
 log = logging.getLogger("l2announcer.leases")
@@ -126,7 +126,14 @@ class KubernetesLeaseAPI:
             fn = functools.partial(raw, fn.__self__)
         # The lease client's transport does not wait on the shared limiter: the wait is here, so
         # the moment the request leaves it is known. The URL is for the throttling log line.
-        self._limits.wait(verb, f"{self._url}/{name}" if name else self._url)
+        limiter = self._limits.limiter
+        if limiter is not None and heartbeat_node(name) is not None:
+            # A node heartbeat (one request per retry period, or a fence) takes its token but
+            # never queues behind the Service leases' requests: in economy mode a late renewal
+            # drops every Service this node holds. It exceeds the budget by at most that rate.
+            limiter.reserve()
+        else:
+            self._limits.wait(verb, f"{self._url}/{name}" if name else self._url)
         if sent is not None:
             sent.at = self._monotonic()
         try:

@@ -104,6 +104,10 @@ class Elector:
         self._dirty: set[str] = set()
         self._heap: list[tuple[float, str]] = []
         self._pool = WorkerPool("lease-api", workers)
+        # Heartbeats (ours, and fences of others') have workers of their own: queued behind
+        # hundreds of acquisitions (a start, a failover) a renewal would miss its deadline, and
+        # in economy mode that drops every Service the node holds at once.
+        self._beat_pool = WorkerPool("lease-heartbeat", 2)
         self.name = "elector"
         self.health = HealthReporter(self.name, probe=self._health)
         # The scheduler ends by itself once stop() has released what it holds (see _run).
@@ -239,6 +243,7 @@ class Elector:
             self._cond.notify_all()
         self._job.stop(timeout=release_timeout + 1.0)
         self._pool.shutdown()
+        self._beat_pool.shutdown()
 
     # -- the scheduler ------------------------------------------------------------------------
 
@@ -439,7 +444,8 @@ class Elector:
             # take longer than one retry period on a busy apiserver, and a release that gives up
             # leaves the lease to expire instead of being taken over at once.
             timeout = max(timeout, self._release_deadline - self._clock.monotonic())
-        fut = self._pool.submit(self._call, name, req, timeout)
+        pool = self._beat_pool if heartbeat_node(name) is not None else self._pool
+        fut = pool.submit(self._call, name, req, timeout)
         self._in_flight.add(fut)
         fut.add_done_callback(self._in_flight.discard)
 
