@@ -278,7 +278,7 @@ class Agent:
             )
             self._add(r)
 
-    def _placement(self) -> list[Gate]:
+    def _placement(self, elector: Elector) -> list[Gate]:
         """The placement gate, last (l2-announcements-balance): a release for balance is paced
         at one per retry period, and a lease free for a retry period is anyone's."""
         from agent.announcer.placement_gate import PlacementGate
@@ -292,6 +292,7 @@ class Agent:
             rebalance=c.l2_announcements_rebalance,
             external_ips=c.enable_external_ips,
             clock=self.clock,
+            leading=elector.is_leading,
         )
         return [self.placement]
 
@@ -383,7 +384,7 @@ class Agent:
             gates=default_gates(
                 endpoints=True, announce_without_endpoints=c.announce_without_endpoints, fence=True
             )
-            + self._placement(),
+            + self._placement(elector),
             on_contest=on_contest,
             before_release=self._await_withdrawal,
         )

@@ -104,10 +104,10 @@ def _assign(
     units: Sequence[Unit], ranks: Mapping[str, list[str]], gone: str, rebalance: bool
 ) -> tuple[dict[str, str], dict[str, str], int, int]:
     """(owner, moving, target, cap) with node ``gone`` (if any) taken away."""
-    owner, moving, target, cap, short = _assign_within(units, ranks, gone, rebalance, slack=1)
+    owner, moving, target, cap, short = _assign_within(units, ranks, gone, rebalance, even=False)
     if short and rebalance:
         # Holders keeping one over the target would leave a node two or more short of it.
-        owner, moving, target, cap, _ = _assign_within(units, ranks, gone, rebalance, slack=0)
+        owner, moving, target, cap, _ = _assign_within(units, ranks, gone, rebalance, even=True)
     return owner, moving, target, cap
 
 
@@ -116,17 +116,19 @@ def _assign_within(
     ranks: Mapping[str, list[str]],
     gone: str,
     rebalance: bool,
-    slack: int,
+    even: bool,
 ) -> tuple[dict[str, str], dict[str, str], int, int, bool]:
-    """``_assign`` with holders keeping up to ``target + slack``; the last item says whether
-    some node ends up with fewer than ``target - 1`` units."""
+    """``_assign`` with holders keeping up to ``cap``, or with ``even`` only their even share
+    (``floor(S/N)``); the last item says whether some node ends up with fewer than
+    ``target - 1`` units."""
     nodes = {n for u in units for n in u.candidates if n != gone}
     placeable = [u for u in units if any(n != gone for n in u.candidates)]
     if not nodes:
         return {}, {}, 0, 0, False
     target = math.ceil(len(placeable) / len(nodes))
     cap = target + 1
-    keep = target + slack
+    keep = len(placeable) // len(nodes) if even else cap
+    ideal = _fresh(placeable, ranks, gone, target)
     owner: dict[str, str] = {}
     moving: dict[str, str] = {}
     load: Counter[str] = Counter()
@@ -135,9 +137,10 @@ def _assign_within(
         if u.held and u.holder != gone:
             held.setdefault(u.holder, []).append(u)
     for holder, mine in held.items():
-        # A holder over the cap keeps the units it ranks highest (every node picks the same
-        # ones); the rest are placed below like free units, away from it since it is full.
-        mine.sort(key=lambda u: (-score(u.key, holder), u.key))
+        # A holder over the cap keeps the units the ideal placement gives it, then those it
+        # ranks highest (every node picks the same ones); the rest are placed below like free
+        # units, away from it since it is full.
+        mine.sort(key=lambda u: (ideal[u.key] != holder, -score(u.key, holder), u.key))
         for u in mine[: keep if rebalance else len(mine)]:
             owner[u.key] = holder
             load[holder] += 1
@@ -145,7 +148,19 @@ def _assign_within(
         if u.key in owner:
             continue
         ranked = [n for n in ranks[u.key] if n != gone]
-        pick = next((n for n in ranked if load[n] < target), None)
+        # A free unit goes where the ideal placement puts it, if there is room: its place does
+        # not depend on which others are held yet, so nodes taking their leases one by one at
+        # start-up do not move each other's. Else a node two short of the target (one that
+        # joined); then a holder that has room keeps it (a move only where one is needed);
+        # then by rank.
+        free = not u.held or u.holder == gone
+        pick = ideal[u.key] if free and load[ideal[u.key]] < target else None
+        if pick is None:
+            pick = next((n for n in ranked if load[n] < target - 1), None)
+        if pick is None and u.held and u.holder != gone and load[u.holder] < target:
+            pick = u.holder
+        if pick is None:
+            pick = next((n for n in ranked if load[n] < target), None)
         if pick is None:
             pick = next((n for n in ranked if load[n] < cap), None)
         if pick is None:
@@ -158,3 +173,18 @@ def _assign_within(
             moving[u.key] = pick
     short = any(load[n] < target - 1 for n in nodes)
     return owner, moving, target, cap, short
+
+
+def _fresh(
+    units: Sequence[Unit], ranks: Mapping[str, list[str]], gone: str, target: int
+) -> dict[str, str]:
+    """The ideal placement: every unit free, each to the first node in its ranking with fewer
+    than ``target``, in key order."""
+    load: Counter[str] = Counter()
+    out: dict[str, str] = {}
+    for u in units:
+        ranked = [n for n in ranks[u.key] if n != gone]
+        pick = next((n for n in ranked if load[n] < target), ranked[0])
+        out[u.key] = pick
+        load[pick] += 1
+    return out

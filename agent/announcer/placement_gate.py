@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.announcer.gates import EXCLUDE_LABEL, GateView, Refusal
@@ -78,6 +78,7 @@ class PlacementGate:
         rebalance: bool = True,
         external_ips: bool = False,
         clock: Clock | None = None,
+        leading: Callable[[str], bool] | None = None,
     ) -> None:
         self.pace = pace
         """Seconds between two releases for balance by this node (the retry period)."""
@@ -86,7 +87,15 @@ class PlacementGate:
         self.rebalance = rebalance
         self.external_ips = external_ips
         self._clock = clock or RealClock()
+        # This node's own leases as its elector knows them: the leases table shows an
+        # acquisition only once the watch brings it back, and a pass in between must not take
+        # a lease just taken for a free one placed elsewhere (and release it). A lease the table
+        # still shows held here is taken as held until the table says otherwise.
+        self._leading = leading
         self._reader: Reader | None = None
+        # The last placement and its inputs: a pass whose units did not change (most passes:
+        # a heartbeat renewed, a Service's other fields) reuses it.
+        self._placed: tuple[dict[str, Unit], Placement] | None = None
         self._pass: _Pass | None = None
         self._free_since: dict[str, float] = {}
         # unit -> (its live holder, its successor) as of the last pass that saw it held: when the
@@ -201,8 +210,15 @@ class PlacementGate:
         units = {}
         for k, c in candidates.items():
             row = r.get(LEASES, k)
-            units[k] = Unit(k, frozenset(c), row.holder if row else "")
-        placement = place(units.values(), self.rebalance)
+            holder = row.holder if row else ""
+            if self._leading is not None and self._leading(k):
+                holder = me
+            units[k] = Unit(k, frozenset(c), holder)
+        if self._placed is not None and self._placed[0] == units:
+            placement = self._placed[1]
+        else:
+            placement = place(units.values(), self.rebalance)
+            self._placed = (units, placement)
         now = self._clock.monotonic()
         free_for = {}
         for k, u in units.items():

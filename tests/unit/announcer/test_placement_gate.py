@@ -40,7 +40,13 @@ class Lab:
         self.clock = FakeClock()
         h = started()
         h.announcer.stop()  # replaced by one with the gate and the fake clock
-        self.gate = PlacementGate(pace=PACE, grace=grace, rebalance=rebalance, clock=self.clock)
+        self.gate = PlacementGate(
+            pace=PACE,
+            grace=grace,
+            rebalance=rebalance,
+            clock=self.clock,
+            leading=h.elector.is_leading,
+        )
         h.announcer = L2Announcer(
             h.db, h.elector, "node1", h._conditions_written, clock=self.clock, gates=[self.gate]
         )
@@ -98,13 +104,17 @@ def test_a_node_contests_only_what_placement_puts_on_it(lab: Lab) -> None:
     lab.h.announcer.start()
     ours = {k for k, n in placed(30).items() if n == "node1"}
     assert 0 < len(ours) <= 11
-    until(lambda: lab.mine() == ours)
+    until(lambda: len(lab.mine()) >= len(ours) - 1)
     time.sleep(0.3)
-    assert lab.mine() == ours, "nothing else taken"
-    assert set(lab.h.api.leases) == ours, "nothing else even tried"
+    # what it takes first moves the bounded-load placement of the rest a little (and the other
+    # nodes, which take theirs meanwhile, would move it back): about its share, never more than
+    # the bound, and nothing it did not keep was even tried
+    mine = lab.mine()
+    assert len(ours) - 2 <= len(mine) <= 11
+    assert set(lab.h.api.leases) == mine
     rows = lab.contest()
     refused = [r for r in rows.values() if r.state == "refused"]
-    assert len(refused) == 30 - len(ours)
+    assert len(refused) == 30 - len(mine)
     assert all(r.reason == "placed-elsewhere" for r in refused)
     assert "placed on node" in refused[0].detail and "free for 100s" in refused[0].detail
 
@@ -228,11 +238,17 @@ def test_a_successor_keeps_standing_by_when_its_holder_dies_whatever_placement_s
         for j in range(40)
     ]
     first = [s for s in newcomers if ranking(lease_name("default", s.name), two)[0] == "node1"]
-    lab.h.write(SERVICES, *first[:6])
-    units = [Unit(lease_name("default", s.name), two) for s in first[:6]]
-    assert place([*units, Unit(lease(u), two, "node3")]).owner[lease(u)] == "node2"
-    lab.alive("node1", "node2")
-    until(lambda: len(lab.contest()) == 7)
+
+    def owner_with(k: int) -> str:
+        units = [Unit(lease_name("default", s.name), two) for s in first[:k]]
+        return place([*units, Unit(lease(u), two, "node3")]).owner[lease(u)]
+
+    k = next(k for k in range(1, len(first)) if owner_with(k) == "node2")
+    with lab.h.db.write_txn(SERVICES, L2_NODES) as txn:  # at once: no pass sees one alone
+        for s in first[:k]:
+            txn.upsert(SERVICES, s)
+        txn.delete(L2_NODES, NodeLiveness("node3"))
+    until(lambda: len(lab.contest()) == k + 1)
     time.sleep(0.3)
     row = lab.contest()[name]
     assert row.contesting, row
