@@ -17,8 +17,9 @@ policies, every node's labels (``nodes``, all nodes when placement is on), which
 
 Services that share an address are placed as one unit, under their group leader's lease
 (placement_groups.py). Candidates are judged from the tables alone: a node is a candidate for a
-Service when its agent is alive, it is not labelled out of external load balancing, and a policy
-selects the Service there by node labels. A policy's interfaces are not checked for other nodes
+Service when its agent is alive, it is not labelled out of external load balancing, a policy
+selects the Service there by node labels, and, for ``externalTrafficPolicy: Local``, it has a
+usable endpoint of the Service (when some node has one). A policy's interfaces are not checked for other nodes
 (their devices are not in this node's tables): a node that matches by labels but has no such
 interface holds the lease idle; the operator sees it as ``nothing-to-announce``.
 """
@@ -31,6 +32,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from agent.announcer.gate_etp import LOCAL
 from agent.announcer.gates import EXCLUDE_LABEL, GateView, Refusal
 from agent.announcer.placement import Placement, Unit, place
 from agent.announcer.placement_groups import shared_ip_leaders
@@ -38,6 +40,7 @@ from agent.logfmt import fields
 from agent.policy.evaluate import PolicyView, evaluate_policy, selecting_policies
 from agent.runtime import Clock, RealClock
 from common.leases import lease_name
+from common.tables.endpoint_slices import ENDPOINT_SLICES, ENDPOINT_SLICES_BY_SERVICE, Backends
 from common.tables.l2_announce import Origin
 from common.tables.leases import LEASES
 from common.tables.node_liveness import L2_NODES
@@ -194,6 +197,7 @@ class PlacementGate:
                 continue
             views[node] = [evaluate_policy(p, node_labels, ()) for p in policies]
         services = r.all(SERVICES)
+        endpoints = r.initialized(ENDPOINT_SLICES)  # the agent reflects them; tests may not
         if not self.external_ips:
             services = [dataclasses.replace(s, external_ips=None) for s in services]
         leaders = shared_ip_leaders(services)
@@ -203,6 +207,12 @@ class PlacementGate:
             key = (s.namespace, s.name)
             unit = lease_name(*leaders.get(key, key))
             nodes = {n for n, vs in views.items() if selecting_policies(s, vs)}
+            if endpoints and s.external_traffic_policy == LOCAL:
+                # Only a node with a local endpoint contests a Local Service (gate_etp.py);
+                # with none anywhere, that gate decides alone.
+                backends = Backends.of(r.list(ENDPOINT_SLICES_BY_SERVICE, *key))
+                if backends.nodes:
+                    nodes &= backends.nodes
             if not nodes:
                 continue
             unit_of[key] = unit

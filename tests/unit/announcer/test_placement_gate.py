@@ -3,6 +3,7 @@ release for balance one lease per pace, and contest anything free for longer tha
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ from agent.runtime import FakeClock
 from common.leases import lease_name
 from common.tables import LEASES, NODES, POLICIES, SERVICES
 from common.tables.contest import L2_CONTEST, ContestEntry
+from common.tables.endpoint_slices import ENDPOINT_SLICES, EndpointSlice
 from common.tables.node_liveness import L2_NODES, Liveness, NodeLiveness
 from common.tables.nodes import Node
 from common.tables.policies import Policy
@@ -252,3 +254,15 @@ def test_a_successor_keeps_standing_by_when_its_holder_dies_whatever_placement_s
     time.sleep(0.3)
     row = lab.contest()[name]
     assert row.contesting, row
+
+
+def test_a_local_service_is_placed_among_the_nodes_with_a_local_endpoint(lab: Lab) -> None:
+    two = frozenset({"node1", "node2"})
+    i = next(i for i in range(50) if place([Unit(lease(i), two)]).owner[lease(i)] == "node2")
+    local = dataclasses.replace(svc(i), external_traffic_policy="Local")
+    lab.alive("node1", "node2")
+    endpoints = EndpointSlice("default", f"s{i:02d}-abc", f"s{i:02d}", nodes=("node1",), ready=1)
+    lab.h.write(ENDPOINT_SLICES, endpoints, init=True)
+    lab.h.write(SERVICES, local)
+    lab.h.announcer.start()
+    until(lambda: lab.mine() == {lease(i)})  # at once: node2, its place by hash, has none
