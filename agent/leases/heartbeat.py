@@ -109,20 +109,23 @@ class NodeLivenessView:
     def nodes(self) -> list[str]:
         return sorted(self._seen)
 
-    def row(self, node: str, now: float) -> NodeLiveness | None:
+    def row(
+        self, node: str, now: float, wall: float, old: NodeLiveness | None
+    ) -> NodeLiveness | None:
+        """``node``'s row at ``now``: ``old`` itself while its state and duration stand, so a
+        renewal seen does not rewrite it (``since`` is when this node saw the state begin)."""
         s = self._seen.get(node)
         state = self.state(node, now)
         if s is None or state is None:
             return None
-        released = state == Liveness.RELEASED
-        return NodeLiveness(
-            node=node,
-            state=state,
-            renew_time=s.record.renew_time,
-            duration_seconds=s.record.duration_seconds,
-            observed=s.wall,
-            expires=0.0 if released else s.wall + max(0, s.record.duration_seconds),
-        )
+        duration = s.record.duration_seconds
+        if old is not None and old.state == state and old.duration_seconds == duration:
+            return old
+        if state == Liveness.EXPIRED:
+            since = wall - (now - self.expiry(node)) if self.expiry(node) > -math.inf else wall
+        else:
+            since = s.wall
+        return NodeLiveness(node=node, state=state, duration_seconds=duration, since=since)
 
 
 def _older(a: LeaseRecord, b: LeaseRecord) -> bool:
@@ -153,6 +156,7 @@ class NodeLivenessMonitor:
         self._lock = threading.Lock()
         self._listeners: list[OnNodes] = []
         self._states: dict[str, Liveness] = {}
+        self._rows: dict[str, NodeLiveness] = {}
         self._job = Job(self.name, self._run, wake=db.notify_waiters, health=self.health)
 
     def on_change(self, listener: OnNodes) -> None:
@@ -199,7 +203,12 @@ class NodeLivenessMonitor:
                 if node is not None:
                     record = None if ch.deleted else record_from_row(ch.row)
                     self.view.observe(node, record, now, wall)
-            rows = {n: row for n in self.view.nodes() if (row := self.view.row(n, now))}
+            rows = {
+                n: row
+                for n in self.view.nodes()
+                if (row := self.view.row(n, now, wall, self._rows.get(n)))
+            }
+            self._rows = rows
             states = {n: Liveness(r.state) for n, r in rows.items()}
             moved = {
                 n for n in set(states) | set(self._states) if states.get(n) != self._states.get(n)

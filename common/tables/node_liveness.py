@@ -3,8 +3,10 @@ as THIS node judges it: alive while it was seen to change within its duration, b
 monotonic clock since it saw the change (never by the writer's renewTime, so clock offsets between
 nodes do not matter). Written by the node-liveness module from the ``leases`` table.
 
-Placement reads it to know which candidates are up; in lease economy mode it is also what makes a
-Service lease expire (its holder's heartbeat). Primary key: node. Index ``state``.
+Placement reads it to know which candidates are up; in lease economy mode a Service lease whose
+holder's heartbeat is not alive may be taken over. A row changes only when its state does (never
+on a mere renewal), so its readers, which recompute every Service, wake only then.
+Primary key: node. Index ``state``.
 """
 
 from __future__ import annotations
@@ -31,13 +33,10 @@ class NodeLiveness:
     node: str
     state: str = Liveness.EXPIRED
     """A :class:`Liveness` value (stored as its text)."""
-    renew_time: str = ""
-    """The heartbeat's renewTime as written (the writer's wall clock; for display only)."""
     duration_seconds: int = 0
-    observed: float = 0.0
-    """When this node saw the heartbeat last change, seconds since the epoch (this node's clock)."""
-    expires: float = 0.0
-    """``observed`` + duration: when it stops counting as alive here unless renewed; 0 if released."""
+    """The heartbeat's leaseDurationSeconds: how long it counts as alive after a renewal seen."""
+    since: float = 0.0
+    """When this node saw it enter this state, seconds since the epoch (this node's clock)."""
 
     @property
     def alive(self) -> bool:
@@ -52,10 +51,8 @@ def _json(x: NodeLiveness) -> dict[str, Any]:
     return {
         "Node": x.node,
         "State": str(x.state),
-        "RenewTime": x.renew_time,
         "LeaseDurationSeconds": x.duration_seconds,
-        "Observed": x.observed,
-        "Expires": x.expires,
+        "Since": x.since,
     }
 
 
@@ -65,15 +62,8 @@ L2_NODES: Table[NodeLiveness] = Table(
     row_type=NodeLiveness,
     primary_key=("node",),
     indexes={"state": ("state",)},
-    header=("Node", "State", "RenewTime", "Duration", "Observed", "Expires"),
-    format_row=lambda x: (
-        x.node,
-        x.state,
-        x.renew_time,
-        f"{x.duration_seconds}s",
-        _clock(x.observed),
-        _clock(x.expires),
-    ),
+    header=("Node", "State", "Duration", "Since"),
+    format_row=lambda x: (x.node, x.state, f"{x.duration_seconds}s", _clock(x.since)),
     to_json=_json,
     doc="Each agent's heartbeat as this node judges it: alive, expired or released.",
 )

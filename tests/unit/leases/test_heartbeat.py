@@ -143,21 +143,30 @@ def test_the_monitor_writes_l2_nodes_and_tells_listeners_what_changed() -> None:
         with db.read_txn() as r:
             rows = {x.node: x for x in r.all(L2_NODES)}
         assert sorted(rows) == ["node1", "node2"]
-        assert rows["node1"].alive and rows["node1"].expires == rows["node1"].observed + 15
+        assert rows["node1"].alive and rows["node1"].duration_seconds == 15
+        assert rows["node1"].since == clock.now()
         assert moved == [{"node1", "node2"}]
+        # A renewal seen rewrites nothing: the readers (every Service recomputed) stay asleep.
+        with db.read_txn() as r:
+            before = r.all_with_revision(L2_NODES)
+        clock.advance(1)
+        _put(db, heartbeat_name("node2"), _rec("node2", 6, "renewed"))
+        m.run_once()
+        with db.read_txn() as r:
+            assert r.all_with_revision(L2_NODES) == before
         assert m.state("node2")[0] is Liveness.ALIVE
 
-        clock.advance(10)
-        _put(db, heartbeat_name("node1"), _rec("node1", 4, "later"))
+        clock.advance(9)
+        _put(db, heartbeat_name("node1"), _rec("node1", 7, "later"))
         m.run_once()
-        clock.advance(6)  # node2's 15 s are up, node1 was seen renewed 6 s ago
+        clock.advance(6)  # node2's 15 s since its renewal are up, node1's are not
         m.run_once()
         with db.read_txn() as r:
             states = {x.node: x.state for x in r.all(L2_NODES)}
         assert states == {"node1": "alive", "node2": "expired"}
         assert moved[-1] == {"node2"}
 
-        _put(db, heartbeat_name("node1"), _rec("", 5, duration=1))
+        _put(db, heartbeat_name("node1"), _rec("", 8, duration=1))
         _put(db, heartbeat_name("node2"), None)
         m.run_once()
         with db.read_txn() as r:
