@@ -353,9 +353,13 @@ class L2Announcer:
     def _log_refusals(
         self, selected: dict[str, tuple[Service, list[PolicyView]]], refused: dict[str, Refusal]
     ) -> None:
-        """One log line when a Service starts or stops being refused, or its reason changes."""
+        """One log line when a Service starts or stops being refused, or its reason changes.
+        Not for placement's ``placed-elsewhere``, the usual state of most Services on most
+        nodes (l2-contest shows it; the placement gate logs the handovers it starts)."""
         now = {(selected[x][0].namespace, selected[x][0].name): r for x, r in refused.items()}
         for key, refusal in sorted(now.items()):
+            if refusal.reason == "placed-elsewhere":
+                continue
             if self.refused.get(key) != refusal:
                 log.info(
                     "Not contesting the lease of a service",
@@ -366,6 +370,8 @@ class L2Announcer:
                     ),
                 )
         for key in sorted(self.refused.keys() - now.keys()):
+            if self.refused[key].reason == "placed-elsewhere":
+                continue
             log.info(
                 "Contesting the lease of a service again",
                 extra=fields(service=f"{key[0]}/{key[1]}"),
