@@ -229,6 +229,9 @@ class LeaseElection:
             self._stop("node heartbeat not renewed")
         if self.in_flight is not None or now < self.not_before:
             return None
+        # The backoff is over: forgotten, or next_deadline() would keep returning a time in the
+        # past and the driver would step this election again and again (a busy loop).
+        self.not_before = -math.inf
         if not self.wanted:
             if self.leading:
                 self._stop("no longer selected")

@@ -278,3 +278,25 @@ def test_a_followers_old_error_clears_when_the_watch_shows_a_live_holder() -> No
     assert e.last_error == "leases is forbidden"
     e.observe(LeaseRecord("node2", 15, "a", "a", 1, "9"), 1.0)
     assert e.last_error == ""
+
+
+def test_a_backoff_once_over_leaves_no_deadline_in_the_past() -> None:
+    """After a failed request and a successful retry the election's next deadline is ahead: a
+    backoff time left behind made the elector step it again and again (a busy loop; found by the
+    1,000-Service benchmark, where start-up timeouts left hundreds of elections spinning)."""
+    import random
+
+    t = Timings(15.0, 5.0, 2.0)
+    e = LeaseElection("x", "node1", t, random.Random(1).random)
+    e.set_wanted(True)
+    e.observe(None, 0.0)
+    req = e.step(0.0, 1e9)
+    assert req is not None
+    e.complete(req, Outcome(error="other", message="timeout"), 0.1)
+    assert e.step(0.2, 1e9) is None  # backing off
+    retry = e.step(5.0, 1e9)
+    assert retry is not None and retry.purpose == "acquire"
+    e.complete(retry, Outcome(LeaseRecord("node1", 15, "a", "b", 0, "1")), 5.1)
+    assert e.leading
+    assert e.next_deadline() > 5.1
+    assert e.next_deadline(True, 5.1) == float("inf")  # economy: a leader has no deadline
