@@ -7,8 +7,10 @@ for need by the sizing rule: 1.5 x renewed leases / renew deadline, and a burst 
 the seed's lease mode every held lease is renewed, so all the leases count (worst case: this node
 holds them all) and the heartbeat; in economy mode only the heartbeat is renewed, but a takeover
 writes each lease once, so the burst must hold them all. ``l2dbg status`` shows the row.
-When the configured limit is below that, the agent logs one warning (again only after it was
-enough in between): leases renewed late are lost, and the Services they carry flap.
+When the configured limit is below that, or the measured rate is at 90 % of it or more (the rule
+assumes one renewal per renew deadline, the elector renews every retry period, and the other
+requests add up), the agent logs one warning (again only after it was enough in between):
+leases renewed late are lost, and the Services they carry flap.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ log = logging.getLogger("l2announcer.api-usage")
 
 WINDOW = 60.0
 """Seconds the request rate is averaged over."""
+
+FULL = 0.9
+"""A measured rate at this share of the configured QPS counts as too low a limit: requests
+already wait in the client-side limiter."""
 
 
 class Observer(Protocol):
@@ -106,9 +112,10 @@ class ApiUsage:
 
     def _probe(self) -> Health:
         leases, qps, burst = self.need()
-        short = self.qps < qps or self.burst < burst
+        rate = self.rate()
+        short = self.qps < qps or self.burst < burst or rate >= FULL * self.qps
         message = (
-            f"{self.rate():.1f} requests/s (last {WINDOW:g}s); {leases} lease(s) need "
+            f"{rate:.1f} requests/s (last {WINDOW:g}s); {leases} lease(s) need "
             f"k8s-client-qps {qps}, k8s-client-burst {burst}; configured {self.qps:g}, "
             f"{self.burst}" + (" (too low)" if short else "")
         )

@@ -64,3 +64,15 @@ def test_in_economy_mode_only_the_heartbeat_is_renewed_but_a_takeover_bursts() -
     usage = ApiUsage(5.0, 10, 5.0, clock=FakeClock(), economy=True)
     usage.leases = lambda: 99
     assert usage.need() == (100, 1, 100)
+
+
+def test_a_measured_rate_near_the_limit_is_too_low_whatever_the_rule_says() -> None:
+    clock = FakeClock()
+    usage = ApiUsage(5.0, 10, 5.0, clock=clock)
+    for _ in range(60):
+        for _ in range(5):
+            usage.on_request("PUT", "200")
+        clock.advance(1.0)
+    assert usage.need() == (1, 1, 2)
+    assert usage.health.current().message.startswith("5.0 requests/s")
+    assert usage.health.current().message.endswith("(too low)")
