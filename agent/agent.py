@@ -21,7 +21,7 @@ publisher copies into the ``health`` table every second.
     node-liveness   the nodes' heartbeat leases -> l2-nodes (alive, expired, released)
     elector         leases wanted -> leases held, and this node's heartbeat lease renewed
     l2-announcer    services, policies, devices, leases held -> l2-announce
-    lease-gc        deletes our unheld leases every minute
+    lease-gc        deletes our released leases (as the leases table shows them) every minute
     reflector:pods, pod-announcer   pods -> gratuitous ARP (L2 pod announcements)
     metrics         Prometheus
     health          health registry -> health table, and the heartbeat
@@ -405,7 +405,7 @@ class Agent:
         gc = Timer(
             "lease-gc",
             LEASE_GC_INTERVAL,
-            self.lease_api.collect_garbage,
+            self._collect_released_leases,
             first=LEASE_GC_INTERVAL,
         )
         self._add(gc)
@@ -638,6 +638,23 @@ class Agent:
             return
         if removed:
             log.info("l2 announcements disabled: removed %s", ", ".join(removed))
+
+    def _collect_released_leases(self) -> int:
+        """The lease GC while announcements run: the released leases the leases reflector shows,
+        each deleted with its resourceVersion as precondition; no request while there are none
+        (a list every minute from every node would be most of economy mode's API traffic)."""
+        from common.leases import is_agent_lease
+        from common.tables.leases import LEASES
+
+        with self.db.read_txn() as r:
+            if not r.initialized(LEASES):
+                return 0
+            released = [
+                (x.name, x.resource_version)
+                for x in r.all(LEASES)
+                if not x.holder and is_agent_lease(x.name)
+            ]
+        return len(self.lease_api.delete_versions(released))
 
     def _collect_garbage_once(self) -> None:
         try:

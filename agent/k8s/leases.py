@@ -210,13 +210,22 @@ class KubernetesLeaseAPI:
         data = self._call(
             "GET", "", self._api.list_namespaced_lease, self.namespace, timeout=timeout
         )
-        deleted = []
+        unused = []
         for obj in data.get("items") or []:
             meta = obj.get("metadata") or {}
             name = meta.get("name", "")
-            if not is_agent_lease(name) or not _unused(obj, expired_at):
-                continue
-            body = {"preconditions": {"resourceVersion": meta.get("resourceVersion")}}
+            if is_agent_lease(name) and _unused(obj, expired_at):
+                unused.append((name, str(meta.get("resourceVersion", ""))))
+        return self.delete_versions(unused, timeout)
+
+    def delete_versions(self, leases: list[tuple[str, str]], timeout: float = 10.0) -> list[str]:
+        """Delete each (name, resourceVersion) with that resourceVersion as precondition, so a
+        lease written since it was seen is kept. Returns the names deleted. The agent's GC passes
+        the released leases of its watched ``leases`` table: no list request, and no request at
+        all while there is nothing to collect."""
+        deleted = []
+        for name, rv in leases:
+            body = {"preconditions": {"resourceVersion": rv}}
             try:
                 self._call(
                     "DELETE",
@@ -229,7 +238,7 @@ class KubernetesLeaseAPI:
                 )
                 deleted.append(name)
             except (Conflict, NotFound):
-                continue  # taken over or already gone since the list
+                continue  # taken over or already gone since seen
             except LeaseAPIError as e:
                 log.warning("leaseClient.Delete(%s): %s", name, e)
         return deleted

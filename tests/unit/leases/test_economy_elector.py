@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,43 @@ def test_the_mode_is_a_config_key_checked_with_the_timings() -> None:
         )
     # The same timings are fine per service (the seed's clamps only).
     resolve({"l2-announcements-renew-deadline": "13s"})
+
+
+def test_the_agent_s_lease_gc_deletes_what_its_table_shows_released_without_a_list(
+    tmp_path: Path,
+) -> None:
+    import kubernetes
+
+    from agent.agent import Agent
+    from agent.config import Config
+    from agent.leases.record import LeaseRecord, row_from_record
+    from common.tables.leases import LEASES
+
+    api = kubernetes.client.ApiClient(kubernetes.client.Configuration())
+    config = Config(state_dir=str(tmp_path), node_name="node1", enable_l2_announcements=True)
+    a = Agent(config, {}, datapath=False, api_client=api)
+    try:
+        deleted: list[list[tuple[str, str]]] = []
+
+        def delete_versions(leases: list[tuple[str, str]], timeout: float = 10.0) -> list[str]:
+            deleted.append(leases)
+            return [n for n, _ in leases]
+
+        a.lease_api.delete_versions = delete_versions  # type: ignore[method-assign]
+        assert a._collect_released_leases() == 0 and deleted == []  # not listed yet
+        with a.db.write_txn(LEASES) as txn:
+            txn.initializer_done(LEASES, "reflector:leases")
+            for name, holder, rv in [
+                (SVCS[0], "", "11"),
+                (SVCS[1], "node2", "12"),
+                (heartbeat_name("node3"), "", "13"),
+                (heartbeat_name("node1"), "node1", "14"),
+            ]:
+                txn.upsert(
+                    LEASES, row_from_record(name, LeaseRecord(holder, 15, resource_version=rv))
+                )
+            txn.commit()
+        assert a._collect_released_leases() == 2
+        assert sorted(deleted[-1]) == sorted([(SVCS[0], "11"), (heartbeat_name("node3"), "13")])
+    finally:
+        a.db.close()
