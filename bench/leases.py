@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import socket
@@ -180,6 +181,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 SCALE_RATE = ("--k8s-client-qps=1000", "--k8s-client-burst=2000")
 SCALE_SERVICE_CIDR = "198.19.0.0/20"  # ClusterIPs for 1,000 Services, clear of the VIPs
 DEFAULT_FAILOVER_BOUND = 15.0 + 2 * 2.0
+SETTLE_LIMIT = 240.0  # seconds for 1,000 Services to be announced once each, then measured anyway
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -201,16 +203,21 @@ def scale(
         for i in range(1, nodes + 1):
             c.start_agent(f"node{i}", DEFAULT, extra)
         started = time.monotonic()
-        until(lambda: c.each_announced_once(ips), 600, "every service announced once")
-        settled = time.monotonic() - started
-        # Steady: nothing but lease traffic for a while (the first acquisitions' Events and
-        # Service conditions go out on their own threads, and may still be catching up).
-        until(
-            lambda: all(e.resource == "leases" for e in c.agent_requests(time.time() - 4.0)),
-            600,
-            "only lease traffic",
-        )
+        settled: float | None = None
+        try:
+            until(lambda: c.each_announced_once(ips), SETTLE_LIMIT, "every service announced once")
+            settled = time.monotonic() - started
+            # Steady: nothing but lease traffic for a while (the first acquisitions' Events and
+            # Service conditions go out on their own threads, and may still be catching up).
+            until(
+                lambda: all(e.resource == "leases" for e in c.agent_requests(time.time() - 4.0)),
+                SETTLE_LIMIT,
+                "only lease traffic",
+            )
+        except AssertionError:
+            pass  # not steady (leases keep flapping): measured as it is, and said so
         time.sleep(2 * parse_duration(DEFAULT[2]))
+        lost0 = sum(c.log_text(n).count("Stopped leading") for n in c.agents)
         pids = {n: p.pid for n, p in c.agents.items()}
         held = {n: len(t) for n, t in c.tables().items()}
         cpu0 = {n: _cpu_seconds(pid) for n, pid in pids.items()}
@@ -221,7 +228,7 @@ def scale(
         time.sleep(0.5)  # the window's last requests reach the audit log
         records = [e for e in c.agent_requests(wall0) if e.time < wall1]
         per_node = Counter(c.node_of(e.user) for e in records)
-        lost = sum(c.log_text(n).count("Stopped leading") for n in c.agents)
+        lost = sum(c.log_text(n).count("Stopped leading") for n in c.agents) - lost0
         agents = {
             n: {
                 "services_held": held.get(n, 0),
@@ -232,8 +239,11 @@ def scale(
         }
         mix = Counter(f"{e.verb} {e.resource} {e.code}" for e in records)
         failover: dict[str, float] = {}
-        for sig in (signal.SIGKILL, signal.SIGTERM):
+        for sig in (signal.SIGKILL, signal.SIGTERM) if settled is not None and not lost else ():
             until(lambda: c.each_announced_once(ips), 120, "every service announced once")
+            # Steady again: a lease duration after the last moves (economy followers count a
+            # Service lease's own record too; per-service ones are renewed meanwhile anyway).
+            time.sleep(parse_duration(DEFAULT[0]))
             node, _ = c.busiest()
             c.signal(node, sig)
             failover[sig.name] = round(until(partial(c.moved_from, node, ips), 120, "moved"), 2)
@@ -244,8 +254,8 @@ def scale(
             "nodes": nodes,
             "services": services,
             "window_s": window,
-            "settled_s": round(settled, 1),
-            "leases_lost_before_failover": lost,
+            "settled_s": None if settled is None else round(settled, 1),
+            "leases_lost_in_window": lost,
             "agents": agents,
             "cluster_requests_per_s": round(len(records) / (wall1 - wall0), 2),
             "requests": dict(mix.most_common()),
@@ -268,13 +278,15 @@ def run_scale(nodes: list[int], modes: list[str], window: float) -> dict[str, An
                     workdir = Path(tmp) / key
                     workdir.mkdir()
                     results[key] = scale(cp, workdir, 1000, n, mode, window)
+                    print(json.dumps({key: results[key]}), file=sys.stderr, flush=True)
         finally:
             cp.stop()
     for r in results.values():
         retry = parse_duration(DEFAULT[2])
         worst_rps = max(a["requests_per_s"] for a in r["agents"].values())
         worst_cpu = max(a["cpu_pct"] for a in r["agents"].values())
-        r["met"] = r["failover_s"]["SIGKILL"] <= DEFAULT_FAILOVER_BOUND and (
+        kill = r["failover_s"].get("SIGKILL", math.inf)
+        r["met"] = kill <= DEFAULT_FAILOVER_BOUND and (
             r["mode"] != "economy" or (worst_rps <= 1.05 / retry and worst_cpu <= 5.0)
         )
     return results
@@ -285,9 +297,8 @@ def print_scale(results: dict[str, Any]) -> None:
         print(
             f"{r['mode']}, {r['services']} Services on {r['nodes']} agents, timers "
             f"{'/'.join(DEFAULT)}, {r['window_s']:.0f} s window (settled in {r['settled_s']} s; "
-            f"{r['leases_lost_before_failover']} leases lost): cluster "
-            f"{r['cluster_requests_per_s']} API requests/s; SIGKILL failover "
-            f"{r['failover_s']['SIGKILL']} s, SIGTERM {r['failover_s']['SIGTERM']} s: "
+            f"{r['leases_lost_in_window']} leases lost in the window): cluster "
+            f"{r['cluster_requests_per_s']} API requests/s; failover {r['failover_s']}: "
             f"{'met' if r['met'] else 'MISSED'}"
         )
         for n, a in r["agents"].items():
@@ -331,7 +342,7 @@ def main() -> int:
         "--scale", action="store_true", help="1,000 Services: economy vs per-service mode"
     )
     parser.add_argument("--nodes", type=int, nargs="+", default=[3, 6])
-    parser.add_argument("--modes", nargs="+", default=["per-service", "economy"])
+    parser.add_argument("--modes", nargs="+", default=["economy", "per-service"])
     parser.add_argument("--window", type=float, default=30.0, help="--scale: seconds measured")
     args = parser.parse_args()
     if args.scale:
