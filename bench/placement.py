@@ -37,7 +37,7 @@ def settle(held: dict[str, str], alive: frozenset[str]) -> tuple[int, int]:
             if h not in alive:
                 held[k] = p.owner[k]
         pending: dict[str, list[str]] = {}
-        for k, dest in sorted(p.moving.items()):
+        for k in sorted(p.moving):
             pending.setdefault(held[k], []).append(k)
         if not pending:
             return moves, rounds
