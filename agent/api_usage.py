@@ -113,7 +113,10 @@ class ApiUsage:
     def _probe(self) -> Health:
         leases, qps, burst = self.need()
         rate = self.rate()
-        short = self.qps < qps or self.burst < burst or rate >= FULL * self.qps
+        # The rate counts only once a whole window has passed: the start-up lists and the first
+        # acquisitions are a burst, not a rate.
+        full_window = self._clock.monotonic() - self._started >= WINDOW
+        short = self.qps < qps or self.burst < burst or (full_window and rate >= FULL * self.qps)
         message = (
             f"{rate:.1f} requests/s (last {WINDOW:g}s); {leases} lease(s) need "
             f"k8s-client-qps {qps}, k8s-client-burst {burst}; configured {self.qps:g}, "
