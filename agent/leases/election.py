@@ -143,6 +143,11 @@ class LeaseElection:
         # must not be quietly created again while we still lead, which would vouch anew for
         # Service leases that node may already have taken over.
         self.stop_on_delete = False
+        # Economy mode: when this node takes over a lease whose holder's heartbeat is gone. All
+        # of a dead node's leases free up at the same moment for every follower; each waits a
+        # random part of a retry period, so most see another's takeover (watch) before writing,
+        # instead of every follower writing every lease and all but one getting a 409.
+        self._takeover_at: float | None = None
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -165,6 +170,7 @@ class LeaseElection:
         else:
             if not record.same_record(self.observed):
                 self.observed_at = now
+                self._takeover_at = None
                 if record.holder not in ("", self.identity):
                     self._available_since = None  # someone holds it again
                     # A follower makes no requests to clear an old error (a 403 fixed since):
@@ -265,9 +271,15 @@ class LeaseElection:
         if obs.holder != "" and economy is not None:
             state = economy.holder_state(obs.holder)
             if state is Liveness.ALIVE:
+                self._takeover_at = None
                 return None  # the driver steps us again when that heartbeat changes
             if state is Liveness.EXPIRED:
+                self._takeover_at = None
                 self.blocked_on = obs.holder
+                return None
+            if self._takeover_at is None:
+                self._takeover_at = now + self._rand() * t.retry_period
+            if now < self._takeover_at:
                 return None
         if self._available_since is None:
             self._available_since = self.observed_at if obs.holder == "" else self._expiry()
@@ -288,6 +300,10 @@ class LeaseElection:
                 times.append(self.not_before)
             if self.wanted and self.leading and not economy:
                 times.append(self.last_attempt + t.retry_period)
+            takeover = self._takeover_at
+            if economy and self.wanted and not self.leading and takeover is not None:
+                if takeover > now:  # once due, the driver's step either takes or forgets it
+                    times.append(takeover)
             elif (
                 self.wanted
                 and self.known
