@@ -6,7 +6,8 @@ last minute and what ``k8s-client-qps`` / ``k8s-client-burst`` the leases this n
 for need by the sizing rule: 1.5 x renewed leases / renew deadline, and a burst twice that. In
 the seed's lease mode every held lease is renewed, so all the leases count (worst case: this node
 holds them all) and the heartbeat; in economy mode only the heartbeat is renewed, but a takeover
-writes each lease once, so the burst must hold them all. ``l2dbg status`` shows the row.
+writes each lease once, and should be done within a renew deadline: the configured burst plus the
+rate over one renew deadline must cover 1.5 x the leases. ``l2dbg status`` shows the row.
 When the configured limit is below that, or the measured rate is at 90 % of it or more (the rule
 assumes one renewal per renew deadline, the elector renews every retry period, and the other
 requests add up), the agent logs one warning (again only after it was enough in between):
@@ -16,12 +17,13 @@ leases renewed late are lost, and the Services they carry flap.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from agent.leases.churn import needed_qps
+from agent.leases.churn import SIZING_MARGIN, needed_qps
 from agent.logfmt import fields
 from agent.runtime import Clock, Health, HealthReporter, RealClock
 
@@ -101,8 +103,9 @@ class ApiUsage:
         """(leases counted, QPS, burst) by the sizing rule; the heartbeat is one more lease."""
         leases = self.leases() + 1
         if self.economy:
-            qps = needed_qps(1, self.renew_deadline)
-            return leases, qps, max(2 * qps, leases)
+            takeover = math.ceil((SIZING_MARGIN * leases - self.burst) / self.renew_deadline)
+            qps = max(needed_qps(1, self.renew_deadline), takeover)
+            return leases, qps, 2 * qps
         qps = needed_qps(leases, self.renew_deadline)
         return leases, qps, 2 * qps
 

@@ -60,10 +60,14 @@ def test_the_need_follows_the_leases_and_one_warning_says_when_the_limit_is_too_
     assert len(warnings) == 1
 
 
-def test_in_economy_mode_only_the_heartbeat_is_renewed_but_a_takeover_bursts() -> None:
-    usage = ApiUsage(5.0, 10, 5.0, clock=FakeClock(), economy=True)
-    usage.leases = lambda: 99
-    assert usage.need() == (100, 1, 100)
+def test_in_economy_mode_only_the_heartbeat_is_renewed_but_a_takeover_must_fit() -> None:
+    usage = ApiUsage(9.0, 18, 5.0, clock=FakeClock(), economy=True)
+    usage.leases = lambda: 21
+    assert usage.need() == (22, 3, 6)  # 18 + 5 s x 3 >= 1.5 x 22
+    usage.leases = lambda: 999
+    assert usage.need() == (1000, 297, 594)  # a takeover of 1,000 leases within 5 s
+    usage.leases = lambda: 0
+    assert usage.need() == (1, 1, 2)  # the heartbeat alone
 
 
 def test_a_measured_rate_near_the_limit_is_too_low_whatever_the_rule_says() -> None:
