@@ -546,8 +546,10 @@ METRICS_PORT = 9734  # the chart's default (prometheus.port); 9962 is Cilium's a
 
 def agent_args(state: LabState, node: str) -> list[str]:
     lease, renew, retry = state.timers
-    # The seed's sizing: services / renew deadline requests per second, with room to spare; the
-    # renew deadline the agent will use (it clamps wrong values, e.g. 0, as the reference).
+    # What the agents really send: every held lease and the node's heartbeat are renewed once per
+    # retry period (the seed's sizing, leases / renew deadline, leaves the fast timers' 200 ms
+    # renewals waiting in the limiter), with room to spare; the retry period the agent will use
+    # (it clamps wrong values, e.g. 0, as the reference).
     effective, _ = clamp_lease_timings(
         Config(
             l2_announcements_lease_duration=parse_duration(lease),
@@ -555,7 +557,7 @@ def agent_args(state: LabState, node: str) -> list[str]:
             l2_announcements_retry_period=parse_duration(retry),
         )
     )
-    qps = max(5, needed_qps(state.services, effective.l2_announcements_renew_deadline))
+    qps = max(5, needed_qps(state.services + 1, effective.l2_announcements_retry_period))
     return [
         str(VENV_BIN / "l2agent"),
         "--enable-l2-announcements",
