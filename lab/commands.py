@@ -177,7 +177,7 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
             typer.Option(
                 help="Agents spread the leases over the nodes (l2-announcements-balance)."
             ),
-        ] = True,
+        ] = False,
         lease_mode: Annotated[
             str,
             typer.Option(

@@ -193,7 +193,7 @@ def up(
     timeout: float | None = None,
     say: Callable[[str], None] = print,
     dual_stack: bool = True,
-    balance: bool = True,
+    balance: bool = False,
     lease_mode: str = "per-service",
 ) -> LabState:
     """Bring a lab up; returns once every Service is announced. Refuses if one is up already.

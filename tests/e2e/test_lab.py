@@ -97,10 +97,15 @@ def name() -> Iterator[str]:
 
 
 def up(
-    name: str, nodes: int = 3, services: int = 1, timers: tuple[str, str, str] = FAST
+    name: str,
+    nodes: int = 3,
+    services: int = 1,
+    timers: tuple[str, str, str] = FAST,
+    balance: bool = False,
 ) -> LabState:
     lease, renew, retry = timers
     flags = ["--lease-duration", lease, "--renew-deadline", renew, "--retry-period", retry]
+    flags.append("--balance" if balance else "--no-balance")
     l2lab(name, "up", "--nodes", str(nodes), "--services", str(services), *flags)
     state = LabState.load(name)
     assert state is not None and state.phase == "up"

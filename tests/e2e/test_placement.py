@@ -61,7 +61,7 @@ def steady(state: LabState, alive: set[str], units: int, bound: int, quiet: floa
 
 
 def test_balanced_sticky_placement_and_one_owner_per_ip(lab_name: str) -> None:
-    state = up(lab_name, services=SERVICES, timers=REFERENCE)
+    state = up(lab_name, services=SERVICES, timers=REFERENCE, balance=True)
     nodes = set(state.node_names())
     retry = 2.0
     steady(state, nodes, SERVICES, math.ceil(SERVICES / 3) + 1, quiet=3 * retry)
