@@ -37,7 +37,9 @@ class ContestEntry:
     """A :class:`ContestState` value (stored as its text)."""
     reason: str = ""
     """A stable code: a gate's refusal (``excluded-node``, ``no-local-endpoint``, ...),
-    ``not-selected``, ``held-by-other``, ``nothing-to-announce``; empty while announcing."""
+    ``not-selected``, ``held-by-other``, ``nothing-to-announce``, ``follows-lease`` (a Service
+    that shares an address follows its group leader's lease, in any state); otherwise empty while
+    announcing."""
     holder: str = ""
     """The lease holder as this node last saw it, or empty."""
     detail: str = ""
