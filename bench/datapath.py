@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,24 @@ def afpacket_times(client: str, ips: list[str], n: int) -> dict[str, list[float]
         for ip in ips
     }
     wanted = {ip: socket.inet_aton(ip) for ip in ips}
-    out: dict[str, list[float]] = {ip: [] for ip in ips}
+
+    def answers(ip: str, data: bytes) -> bool:
+        return data[20:22] == struct.pack("!H", 2) and data[28:32] == wanted[ip]
+
+    return round_trips(sock, frames, answers, n)
+
+
+def round_trips(
+    sock: socket.socket,
+    frames: dict[str, bytes],
+    answers: Callable[[str, bytes], bool],
+    n: int,
+) -> dict[str, list[float]]:
+    """Round trips (µs) of ``n`` requests per target from a non-blocking raw socket, the
+    targets taken in turn probe by probe; ``answers(target, frame)`` says which frame is the
+    answer. A request unanswered within 200 ms is not counted."""
+    out: dict[str, list[float]] = {ip: [] for ip in frames}
+    ips = list(frames)
     with sock:
         for i in range(n * len(ips)):
             ip = ips[i % len(ips)]
@@ -115,9 +132,9 @@ def afpacket_times(client: str, ips: list[str], n: int) -> dict[str, list[float]
                     data, addr = sock.recvfrom(2048)
                 except BlockingIOError:
                     continue
-                if addr[2] == 4:  # our own request, seen outgoing
+                if addr[2] == socket.PACKET_OUTGOING:  # our own request
                     continue
-                if data[20:22] == struct.pack("!H", 2) and data[28:32] == wanted[ip]:
+                if answers(ip, data):
                     out[ip].append((time.perf_counter_ns() - t0) / 1000)
                     break
             time.sleep(0.001)

@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.datapath import summary  # noqa: E402
+from bench.datapath import round_trips, summary  # noqa: E402
 from bpf.ndp import ICMP6_OFF, ND_NEIGHBOR_ADVERT, ns_frame  # noqa: E402
 from tests.privileged.datapath.lab import (  # noqa: E402
     CLIENT_IP6,
@@ -72,30 +72,15 @@ def afpacket_times(client: str, ips: list[str], n: int) -> dict[str, list[float]
     sock.setblocking(False)
     frames = {ip: ns_frame(eth_src=bytes(mac), target=ip, src=CLIENT_IP6) for ip in ips}
     wanted = {ip: socket.inet_pton(socket.AF_INET6, ip) for ip in ips}
-    out: dict[str, list[float]] = {ip: [] for ip in ips}
-    with sock:
-        for i in range(n * len(ips)):
-            ip = ips[i % len(ips)]
-            with contextlib.suppress(BlockingIOError):
-                while True:
-                    sock.recv(2048)
-            t0 = time.perf_counter_ns()
-            sock.send(frames[ip])
-            deadline = t0 + 200_000_000
-            while time.perf_counter_ns() < deadline:
-                try:
-                    data, addr = sock.recvfrom(2048)
-                except BlockingIOError:
-                    continue
-                if addr[2] == 4 or len(data) < ICMP6_OFF + 24:  # our own, or too short
-                    continue
-                if data[ICMP6_OFF] == ND_NEIGHBOR_ADVERT and (
-                    data[ICMP6_OFF + 8 : ICMP6_OFF + 24] == wanted[ip]
-                ):
-                    out[ip].append((time.perf_counter_ns() - t0) / 1000)
-                    break
-            time.sleep(0.001)
-    return out
+
+    def answers(ip: str, data: bytes) -> bool:
+        return (
+            len(data) >= ICMP6_OFF + 24
+            and data[ICMP6_OFF] == ND_NEIGHBOR_ADVERT
+            and data[ICMP6_OFF + 8 : ICMP6_OFF + 24] == wanted[ip]
+        )
+
+    return round_trips(sock, frames, answers, n)
 
 
 def run(probes: int) -> dict[str, Any]:
