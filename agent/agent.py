@@ -313,6 +313,7 @@ class Agent:
 
         c = self.config
         metrics = self.metrics
+        economy = c.l2_announcements_lease_mode == "economy"
         # EndpointSlices always, not only while some Service is Local: a watch started on demand
         # would leave the first Local Service's gate without data (docs/deploy.md, RBAC).
         self._reflectors(["services", "nodes", "policies", "leases", "endpointslices"])
@@ -365,8 +366,11 @@ class Agent:
             on_takeover=metrics.on_takeover if metrics is not None else None,
             client_qps=c.effective_qps,
             workers=lease_workers(c.effective_qps),
-            heartbeat=heartbeat_name(c.node_name),
-            economy=c.l2_announcements_lease_mode == "economy",
+            # Only for what reads it (economy mode, placement): in the seed's mode alone a heartbeat
+            # renewed every retry period would double a small cluster's lease requests, and with
+            # the fast timers (200 ms) and the default 5 QPS crowd out its Services' renewals.
+            heartbeat=heartbeat_name(c.node_name) if economy or c.l2_announcements_balance else "",
+            economy=economy,
         )
         self.elector = elector
         self.api_usage.leases = lambda: len(elector.campaigns())
