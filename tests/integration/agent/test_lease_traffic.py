@@ -43,8 +43,8 @@ def _measure(c: Cluster) -> tuple[float, Counter[str]]:
     time.sleep(WINDOW)
     time.sleep(0.5)  # the last requests of the window reach the audit log
     events = [e for e in c.agent_requests(start, "leases") if e.time < start + WINDOW]
-    # Every agent renews its own heartbeat lease too (one per node, not per Service): counted
-    # apart, so the Service leases' rate is what is compared.
+    # With economy mode or placement every agent renews its own heartbeat lease too (one per
+    # node, not per Service): counted apart, so the Service leases' rate is what is compared.
     events = [e for e in events if is_service_lease(e.name)]
     users = {e.user for e in events if e.verb != "watch"}
     holders = {c.user(c.holder(c.lease(i))) for i in range(1, SERVICES + 1)}
