@@ -16,7 +16,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,3 +267,30 @@ def arping(
     if m is None:
         raise RuntimeError(f"unexpected arping output: {out!r}")
     return ArpingResult(int(m.group(1)), int(m.group(2)), set(_FROM.findall(out)))
+
+
+def answers_as_the_model(
+    port: Port, frames: list[bytes], model: Callable[[bytes], bytes | None], batch: int = 100
+) -> int:
+    """Send ``frames`` in batches of ``batch``; each batch's replies must be exactly what
+    ``model`` says of its frames (a frame's reply, or None). Returns how many replies there were."""
+    answered = 0
+    port.drain()
+    for start in range(0, len(frames), batch):
+        want: Counter[bytes] = Counter()
+        for f in frames[start : start + batch]:
+            reply = model(f)
+            if reply is not None:
+                want[reply] += 1
+            port.send(f)
+        got = Counter(port.receive(2.0, want=sum(want.values())))
+        got.update(port.receive(0.02))  # anything unexpected arriving late
+        if got != want:
+            extra, missing = got - want, want - got
+            raise AssertionError(
+                f"batch at frame {start}: {len(extra)} unexpected replies "
+                f"{[r.hex() for r in extra][:3]}, {len(missing)} missing "
+                f"{[r.hex() for r in missing][:3]}"
+            )
+        answered += sum(want.values())
+    return answered

@@ -11,12 +11,20 @@ from __future__ import annotations
 import random
 import socket
 import struct
-from collections import Counter
 from collections.abc import Callable
 
 from bpf.arp_model import expected_reply
 from bpf.garp import ARPOP_REQUEST, BROADCAST, arp_frame
-from tests.privileged.datapath.lab import OTHER_VIP, UNKNOWN_VIP, VIP, VIP2, Lab, Loader, Port
+from tests.privileged.datapath.lab import (
+    OTHER_VIP,
+    UNKNOWN_VIP,
+    VIP,
+    VIP2,
+    Lab,
+    Loader,
+    Port,
+    answers_as_the_model,
+)
 
 FRAMES = 10_000
 BATCH = 100
@@ -130,27 +138,12 @@ def test_fuzzed_frames_get_exactly_the_replies_the_model_predicts(
 
     rng = random.Random(SEED)
     frames = _frames(rng, lab)
-    answered = 0
-    client_port.drain()
-    for start in range(0, len(frames), BATCH):
-        batch = frames[start : start + BATCH]
-        want: Counter[bytes] = Counter()
-        for f in batch:
-            reply = expected_reply(f, ifindex=lab.node_ifindex, iface_mac=lab.node_mac, keys=keys)
-            if reply is not None:
-                want[reply] += 1
-            client_port.send(f)
-        got = Counter(client_port.receive(2.0, want=sum(want.values())))
-        got.update(client_port.receive(0.02))  # anything unexpected arriving late
-        if got != want:
-            extra = got - want
-            missing = want - got
-            raise AssertionError(
-                f"batch at frame {start}: {len(extra)} unexpected replies "
-                f"{[r.hex() for r in extra][:3]}, {len(missing)} missing "
-                f"{[r.hex() for r in missing][:3]}"
-            )
-        answered += sum(want.values())
+    answered = answers_as_the_model(
+        client_port,
+        frames,
+        lambda f: expected_reply(f, ifindex=lab.node_ifindex, iface_mac=lab.node_mac, keys=keys),
+        BATCH,
+    )
 
     assert answered > FRAMES // 10, f"only {answered} answered frames: the fuzz lost its positives"
     assert loader.alive()

@@ -15,13 +15,12 @@ import random
 import struct
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 
 from bpf.maps import PINNED_MAPS, RESPONDER_V6_MAP_NAME
 from bpf.nd_model import expected_reply
 from bpf.ndp import ICMP6_OFF, NS_MAX_LEN, multicast_mac, ns_frame, solicited_node
-from tests.privileged.datapath.lab import VIP, Lab, Loader, Port, sh
+from tests.privileged.datapath.lab import VIP, Lab, Loader, Port, answers_as_the_model, sh
 from tests.privileged.datapath.nd_cases import (
     CLIENT_IP6,
     CLIENT_LL,
@@ -59,27 +58,12 @@ def _start(lab: Lab, bpf_root: str, loaders: StartLoader) -> tuple[Loader, set[t
 def _exchange(lab: Lab, port: Port, keys: set[tuple[bytes, int]], frames: list[bytes]) -> int:
     """Send ``frames`` in batches; each batch's replies must be the model's. Returns how many
     replies there were."""
-    answered = 0
-    port.drain()
-    for start in range(0, len(frames), BATCH):
-        batch = frames[start : start + BATCH]
-        want: Counter[bytes] = Counter()
-        for f in batch:
-            reply = expected_reply(f, ifindex=lab.node_ifindex, iface_mac=lab.node_mac, keys=keys)
-            if reply is not None:
-                want[reply] += 1
-            port.send(f)
-        got = Counter(port.receive(2.0, want=sum(want.values())))
-        got.update(port.receive(0.02))  # anything unexpected arriving late
-        if got != want:
-            extra, missing = got - want, want - got
-            raise AssertionError(
-                f"batch at frame {start}: {len(extra)} unexpected replies "
-                f"{[r.hex() for r in extra][:3]}, {len(missing)} missing "
-                f"{[r.hex() for r in missing][:3]}"
-            )
-        answered += sum(want.values())
-    return answered
+    return answers_as_the_model(
+        port,
+        frames,
+        lambda f: expected_reply(f, ifindex=lab.node_ifindex, iface_mac=lab.node_mac, keys=keys),
+        BATCH,
+    )
 
 
 def test_each_named_case_is_answered_exactly_as_the_model_says(
