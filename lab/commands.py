@@ -1,6 +1,6 @@
-"""The lab's commands (``l2lab up``, ``status``, ``kubectl``, ``agent``, ``api``, ``backend``,
-``service``, ``logs``, ``down``), registered on cli.py's typer app. Failures print one ``l2lab:
-...`` line (or a few, for what the machine lacks) and exit 1."""
+"""The lab's commands (``l2lab up``, ``status``, ``kubectl``, ``agent``, ``api``, ``node``,
+``backend``, ``service``, ``logs``, ``down``), registered on cli.py's typer app. Failures print
+one ``l2lab: ...`` line (or a few, for what the machine lacks) and exit 1."""
 
 from __future__ import annotations
 
@@ -19,7 +19,15 @@ from common.leases import LEASE_PREFIX
 from lab import backends
 from lab import foreign as foreign_host
 from lab.access import errors as _errors
-from lab.inventory import CLIENT_IP, REFERENCE_TIMERS, LabState, node_ip
+from lab.inventory import (
+    CLIENT_IP,
+    REFERENCE_TIMERS,
+    LabState,
+    node_ip,
+    node_ip6,
+    node_mac,
+    node_mgmt_ip,
+)
 from lab.netns import LabError
 
 if TYPE_CHECKING:
@@ -42,6 +50,10 @@ class AgentAction(enum.StrEnum):
 class ForeignAction(enum.StrEnum):
     add = "add"
     remove = "remove"
+
+
+class NodeAction(enum.StrEnum):
+    add = "add"
 
 
 class EndpointCondition(enum.StrEnum):
@@ -177,7 +189,7 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
             typer.Option(
                 help="Agents spread the leases over the nodes (l2-announcements-balance)."
             ),
-        ] = False,
+        ] = True,
         lease_mode: Annotated[
             str,
             typer.Option(
@@ -287,6 +299,28 @@ def register(app: typer.Typer, selected: dict[str, str]) -> None:
                 _say(
                     gone or f"no foreign host {'held ' + address if address else 'was'} on the LAN"
                 )
+
+    @app.command()
+    def node(
+        action: Annotated[
+            NodeAction,
+            typer.Argument(help="add: node N+1 joins the running lab, built as `up` builds one"),
+        ],
+    ) -> None:
+        """Add a node to the running lab: its namespace, Node object, sandbox, backend and agent;
+        the agents then move its share of the Services to it."""
+        with _errors():
+            state = current()
+            added = lab.add_node(state.name, say=_say)
+            state = current()
+            ns = state.node_states[added]
+            agent = ns.agent.pid if ns.agent is not None else "-"
+            _say(
+                f"added {added}: {node_ip(ns.index)}"
+                + (f", {node_ip6(ns.index)}" if state.dual_stack else "")
+                + f" (MAC {node_mac(ns.index)}), management {node_mgmt_ip(ns.index)}, "
+                f"namespace {ns.netns}, agent pid {agent}; the lab has {state.nodes} nodes"
+            )
 
     @app.command()
     def backend(

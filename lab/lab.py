@@ -193,7 +193,7 @@ def up(
     timeout: float | None = None,
     say: Callable[[str], None] = print,
     dual_stack: bool = True,
-    balance: bool = False,
+    balance: bool = True,
     lease_mode: str = "per-service",
 ) -> LabState:
     """Bring a lab up; returns once every Service is announced. Refuses if one is up already.
@@ -279,46 +279,10 @@ def _build(state: LabState, say: Callable[[str], None]) -> None:
     netns.ip("addr", "add", f"{state.api_host_ip}/30", "dev", "api0", netns=lan)
     netns.ip("link", "set", "api0", "up", netns=lan)
 
-    members = [(n, node_ip(i), node_mac(i)) for i, n in enumerate(state.node_names(), 1)]
-    members.append(("client", CLIENT_IP, CLIENT_MAC))
-    addresses6 = {n: node_ip6(i) for i, n in enumerate(state.node_names(), 1)}
-    addresses6["client"] = CLIENT_IP6
-    for member, address, mac in members:
-        ns = state.netns_of(member)
-        state.namespaces.append(ns)
-        state.save()
-        netns.add_netns(ns)
-        veth = ("link", "add", member, "type", "veth", "peer", "name", "eth0", "netns", ns)
-        netns.ip(*veth, netns=lan)
-        netns.ip("link", "set", member, "master", "br0", "up", netns=lan)
-        netns.ip("link", "set", "eth0", "address", mac, netns=ns)
-        netns.ip("addr", "add", f"{address}/24", "dev", "eth0", netns=ns)
-        if state.dual_stack:  # no duplicate address detection: usable at once, as the IPv4 one
-            netns.ip("addr", "add", f"{addresses6[member]}/64", "dev", "eth0", "nodad", netns=ns)
-        netns.ip("link", "set", "eth0", "up", netns=ns)
-        if member == "client":
-            continue
-        # A node's uplink has a default route (device detection selects a veth only with one),
-        # and carries every VIP locally, like kube-proxy; the kernel must then never answer ARP
-        # for them itself (arp_ignore=1: only for addresses of the asking interface) nor use one
-        # as the source of its own ARP requests (arp_announce=2). Only the BPF program answers.
-        netns.ip("route", "add", "default", "via", API_LAN_IP, "dev", "eth0", netns=ns)
-        for key in ("all", "eth0"):
-            netns.sysctl(ns, f"net.ipv4.conf.{key}.arp_ignore", "1")
-            netns.sysctl(ns, f"net.ipv4.conf.{key}.arp_announce", "2")
-        for address_ in state.vips().values():
-            netns.ip("addr", "add", f"{address_}/32", "dev", "lo", netns=ns)
-        # The kernel answers a Neighbour Solicitation only for addresses of the interface it
-        # came in on, so IPv6 VIPs on lo need no counterpart of arp_ignore.
-        for address_ in state.vips6().values():
-            netns.ip("addr", "add", f"{address_}/128", "dev", "lo", "nodad", netns=ns)
-        _add_mgmt_link(lan, ns, member)
-
+    for member in [*state.node_names(), "client"]:
+        _add_member(state, member)
     for node in state.node_names():
-        state.node_states[node] = NodeState(
-            name=node, index=int(node[4:]), netns=state.netns_of(node)
-        )
-        state.node_state_dir(node).mkdir(parents=True, exist_ok=True)
+        _add_node_state(state, node)
     if not RUN_L2ANNOUNCER.exists():
         RUN_L2ANNOUNCER.mkdir(mode=0o755)
         state.created_run_l2announcer = True
@@ -328,28 +292,149 @@ def _build(state: LabState, say: Callable[[str], None]) -> None:
     say("applying deploy/ (CRD, ServiceAccount, RBAC), policy1, nodes and Services")
     _apply_objects(state)
     for node in state.node_names():
-        # As the kubelet mints a pod's token: TokenRequest for the DaemonSet's ServiceAccount.
-        try:
-            token = cp.service_account_token(*SERVICE_ACCOUNT, seconds=TOKEN_SECONDS)
-        except ControlPlaneError as e:
-            raise LabError(str(e)) from None
-        write_kubeconfig(
-            state.node_kubeconfig(node),
-            state.mgmt_url,
-            state.ca_file,
-            SERVICE_ACCOUNT[1],
-            token=token,
-            namespace=SERVICE_ACCOUNT[0],
-        )
+        _write_node_kubeconfig(state, cp, node)
     for node in state.node_names():
-        member_state = state.node_states[node]
-        sandbox_log = state.dir / node / "sandbox.log"
-        member_state.sandbox = proc_of(
-            netns.start_sandbox(member_state.netns, state.node_state_dir(node), sandbox_log)
+        _start_node(state, node, say)
+
+
+def _add_member(state: LabState, member: str) -> None:
+    """A member's namespace, plugged into the LAN's switch (br0) with its address and MAC; a
+    node's also gets its default route, the ARP sysctls, every VIP on lo and its management
+    link."""
+    if member == "client":
+        address, mac, address6 = CLIENT_IP, CLIENT_MAC, CLIENT_IP6
+    else:
+        index = int(member[4:])
+        address, mac, address6 = node_ip(index), node_mac(index), node_ip6(index)
+    lan = state.lan_netns
+    ns = state.netns_of(member)
+    state.namespaces.append(ns)
+    state.save()
+    netns.add_netns(ns)
+    veth = ("link", "add", member, "type", "veth", "peer", "name", "eth0", "netns", ns)
+    netns.ip(*veth, netns=lan)
+    netns.ip("link", "set", member, "master", "br0", "up", netns=lan)
+    netns.ip("link", "set", "eth0", "address", mac, netns=ns)
+    netns.ip("addr", "add", f"{address}/24", "dev", "eth0", netns=ns)
+    if state.dual_stack:  # no duplicate address detection: usable at once, as the IPv4 one
+        netns.ip("addr", "add", f"{address6}/64", "dev", "eth0", "nodad", netns=ns)
+    netns.ip("link", "set", "eth0", "up", netns=ns)
+    if member == "client":
+        return
+    # A node's uplink has a default route (device detection selects a veth only with one),
+    # and carries every VIP locally, like kube-proxy; the kernel must then never answer ARP
+    # for them itself (arp_ignore=1: only for addresses of the asking interface) nor use one
+    # as the source of its own ARP requests (arp_announce=2). Only the BPF program answers.
+    netns.ip("route", "add", "default", "via", API_LAN_IP, "dev", "eth0", netns=ns)
+    for key in ("all", "eth0"):
+        netns.sysctl(ns, f"net.ipv4.conf.{key}.arp_ignore", "1")
+        netns.sysctl(ns, f"net.ipv4.conf.{key}.arp_announce", "2")
+    for address_ in state.vips().values():
+        netns.ip("addr", "add", f"{address_}/32", "dev", "lo", netns=ns)
+    # The kernel answers a Neighbour Solicitation only for addresses of the interface it
+    # came in on, so IPv6 VIPs on lo need no counterpart of arp_ignore.
+    for address_ in state.vips6().values():
+        netns.ip("addr", "add", f"{address_}/128", "dev", "lo", "nodad", netns=ns)
+    _add_mgmt_link(lan, ns, member)
+
+
+def _add_node_state(state: LabState, node: str) -> None:
+    state.node_states[node] = NodeState(name=node, index=int(node[4:]), netns=state.netns_of(node))
+    state.node_state_dir(node).mkdir(parents=True, exist_ok=True)
+
+
+def _write_node_kubeconfig(state: LabState, cp: ControlPlane, node: str) -> None:
+    # As the kubelet mints a pod's token: TokenRequest for the DaemonSet's ServiceAccount.
+    try:
+        token = cp.service_account_token(*SERVICE_ACCOUNT, seconds=TOKEN_SECONDS)
+    except ControlPlaneError as e:
+        raise LabError(str(e)) from None
+    write_kubeconfig(
+        state.node_kubeconfig(node),
+        state.mgmt_url,
+        state.ca_file,
+        SERVICE_ACCOUNT[1],
+        token=token,
+        namespace=SERVICE_ACCOUNT[0],
+    )
+
+
+def _start_node(state: LabState, node: str, say: Callable[[str], None]) -> None:
+    """The node's pod sandbox, its HTTP backend and its agent."""
+    member_state = state.node_states[node]
+    sandbox_log = state.dir / node / "sandbox.log"
+    member_state.sandbox = proc_of(
+        netns.start_sandbox(member_state.netns, state.node_state_dir(node), sandbox_log)
+    )
+    state.save()
+    _start_http(state, member_state)
+    start_agent(state, node, say)
+
+
+# -- node add -----------------------------------------------------------------------------------
+
+
+def add_node(name: str, say: Callable[[str], None] = print, timeout: float = 60.0) -> str:
+    """Add node N+1 to the running lab ``name``, built as ``up`` builds each node: its namespace
+    on the LAN and the management network, its Node object (Ready, with its address), its
+    ServiceAccount token, sandbox, HTTP backend and agent. Returns the node's name once its agent
+    has started (published its health); the agents then place the Services on it themselves."""
+    state = require(name)
+    if state.phase != "up":
+        raise LabError(
+            f"lab {name!r} is {state.phase}, not up: a node joins a lab that is up "
+            "(`l2lab down`, then `l2lab up`)"
         )
+    index = state.nodes + 1
+    if index > MAX_NODES:
+        raise LabError(
+            f"lab {name!r} has {state.nodes} nodes, all the addresses it has for nodes "
+            f"({node_ip(1)} .. {node_ip(MAX_NODES)})"
+        )
+    missing = missing_requirements()
+    if missing:
+        raise LabError("this machine lacks what the lab needs:\n  " + "\n  ".join(missing))
+    node = f"node{index}"
+    # Counted first, so that everything keyed by the lab's nodes (down, status) sees the new one
+    # even if building it fails half-way.
+    state.nodes = index
+    state.save()
+    try:
+        say(f"creating namespace {state.netns_of(node)} on the LAN and the management network")
+        _add_member(state, node)
+        _add_node_state(state, node)
         state.save()
-        _start_http(state, member_state)
-        start_agent(state, node, say)
+        say(f"creating Node {node} (Ready, InternalIP {node_ip(index)}) and its agent's token")
+        manifest = state.dir / f"{node}.yaml"
+        manifest.write_text(
+            OBJECTS_TEMPLATE.format(nodes=NODE_TEMPLATE.format(name=node), services="")
+        )
+        kubectl(state, "apply", "-f", str(manifest))
+        _report_node_status(state, node)
+        _write_node_kubeconfig(state, control_plane_of(state), node)
+        _start_node(state, node, say)
+        _wait_started(state, node, timeout)
+    except LabError as e:
+        raise LabError(
+            f"{e}\nThe half-added {node} stays for inspection (l2lab status, l2lab logs {node}); "
+            "l2lab down removes the lab."
+        ) from e
+    return node
+
+
+def _wait_started(state: LabState, node: str, timeout: float) -> None:
+    """Until the node's agent has published its health; a LabError if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while not node_view(state, node).health:
+        agent = state.node_states[node].agent
+        if agent is None or not agent.alive():
+            raise LabError(
+                f"the agent of {node} exited during start-up; its log ends:\n"
+                + tail(state.agent_log(node), 15)
+            )
+        if time.monotonic() > deadline:
+            raise LabError(f"the agent of {node} did not start within {timeout:g}s")
+        time.sleep(0.2)
 
 
 def _add_mgmt_link(lan: str, ns: str, member: str) -> None:
@@ -466,14 +551,18 @@ def _apply_objects(state: LabState) -> None:
     kubectl(state, "apply", "-f", str(manifest))
     # What a kubelet would report (the node's address, Ready) and the lab's LB-IPAM would write.
     for node in state.node_names():
-        status = NODE_STATUS.format(name=node, ip=node_ip(int(node[4:])))
-        kubectl(state, "patch", "node", node, "--subresource=status", "--type=merge", "-p", status)
+        _report_node_status(state, node)
     vips6 = state.vips6()
     for service, address in state.vips().items():
         ingress = [{"ip": address}] + ([{"ip": vips6[service]}] if service in vips6 else [])
         status = json.dumps({"status": {"loadBalancer": {"ingress": ingress}}})
         kubectl(state, "patch", "service", service, "--subresource=status", "--type=merge",
                 "-p", status)  # fmt: skip
+
+
+def _report_node_status(state: LabState, node: str) -> None:
+    status = NODE_STATUS.format(name=node, ip=node_ip(int(node[4:])))
+    kubectl(state, "patch", "node", node, "--subresource=status", "--type=merge", "-p", status)
 
 
 OBJECTS_TEMPLATE = "apiVersion: v1\nkind: List\nitems:\n{nodes}{services}"

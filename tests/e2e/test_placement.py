@@ -138,3 +138,60 @@ def test_balanced_sticky_placement_and_one_owner_per_ip(lab_name: str) -> None:
     assert rejoined["double"] == 0, "never two MACs for one request"
     assert holder_of(state, "service-2") == "", "the group stays on one lease"
     assert lab.leases(state)[lease_name("default", "service-1")] in nodes
+
+
+def test_a_fourth_node_joining_gets_its_share_by_planned_handovers(lab_name: str) -> None:
+    """A node added to a running lab of three (``l2lab node add``) gets its share of the 30
+    Services from the three holders, and the client never sees two MACs for one request."""
+    state = up(lab_name, services=SERVICES, timers=REFERENCE)
+    nodes = set(state.node_names())
+    retry = 2.0
+    steady(state, nodes, SERVICES, math.ceil(SERVICES / 3) + 1, quiet=3 * retry)
+    before = lab.leases(state)
+    print(f"three nodes: {dict(sorted(shares(state, nodes).items()))}")
+
+    watched = sorted(set(state.vips().values()))
+    watch = arpwatch(state, watched, duration=90, interval=0.1)
+    time.sleep(1)
+    t0 = time.monotonic()
+    print(l2lab(lab_name, "node", "add"))
+    added_s = time.monotonic() - t0
+    state = LabState.load(lab_name) or state
+    joined = set(state.node_names())
+    new = f"node{len(nodes) + 1}"
+    assert joined == nodes | {new}
+    agent = state.node_states[new].agent
+    assert agent is not None and agent.alive()
+
+    bound = math.ceil(SERVICES / 4) + 1
+    moves, seen, last_move = 0, before, t0
+    quiet_since = time.monotonic()
+    deadline = t0 + 85  # the watcher runs until about t0 + 89
+    while True:
+        time.sleep(0.3)
+        now = lab.leases(state)
+        changed = [k for k in now if now[k] != seen.get(k) and now[k]]
+        moves += len(changed)
+        if changed:
+            quiet_since = last_move = time.monotonic()
+        seen = now
+        if (
+            time.monotonic() - quiet_since >= 3 * retry
+            and settled(state, joined, SERVICES, bound)
+            and shares(state, joined)[new] > 0
+        ):
+            break
+        assert time.monotonic() < deadline, f"not steady with {new}: {shares(state, joined)}"
+    after = lab.leases(state)
+    net = sum(1 for k, h in after.items() if h != before.get(k))
+    held = shares(state, joined)
+    watch.wait(timeout=120)  # its whole duration
+    client = summary(watch)
+    print(
+        f"after {new} joined: {dict(sorted(held.items()))}; `l2lab node add` took {added_s:.1f}s; "
+        f"{moves} move(s) seen ({net} leases changed holder), the last {last_move - t0:.1f}s "
+        f"after `node add` began; client: {client}"
+    )
+    assert client["double"] == 0, "never two MACs for one request"
+    assert held[new] >= 1, f"{new} holds no lease"
+    assert max(held.values()) <= bound, held
