@@ -367,13 +367,12 @@ class Agent:
             client_qps=c.effective_qps,
             workers=lease_workers(c.effective_qps),
             # Only for what reads it (economy mode, placement): in the seed's mode alone a heartbeat
-            # renewed every retry period would double a small cluster's lease requests, and with
-            # the fast timers (200 ms) and the default 5 QPS crowd out its Services' renewals.
+            # would only add requests (with placement, per-service mode renews it at a third of
+            # the lease duration, heartbeat.placement_heartbeat_timings).
             heartbeat=heartbeat_name(c.node_name) if economy or c.l2_announcements_balance else "",
             economy=economy,
         )
         self.elector = elector
-        self.api_usage.leases = lambda: len(elector.campaigns())
         node_liveness = NodeLivenessMonitor(self.db, clock=self.clock)
         self.node_liveness = node_liveness
         self.announcer = L2Announcer(
@@ -403,6 +402,8 @@ class Agent:
         # Both stop through the handover, which runs once (see stop()).
         self.health.add(elector.health)
         self.lifecycle.append(elector.name, elector.start, self._hand_over)
+        announcer = self.announcer
+        self.api_usage.leases = lambda: max(len(elector.campaigns()), announcer.selected_leases)
         self.health.add(self.announcer.health)
         self.lifecycle.append(self.announcer.name, self._start_announcer, self._hand_over)
 

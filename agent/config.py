@@ -52,7 +52,7 @@ KEYS: tuple[Key, ...] = (
         "announcing, and the datapath stops answering once the agent is silent this long."),
     Key("l2-announcements-retry-period", "duration", "2s", "L2AnnouncerRetryPeriod",
         "Timeout after a renew failure, before the next retry."),
-    Key("l2-announcements-balance", "bool", "false", "L2AnnouncerBalance",
+    Key("l2-announcements-balance", "bool", "true", "L2AnnouncerBalance",
         "Spread the Service leases over the nodes: a node contests a lease only where rendezvous "
         "hashing with bounded load (at most ceil(services/nodes) + 1 per node) places it, or "
         "once it has been free for a retry period. Watches every Node's labels (one more watch)."),
@@ -136,7 +136,7 @@ class Config:
     l2_announcements_renew_deadline: float = 5.0
     l2_announcements_retry_period: float = 2.0
     l2_announcements_lease_mode: str = "per-service"
-    l2_announcements_balance: bool = False
+    l2_announcements_balance: bool = True
     l2_announcements_rebalance: bool = True
     l2_announcements_garp_count: int = 3
     l2_announcements_garp_interval: float = 0.5

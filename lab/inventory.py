@@ -151,7 +151,7 @@ class LabState:
     timers: tuple[str, str, str] = REFERENCE_TIMERS
     host_link_net: int = -1  # k: this lab's host link is 203.0.113.4k/30
     dual_stack: bool = True  # each Service has an IPv6 VIP besides its IPv4 one
-    balance: bool = False  # the agents' l2-announcements-balance
+    balance: bool = True  # the agents' l2-announcements-balance
     lease_mode: str = "per-service"  # the agents' l2-announcements-lease-mode
     shared_ips: dict[str, str] = field(default_factory=dict)  # Service -> another's VIP it uses
     created_run_l2announcer: bool = False

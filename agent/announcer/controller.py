@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -81,6 +82,9 @@ IDLE_WAKE = 5.0
 """Seconds between two passes' checks when nothing happens: commits and leadership changes wake
 the loop at once, so this only bounds how long a missed wake-up could delay a pass."""
 
+QUIET_REFUSALS = frozenset({"placed-elsewhere", "placement-pending"})
+"""Refusals not logged: placement's usual verdicts (``l2dbg statedb l2-contest`` shows them)."""
+
 SETTLE_POLL = 0.05
 """Until ``l2-announce`` is initialized, the loop looks again this often (seconds): the elector
 may settle without any event (a failed attempt to take a lease back), and the settle timeout must
@@ -127,6 +131,13 @@ class L2Announcer:
         self._inputs: tuple[Table[Any], ...] = tuple(
             dict.fromkeys([*WAIT_TABLES, *(t for g in self._gates for t in g.tables)])
         )
+        # A gate's optional tables are waited for at most its optional_wait seconds from start
+        # (it then decides without them, see PlacementGate).
+        self._optional: dict[str, float] = {}
+        for g in self._gates:
+            for t in getattr(g, "optional_tables", ()):
+                wait = float(getattr(g, "optional_wait", 0.0))
+                self._optional[t.name] = max(wait, self._optional.get(t.name, 0.0))
         # Services a gate keeps this node from contesting -> the refusal (logged on change)
         self.refused: dict[tuple[str, str], Refusal] = {}
         self._policies = LastValidPolicies()
@@ -160,6 +171,7 @@ class L2Announcer:
         self._settle_timeout = settle_timeout
         self._started_at = self._clock.monotonic()
         self.initialized = False
+        self.selected_leases = 0
         add_listener = getattr(self._clock, "on_advance", None)
         if add_listener is not None:
             add_listener(db.notify_waiters)  # a test's clock moved: a gate's recheck may be due
@@ -265,7 +277,11 @@ class L2Announcer:
         # One read for everything a pass needs: one transaction, and one consistent view, which
         # the gates read too.
         with self.db.read_txn() as r:
-            if not all(r.initialized(t) for t in self._inputs):
+            waited = self._clock.monotonic() - self._started_at
+            if not all(
+                r.initialized(t) or waited >= self._optional.get(t.name, math.inf)
+                for t in self._inputs
+            ):
                 return
             node = r.get(NODES, self.node_name)
             if node is None:
@@ -293,6 +309,9 @@ class L2Announcer:
             holders = {
                 x: row.holder if (row := r.get(LEASES, follows[x])) else "" for x in selected
             }
+        # The leases this node may come to hold (placement may keep it from most of them now):
+        # what the client rate limit must be sized for (api_usage.py).
+        self.selected_leases = len(set(follows.values()))
         self._policy_log.update(policies, views)
         self._update_conditions(policies, views)
         self._log_refusals(selected, refused)
@@ -355,10 +374,11 @@ class L2Announcer:
     ) -> None:
         """One log line when a Service starts or stops being refused, or its reason changes.
         Not for placement's ``placed-elsewhere``, the usual state of most Services on most
-        nodes (l2-contest shows it; the placement gate logs the handovers it starts)."""
+        nodes, nor its ``placement-pending`` of the first seconds after a start (l2-contest
+        shows both; the placement gate logs the handovers it starts)."""
         now = {(selected[x][0].namespace, selected[x][0].name): r for x, r in refused.items()}
         for key, refusal in sorted(now.items()):
-            if refusal.reason == "placed-elsewhere":
+            if refusal.reason in QUIET_REFUSALS:
                 continue
             if self.refused.get(key) != refusal:
                 log.info(
@@ -370,7 +390,7 @@ class L2Announcer:
                     ),
                 )
         for key in sorted(self.refused.keys() - now.keys()):
-            if self.refused[key].reason == "placed-elsewhere":
+            if self.refused[key].reason in QUIET_REFUSALS:
                 continue
             log.info(
                 "Contesting the lease of a service again",

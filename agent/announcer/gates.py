@@ -59,7 +59,8 @@ class Gate(Protocol):
     name: str
     tables: tuple[Table[Any], ...]
     """The tables ``check`` reads: the announcer waits for them to be initialized and
-    recomputes when one changes."""
+    recomputes when one changes. A gate may also name ``optional_tables``, a subset waited for
+    only ``optional_wait`` seconds from start (it must then decide, safely, without them)."""
 
     def check(
         self,

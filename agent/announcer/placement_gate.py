@@ -72,6 +72,9 @@ class PlacementGate:
     name = "placement"
     # leases: the holders (the announcer recomputes on a change of holder, not on renewals)
     tables: tuple[Table[Any], ...] = (L2_NODES, POLICIES, SERVICES)
+    # Waited for at most ``grace`` from start: a node that cannot list the Leases (missing
+    # RBAC) would otherwise never contest anything, nor log the seed's line for its leases.
+    optional_tables: tuple[Table[Any], ...] = (L2_NODES,)
 
     def __init__(
         self,
@@ -86,7 +89,9 @@ class PlacementGate:
         self.pace = pace
         """Seconds between two releases for balance by this node (the retry period)."""
         self.grace = grace
-        """Seconds a lease may stay free before any candidate contests it."""
+        """Seconds a lease may stay free before any candidate contests it; also how long the
+        announcer waits at start for the heartbeats (``optional_wait``)."""
+        self.optional_wait = grace
         self.rebalance = rebalance
         self.external_ips = external_ips
         self._clock = clock or RealClock()
@@ -116,6 +121,11 @@ class PlacementGate:
     def check(
         self, service: Service, entries: Mapping[tuple[str, str], Origin], view: GateView
     ) -> Refusal | None:
+        if not (view.read.initialized(L2_NODES) and view.read.initialized(LEASES)):
+            # The announcer waited ``grace`` for them at start: contest as without placement
+            # (the elector learns from the API what this node holds; later passes move leases
+            # through planned handovers once the tables are there).
+            return None
         p = self._for(view)
         key = p.unit_of.get((service.namespace, service.name))
         unit = p.units.get(key or "")

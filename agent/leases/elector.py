@@ -48,7 +48,7 @@ from agent.leases.api import (
 )
 from agent.leases.churn import ChurnMonitor
 from agent.leases.election import LeaseElection, Outcome, Request, Timings
-from agent.leases.heartbeat import Fencer, NodeLivenessView
+from agent.leases.heartbeat import Fencer, NodeLivenessView, placement_heartbeat_timings
 from agent.leases.record import LeaseRecord
 from agent.runtime import Backoff, Clock, Health, HealthReporter, Job, RealClock, WorkerPool
 from common.leases import heartbeat_name, heartbeat_node
@@ -132,7 +132,10 @@ class Elector:
             if e is None:
                 if not wanted:
                     return
-                e = LeaseElection(name, self.identity, self.timings, self._rand)
+                timings = self.timings
+                if name == self.heartbeat and not self.economy:
+                    timings = placement_heartbeat_timings(timings)
+                e = LeaseElection(name, self.identity, timings, self._rand)
                 e.stop_on_delete = self.economy and name == self.heartbeat
                 self._elections[name] = e
             e.set_wanted(wanted and not self._stopping)

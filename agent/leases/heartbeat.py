@@ -1,7 +1,9 @@
 """Node heartbeats: which agents are up, as this node sees it.
 
-Every agent holds one Lease of its own, ``l2announcer-node-<node>`` in the agent namespace (the
-elector renews it every retry period, in both lease modes, and releases it on a planned stop).
+Every agent in economy mode or with placement on holds one Lease of its own,
+``l2announcer-node-<node>`` in the agent namespace; the elector renews it every retry period in
+economy mode, three times per lease duration when only placement reads it
+(``placement_heartbeat_timings``), and releases it on a planned stop.
 The leases reflector puts those rows in ``leases`` beside the Services' leases; this module judges
 each the way the elector judges a Service's lease, on the local monotonic clock from when this
 node saw the record change, never by its renewTime (the writer's wall clock):
@@ -44,6 +46,21 @@ IDLE_WAKE = 5.0
 """Seconds between two passes when nothing changes and nothing expires: a safety net only."""
 
 INITIALIZER = "node-liveness"
+
+
+def placement_heartbeat_timings(t: Timings) -> Timings:
+    """The heartbeat's timings when only placement reads it (the per-service lease mode).
+
+    There it says which agents are up, for spreading what is free or moving; no lease's safety
+    rests on it. Renewed three times per lease duration (not every retry period): with the
+    seed's fast timers (200 ms) every retry period would be 5 requests a second, the whole
+    default client rate limit, and the Services' own renewals would wait behind it and miss
+    their deadline. Economy mode keeps the Service timings: there the heartbeat vouches for
+    every lease the node holds."""
+    d = t.lease_duration
+    if t.retry_period >= d / 3:
+        return t
+    return Timings(d, max(t.renew_deadline, 2 * d / 3), d / 3)
 
 
 @dataclass(slots=True)

@@ -101,7 +101,7 @@ def up(
     nodes: int = 3,
     services: int = 1,
     timers: tuple[str, str, str] = FAST,
-    balance: bool = False,
+    balance: bool = True,
 ) -> LabState:
     lease, renew, retry = timers
     flags = ["--lease-duration", lease, "--renew-deadline", renew, "--retry-period", retry]

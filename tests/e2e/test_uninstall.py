@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from common.leases import heartbeat_name, lease_name
 from lab import lab
 from lab.inventory import LabState
 from tests.e2e import test_lab
@@ -138,9 +139,10 @@ def test_uninstall_leaves_no_filter_pin_state_file_lease_or_annotation(
     )
     assert (hook.returncode, hook.stderr) == (0, ""), hook
     removed = hook.stdout.splitlines()
-    assert len(removed) == 2 and all(
-        line.startswith("removed lease kube-system/") for line in removed
-    )
+    # the two Services' leases, and each node's heartbeat (placement is on by default)
+    expected = [lease_name("default", s) for s in ("service-1", "service-2")]
+    expected += [heartbeat_name(node) for node in state.node_states]
+    assert sorted(removed) == sorted(f"removed lease kube-system/{name}" for name in expected)
 
     for node in state.node_states:
         log = state.agent_log(node).read_text()

@@ -38,7 +38,9 @@ def lease(i: int) -> str:
 
 
 class Lab:
-    def __init__(self, grace: float, rebalance: bool = True) -> None:
+    def __init__(
+        self, grace: float, rebalance: bool = True, heartbeats_listed: bool = True
+    ) -> None:
         self.clock = FakeClock()
         h = started()
         h.announcer.stop()  # replaced by one with the gate and the fake clock
@@ -55,7 +57,8 @@ class Lab:
         h.write(LEASES, init=True)
         h.api.observers.append(self._reflect)  # the leases table follows the API, as watched
         h.write(NODES, Node("node1", (("zone", "a"),)), Node("node2"), Node("node3"))
-        h.write(L2_NODES, init=True)
+        if heartbeats_listed:
+            h.write(L2_NODES, init=True)
         h.write(POLICIES, EVERYTHING)
         self.h = h
 
@@ -136,6 +139,23 @@ def test_a_lease_free_for_longer_than_the_grace_is_contested_by_anyone() -> None
         lab.clock.advance(0.2)
         until(lambda: lab.mine() == {lease(theirs)})
         until(lambda: lab.contest()[f"s{theirs:02d}"].state == "announcing")
+    finally:
+        stopped(lab.h)
+
+
+def test_until_the_heartbeats_are_listed_a_node_waits_the_grace_then_contests_everything() -> None:
+    """A node that cannot list the heartbeat Leases (missing RBAC) is not kept from every lease:
+    after the grace its announcer goes on as without placement, so its elector tries, and logs
+    why it fails. Meanwhile nothing is computed, so nothing it answered is withdrawn."""
+    lab = Lab(grace=3.0, heartbeats_listed=False)
+    try:
+        lab.h.write(SERVICES, *[svc(i) for i in range(3)])
+        lab.h.announcer.start()
+        time.sleep(0.3)
+        assert lab.contest() == {} and lab.mine() == set()
+        lab.clock.advance(3.0)
+        until(lambda: lab.mine() == {lease(i) for i in range(3)})
+        assert {r.state for r in lab.contest().values()} == {"announcing"}
     finally:
         stopped(lab.h)
 

@@ -8,9 +8,15 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
+
 from agent.leases.election import Timings
 from agent.leases.elector import Elector
-from agent.leases.heartbeat import NodeLivenessMonitor, NodeLivenessView
+from agent.leases.heartbeat import (
+    NodeLivenessMonitor,
+    NodeLivenessView,
+    placement_heartbeat_timings,
+)
 from agent.leases.record import LeaseRecord, row_from_record
 from agent.runtime import FakeClock
 from common.leases import heartbeat_name, heartbeat_node, is_agent_lease, lease_name
@@ -39,7 +45,19 @@ def test_heartbeat_names() -> None:
     assert is_agent_lease(HB) and is_agent_lease(SVC) and not is_agent_lease("kube-scheduler")
 
 
-def test_the_elector_renews_its_heartbeat_every_retry_period_and_releases_it_on_stop() -> None:
+def test_only_placement_reading_it_the_heartbeat_is_renewed_three_times_per_lease_duration() -> (
+    None
+):
+    assert placement_heartbeat_timings(T) == Timings(2.0, 2 * 2.0 / 3, 2.0 / 3)
+    assert placement_heartbeat_timings(Timings(15, 5, 2)) == Timings(15, 10, 5)
+    slow = Timings(15, 10, 6)  # already at most three renewals per duration: kept
+    assert placement_heartbeat_timings(slow) == slow
+
+
+@pytest.mark.parametrize("economy", [True, False], ids=["economy", "per-service"])
+def test_the_elector_renews_its_heartbeat_and_releases_it_on_stop(economy: bool) -> None:
+    """Every retry period in economy mode (it vouches for the node's leases), three times per
+    lease duration when only placement reads it."""
     api = FakeLeaseAPI()
     events: list[tuple[str, bool]] = []
     beats: list[bool] = []
@@ -50,6 +68,7 @@ def test_the_elector_renews_its_heartbeat_every_retry_period_and_releases_it_on_
         lambda n, leading, _r: events.append((n, leading)),
         heartbeat=HB,
         on_heartbeat=lambda alive, _r: beats.append(alive),
+        economy=economy,
     )
     api.observers.append(e.observe)
     e.start()
@@ -57,9 +76,12 @@ def test_the_elector_renews_its_heartbeat_every_retry_period_and_releases_it_on_
         _wait(e.heartbeat_alive)
         assert api.leases[HB].holder == "node1"
         first = int(api.leases[HB].resource_version)
-        time.sleep(5 * T.retry_period)
+        time.sleep(2 * T.lease_duration)  # 20 retry periods, 6 thirds of the lease duration
         renewals = int(api.leases[HB].resource_version) - first
-        assert renewals >= 2  # renewed about every retry period
+        if economy:
+            assert renewals >= 8  # more than the other mode can make
+        else:
+            assert 3 <= renewals <= 7
         # Not a Service lease: not led, not a campaign, no leadership callback.
         assert e.leading() == set() and e.campaigns() == {}
         assert events == [] and beats == [True]
