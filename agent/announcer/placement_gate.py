@@ -11,7 +11,8 @@ policies, every node's labels (``nodes``, all nodes when placement is on), which
 - a lease held by a live node, when it is the destination of a move or the held unit's
   successor (the node that takes over if the holder stops renewing);
 - a free lease (never taken, released, or held by a node whose agent is gone), when placement
-  puts it here, or when it has been free for ``grace`` seconds whoever it was placed on:
+  puts it here (one released for balance: when it was moving here), or when it has been free
+  for ``grace`` seconds whoever it was placed on:
   availability never waits on balance (the chosen node may refuse it for a reason only it knows,
   such as no local endpoint, or may have died since).
 
@@ -64,6 +65,8 @@ class _Pass:
     pending: int
     """Leases this node still has to release for balance, after ``releasing``."""
     free_for: dict[str, float]
+    handed_to: dict[str, str]
+    """Free units released for balance -> the node they were moving to (see _handed_to)."""
 
 
 class PlacementGate:
@@ -112,6 +115,11 @@ class PlacementGate:
         # starts contesting then would wait a whole lease duration more).
         self._stood_by: dict[str, tuple[str, str]] = {}
         self._releasing: set[str] = set()
+        # unit -> the node it was moving to, as of the last pass that saw it held and moving:
+        # once its holder releases it, the free unit's placement is computed anew from holders
+        # that are changing at that very moment (other holders are releasing too), and may
+        # land on an old node; the destination every node agreed on keeps it for the grace.
+        self._moving_to: dict[str, str] = {}
         self._last_release = -math.inf
         self.moves = 0
         """Leases this node released for balance since it started."""
@@ -158,7 +166,7 @@ class PlacementGate:
                 + (f"; {succ} stands by to take over" if succ else "")
                 + f"; this node contests if the lease stays free for {self.grace:g}s",
             )
-        owner = pl.owner.get(key, "")
+        owner = p.handed_to.get(key) or pl.owner.get(key, "")
         if owner == me or p.free_for.get(key, 0.0) >= self.grace:
             return None
         if unit.holder and self._stood_by.get(key) == (unit.holder, me):
@@ -241,11 +249,19 @@ class PlacementGate:
             self._placed = (units, placement)
         now = self._clock.monotonic()
         free_for = {}
+        handed_to = {}
         for k, u in units.items():
             if u.held:
                 self._free_since.pop(k, None)
                 self._stood_by[k] = (u.holder, placement.successor.get(k, ""))
+                if k in placement.moving:
+                    self._moving_to[k] = placement.moving[k]
+                else:
+                    self._moving_to.pop(k, None)
             else:
+                dest = self._moving_to.get(k, "")
+                if dest in alive and dest in u.candidates:
+                    handed_to[k] = dest
                 free_for[k] = now - self._free_since.setdefault(k, now)
                 if self._stood_by.get(k, ("", ""))[0] != u.holder:
                     self._stood_by.pop(k, None)  # released, or taken since: nothing to stand by
@@ -253,8 +269,10 @@ class PlacementGate:
             del self._free_since[k]
         for k in [k for k in self._stood_by if k not in units]:
             del self._stood_by[k]
+        for k in [k for k in self._moving_to if k not in units]:
+            del self._moving_to[k]
         releasing, pending = self._pace(me, units, placement, now)
-        return _Pass(placement, units, unit_of, frozenset(releasing), pending, free_for)
+        return _Pass(placement, units, unit_of, frozenset(releasing), pending, free_for, handed_to)
 
     def _pace(
         self, me: str, units: dict[str, Unit], placement: Placement, now: float

@@ -183,6 +183,31 @@ def test_a_lease_held_by_a_live_node_is_left_to_it_and_its_successor(lab: Lab) -
     assert other.reason == "placed-elsewhere" and "node2" in other.detail
 
 
+def test_a_lease_released_for_balance_is_left_to_its_destination_for_the_grace(lab: Lab) -> None:
+    """Placed anew once free, a released lease could land elsewhere (the holders are changing
+    at that moment): the destination of the move, as every node saw it, keeps it."""
+    lab.alive("node1", "node2", "node3")
+    for i in range(12):
+        lab.held_by_other(lease(i), "node2")
+    moved = lease(9)
+    held = [Unit(lease(i), ALL, "node2") for i in range(12)]
+    assert place(held).moving[moved] == "node3"
+    free = [dataclasses.replace(u, holder="") if u.key == moved else u for u in held]
+    assert place(free).owner[moved] == "node1"  # where a fresh placement would put it
+    lab.h.write(SERVICES, *[svc(i) for i in range(12)])
+    lab.h.announcer.start()
+    until(lambda: lab.contest().get("s09", ContestEntry("", "")).state == "refused")
+    lab.held_by_other(moved, "")  # node2 hands it over
+    until(lambda: lab.contest()["s09"].holder == "")
+    time.sleep(0.3)
+    assert moved not in lab.mine()
+    row = lab.contest()["s09"]
+    assert (row.state, row.reason) == ("refused", "placed-elsewhere")
+    assert "placed on node3" in row.detail
+    lab.clock.advance(100.0)  # node3 never took it: after the grace, anyone
+    until(lambda: moved in lab.mine())
+
+
 def test_a_holder_over_its_cap_hands_over_one_lease_per_pace(lab: Lab) -> None:
     lab.alive("node1")
     lab.h.write(SERVICES, *[svc(i) for i in range(30)])
