@@ -28,7 +28,8 @@ client namespace); the outage is the longest time between two answered requests.
 The end-to-end tests check what happens in each case; how long it takes is measured here.
 
 Run: ``.venv/bin/python bench/client_view.py`` (root; ``--json`` for machine-readable output,
-``--runs N`` to repeat every case, ``--quick`` for the outages only). Exit code 1 if a
+``--runs N`` to repeat every case, ``--quick`` for the outages only, ``--lease-mode economy``
+for the agents' lease economy mode). Exit code 1 if a
 target is missed. Figures go in docs/benchmarks.md.
 """
 
@@ -72,10 +73,21 @@ SEED_LONGEST = 3.0 + 1.0  # lease duration + renew deadline
 NEIGHBOUR_BOUND = 3.0 + 2 * 0.2  # lease duration + 2 x retry period
 
 
+LEASE_MODE = ["per-service"]
+"""The agents' l2-announcements-lease-mode (``--lease-mode``)."""
+
+
 @contextmanager
 def a_lab(nodes: int, services: int, timers: tuple[str, str, str]) -> Iterator[LabState]:
     name = f"bench{secrets.token_hex(1)}"
-    with lab.running(name, nodes=nodes, services=services, timers=timers, say=lambda _: None) as s:
+    with lab.running(
+        name,
+        nodes=nodes,
+        services=services,
+        timers=timers,
+        lease_mode=LEASE_MODE[0],
+        say=lambda _: None,
+    ) as s:
         time.sleep(1.5)  # the new holder's burst of gratuitous ARPs is over
         yield s
 
@@ -172,7 +184,12 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="only the outages (SIGKILL, SIGTERM, API, link)"
     )
+    parser.add_argument(
+        "--lease-mode", default="per-service", choices=["per-service", "economy"],
+        help="the agents' l2-announcements-lease-mode",
+    )  # fmt: skip
     args = parser.parse_args()
+    LEASE_MODE[0] = args.lease_mode
     if os.geteuid() != 0:
         print("bench/client_view.py: needs root (network namespaces, BPF)", file=sys.stderr)
         return 2
