@@ -109,6 +109,18 @@ def test_lease_requests_and_the_others_share_one_rate_limit(ft: FakeTime, wire: 
     assert sent.at == 101.0
 
 
+def test_a_node_heartbeat_neither_waits_nor_delays_the_others(
+    ft: FakeTime, wire: list[Sent]
+) -> None:
+    leases = KubernetesLeaseAPI(_client(ft), "kube-system", monotonic=ft.clock)
+    beat = SendTime()
+    leases.get("cilium-l2announce-default-svc", 5.0)  # the one token of the second
+    leases.update("l2announcer-node-node1", LeaseRecord("node1", 15), 5.0, sent=beat)
+    leases.get("cilium-l2announce-default-svc", 5.0)  # the next token: 1 s, not 2
+    assert beat.at == 100.0
+    assert [(s.method, s.at) for s in wire] == [("GET", 100.0), ("PUT", 100.0), ("GET", 101.0)]
+
+
 def test_leases_get_a_connection_per_worker_and_their_own_pool(ft: FakeTime) -> None:
     api = _client(ft, qps=400, burst=400)
     leases, limits = lease_api_client(api)
