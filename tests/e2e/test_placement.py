@@ -16,6 +16,7 @@ printed for docs/benchmarks.md, not asserted beyond the bound.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import Counter
@@ -45,6 +46,47 @@ def shares(state: LabState, alive: set[str]) -> Counter[str]:
 def settled(state: LabState, alive: set[str], units: int, bound: int) -> bool:
     held = shares(state, alive)
     return sum(held.values()) == units and max(held.values()) <= bound
+
+
+@dataclasses.dataclass
+class Moves:
+    count: int = 0
+    flows: Counter[str] = dataclasses.field(default_factory=Counter)
+    """"from->to" per move."""
+    last: float = 0.0
+    """When the last move was seen (monotonic)."""
+
+
+def follow_moves(
+    state: LabState,
+    seen: dict[str, str],
+    alive: set[str],
+    units: int,
+    bound: int,
+    newcomer: str,
+    quiet: float,
+    deadline: float,
+) -> Moves:
+    """Poll the holders every 0.3 s, counting each lease that changes holder, until every unit
+    is held within ``bound``, ``newcomer`` holds some, and nothing moved for ``quiet`` seconds."""
+    moves = Moves(last=time.monotonic())
+    quiet_since = time.monotonic()
+    while True:
+        time.sleep(0.3)
+        now = lab.leases(state)
+        changed = [k for k in now if now[k] != seen.get(k) and now[k]]
+        moves.count += len(changed)
+        moves.flows.update(f"{seen.get(k) or '-'}->{now[k]}" for k in changed)
+        if changed:
+            quiet_since = moves.last = time.monotonic()
+        seen = now
+        if (
+            time.monotonic() - quiet_since >= quiet
+            and settled(state, alive, units, bound)
+            and shares(state, alive)[newcomer] > 0
+        ):
+            return moves
+        assert time.monotonic() < deadline, f"not steady with {newcomer}: {shares(state, alive)}"
 
 
 def steady(state: LabState, alive: set[str], units: int, bound: int, quiet: float) -> None:
@@ -105,29 +147,13 @@ def test_balanced_sticky_placement_and_one_owner_per_ip(lab_name: str) -> None:
     assert crashed["double"] == 0
 
     # it starts again: it gets its share back by planned handovers
-    moves = 0
     seen = lab.leases(state)
     rejoin = arpwatch(state, watched, duration=60, interval=0.1)
     time.sleep(1)
     t0 = time.monotonic()
     l2lab(lab_name, "agent", "start", owner)
     bound = math.ceil(units / 3) + 1
-    deadline = t0 + 55
-    quiet_since = time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        now = lab.leases(state)
-        changed = [k for k in now if now[k] != seen.get(k) and now[k]]
-        moves += len(changed)
-        if changed:
-            quiet_since = time.monotonic()
-        seen = now
-        if (
-            time.monotonic() - quiet_since >= 3 * retry
-            and settled(state, nodes, units, bound)
-            and shares(state, nodes)[owner] > 0
-        ):
-            break
+    moves = follow_moves(state, seen, nodes, units, bound, owner, 3 * retry, t0 + 55).count
     took_s = time.monotonic() - t0
     back = shares(state, nodes)
     rejoin.wait(timeout=90)  # its whole duration
@@ -167,26 +193,9 @@ def test_a_fourth_node_joining_gets_its_share_by_planned_handovers(lab_name: str
     assert agent is not None and agent.alive()
 
     bound = math.ceil(SERVICES / 4) + 1
-    moves, seen, last_move = 0, before, t0
-    flows: Counter[str] = Counter()  # "from->to" per move
-    quiet_since = time.monotonic()
-    deadline = t0 + 85  # the watcher runs until about t0 + 89
-    while True:
-        time.sleep(0.3)
-        now = lab.leases(state)
-        changed = [k for k in now if now[k] != seen.get(k) and now[k]]
-        moves += len(changed)
-        flows.update(f"{seen.get(k) or '-'}->{now[k]}" for k in changed)
-        if changed:
-            quiet_since = last_move = time.monotonic()
-        seen = now
-        if (
-            time.monotonic() - quiet_since >= 3 * retry
-            and settled(state, joined, SERVICES, bound)
-            and shares(state, joined)[new] > 0
-        ):
-            break
-        assert time.monotonic() < deadline, f"not steady with {new}: {shares(state, joined)}"
+    # the watcher runs until about t0 + 89
+    seen = follow_moves(state, before, joined, SERVICES, bound, new, 3 * retry, t0 + 85)
+    moves, flows, last_move = seen.count, seen.flows, seen.last
     after = lab.leases(state)
     net = sum(1 for k, h in after.items() if h != before.get(k))
     held = shares(state, joined)

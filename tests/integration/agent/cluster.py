@@ -513,16 +513,21 @@ def holdings(writes: list[LeaseWrite]) -> list[Holding]:
 
 
 def takeover(writes: list[LeaseWrite], old: str) -> tuple[LeaseWrite | None, LeaseWrite]:
-    """How a lease left ``old``: the old holder's release just before another node took it (None
-    if it did not release, e.g. it crashed), and the write by which the other node took it."""
+    """How a lease last left ``old``: the old holder's release just before another node took it
+    (None if it did not release, e.g. it crashed), and the write by which the other node took it.
+    The last time: with placement a node may have handed it over for balance before."""
     held = False
+    last: tuple[LeaseWrite | None, LeaseWrite] | None = None
     for i, w in enumerate(writes):
         if w.holder == old:
             held = True
         elif held and w.holder:
             prev = writes[i - 1]
-            return (prev if prev.writer == old and not prev.holder else None), w
-    raise AssertionError(f"the lease never left {old}: {writes}")
+            last = (prev if prev.writer == old and not prev.holder else None), w
+            held = False
+    if last is None:
+        raise AssertionError(f"the lease never left {old}: {writes}")
+    return last
 
 
 def last_renew(writes: list[LeaseWrite], node: str, before: float) -> LeaseWrite:
