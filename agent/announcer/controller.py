@@ -82,8 +82,8 @@ IDLE_WAKE = 5.0
 """Seconds between two passes' checks when nothing happens: commits and leadership changes wake
 the loop at once, so this only bounds how long a missed wake-up could delay a pass."""
 
-QUIET_REFUSALS = frozenset({"placed-elsewhere", "placement-pending"})
-"""Refusals not logged: placement's usual verdicts (``l2dbg statedb l2-contest`` shows them)."""
+QUIET_REFUSALS = frozenset({"placed-elsewhere"})
+"""Refusals not logged: placement's usual verdict (``l2dbg statedb l2-contest`` shows it)."""
 
 SETTLE_POLL = 0.05
 """Until ``l2-announce`` is initialized, the loop looks again this often (seconds): the elector
@@ -374,8 +374,7 @@ class L2Announcer:
     ) -> None:
         """One log line when a Service starts or stops being refused, or its reason changes.
         Not for placement's ``placed-elsewhere``, the usual state of most Services on most
-        nodes, nor its ``placement-pending`` of the first seconds after a start (l2-contest
-        shows both; the placement gate logs the handovers it starts)."""
+        nodes (l2-contest shows it; the placement gate logs the handovers it starts)."""
         now = {(selected[x][0].namespace, selected[x][0].name): r for x, r in refused.items()}
         for key, refusal in sorted(now.items()):
             if refusal.reason in QUIET_REFUSALS:

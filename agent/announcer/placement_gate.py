@@ -66,7 +66,7 @@ class _Pass:
     """Leases this node still has to release for balance, after ``releasing``."""
     free_for: dict[str, float]
     handed_to: dict[str, str]
-    """Free units released for balance -> the node they were moving to (see _handed_to)."""
+    """Free units released for balance -> the node they were moving to (see ``_moving_to``)."""
 
 
 class PlacementGate:
