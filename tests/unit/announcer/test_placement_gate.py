@@ -155,7 +155,7 @@ def test_until_the_heartbeats_are_listed_a_node_waits_the_grace_then_contests_ev
         assert lab.contest() == {} and lab.mine() == set()
         lab.clock.advance(3.0)
         until(lambda: lab.mine() == {lease(i) for i in range(3)})
-        assert {r.state for r in lab.contest().values()} == {"announcing"}
+        until(lambda: {r.state for r in lab.contest().values()} == {"announcing"})
     finally:
         stopped(lab.h)
 
