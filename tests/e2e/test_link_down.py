@@ -66,8 +66,14 @@ def test_link_down_hands_the_service_over_and_it_does_not_flap_back(
     time.sleep(1.0)
     down_at = time.monotonic()
     set_uplink(state, old, False, how)
-    moved = until(lambda: holder_of(state, SERVICE) not in ("", old), "another holder", 15)
-    new = holder_of(state, SERVICE)
+    holders: list[str] = []  # as read, each time: a second read could fail (kubectl)
+
+    def moved_away() -> bool:
+        holders.append(holder_of(state, SERVICE))
+        return holders[-1] not in ("", old)
+
+    moved = until(moved_away, "another holder", 15)
+    new = holders[-1]
     print(f"{how}: link down -> lease held by {new}: {moved:.3f}s")
 
     # The old holder says why it let go, and still renews nothing for it.
