@@ -82,9 +82,6 @@ IDLE_WAKE = 5.0
 """Seconds between two passes' checks when nothing happens: commits and leadership changes wake
 the loop at once, so this only bounds how long a missed wake-up could delay a pass."""
 
-QUIET_REFUSALS = frozenset({"placed-elsewhere"})
-"""Refusals not logged: placement's usual verdict (``l2dbg statedb l2-contest`` shows it)."""
-
 SETTLE_POLL = 0.05
 """Until ``l2-announce`` is initialized, the loop looks again this often (seconds): the elector
 may settle without any event (a failed attempt to take a lease back), and the settle timeout must
@@ -377,7 +374,7 @@ class L2Announcer:
         nodes (l2-contest shows it; the placement gate logs the handovers it starts)."""
         now = {(selected[x][0].namespace, selected[x][0].name): r for x, r in refused.items()}
         for key, refusal in sorted(now.items()):
-            if refusal.reason in QUIET_REFUSALS:
+            if refusal.reason == "placed-elsewhere":
                 continue
             if self.refused.get(key) != refusal:
                 log.info(
@@ -389,7 +386,7 @@ class L2Announcer:
                     ),
                 )
         for key in sorted(self.refused.keys() - now.keys()):
-            if self.refused[key].reason in QUIET_REFUSALS:
+            if self.refused[key].reason == "placed-elsewhere":
                 continue
             log.info(
                 "Contesting the lease of a service again",
